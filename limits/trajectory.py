@@ -1,0 +1,104 @@
+"""The result type shared by every solver and the finite-width simulator.
+
+A :class:`Trajectory` records full-batch gradient descent at steps ``t = 0..T``
+(``T + 1`` entries). Solvers (kernel limit, DMFT) and the simulator all return
+it, so analysis code never needs to know where a trajectory came from.
+
+Shapes (``T = steps``, ``P`` train points, ``Q`` test points, ``S`` seeds):
+
+- ``loss``: (T+1,) train loss ``1/(2P) sum (f - y)^2`` averaged over random
+  initializations (ensemble mean for a simulator).
+- ``predictions``: (T+1, P) mean predictor on the train set.
+- ``test_predictions``: (T+1, Q) or None.
+- ``losses``: (S, T+1) per-seed losses (simulator) or None.
+- ``loss_stderr``: (T+1,) standard error of ``loss`` (seeds or Monte Carlo) or None.
+- ``prediction_cov``: (T+1, P, P) covariance of train predictions over
+  initializations, or None (zero in deterministic limits).
+- ``ntk``: (K, P, P) NTK at ``kernel_steps`` or None.
+- ``kernels``: mapping name -> array, e.g. ``"phi1"`` of shape (K, P, P) for the
+  feature kernel of layer 1 at ``kernel_steps``; ``"g2"`` for gradient kernels.
+- ``kernel_steps``: (K,) integer steps at which kernels were recorded.
+- ``meta``: settings that produced the trajectory (solver, parametrization,
+  width, depth, lr, gamma0, ...).
+- ``diagnostics``: solver-specific information (iterations, residuals, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["Trajectory"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+    """Gradient-descent trajectory of a network or of one of its limits."""
+
+    loss: np.ndarray
+    predictions: np.ndarray
+    test_predictions: np.ndarray | None = None
+    test_loss: np.ndarray | None = None
+    losses: np.ndarray | None = None
+    loss_stderr: np.ndarray | None = None
+    prediction_cov: np.ndarray | None = None
+    ntk: np.ndarray | None = None
+    kernels: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    kernel_steps: np.ndarray | None = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    diagnostics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        loss = np.asarray(self.loss)
+        if loss.ndim != 1:
+            raise ValueError(f"Trajectory.loss must have shape (steps+1,), got {loss.shape}")
+        preds = np.asarray(self.predictions)
+        if preds.ndim != 2 or preds.shape[0] != loss.shape[0]:
+            raise ValueError(
+                "Trajectory.predictions must have shape (steps+1, P) matching loss; "
+                f"got {preds.shape} with loss {loss.shape}"
+            )
+        if self.losses is not None and np.asarray(self.losses).shape[-1] != loss.shape[0]:
+            raise ValueError("Trajectory.losses must have shape (seeds, steps+1)")
+
+    @property
+    def steps(self) -> int:
+        """Number of gradient steps ``T`` (the trajectory has ``T + 1`` entries)."""
+        return int(np.asarray(self.loss).shape[0] - 1)
+
+    @property
+    def times(self) -> np.ndarray:
+        """Step indices ``0..T``."""
+        return np.arange(self.steps + 1)
+
+    @property
+    def final_loss(self) -> float:
+        return float(np.asarray(self.loss)[-1])
+
+    def kernel(self, name: str) -> np.ndarray:
+        """Recorded kernel by name (``"ntk"``, ``"phi1"``, ``"g2"``, ...)."""
+        if name == "ntk":
+            if self.ntk is None:
+                raise KeyError("this trajectory recorded no NTK; ask the solver to record it")
+            return np.asarray(self.ntk)
+        if name not in self.kernels:
+            known = ", ".join(sorted(self.kernels)) or "none"
+            raise KeyError(f"kernel {name!r} was not recorded (recorded: {known})")
+        return np.asarray(self.kernels[name])
+
+    def replace(self, **changes: Any) -> "Trajectory":
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> str:
+        """One-line human-readable summary."""
+        solver = self.meta.get("solver", "?")
+        width = self.meta.get("width", "?")
+        return (
+            f"Trajectory[{solver}, width={width}, steps={self.steps}]: "
+            f"loss {float(np.asarray(self.loss)[0]):.4g} -> {self.final_loss:.4g}"
+        )
+
+    def __repr__(self) -> str:  # keep reprs short: arrays can be large
+        return self.summary()
