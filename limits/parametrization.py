@@ -1,0 +1,662 @@
+r"""Symbolic abc-parametrization tables, their classification, and instantiation.
+
+An MLP with ``depth`` = L hidden layers has layers ``l = 1..L+1`` (Tensor
+Programs IV numbering: 1 is the input layer, L+1 the readout). Layer l has
+
+.. math::  W^l = \alpha_l\, n^{-a_l}\, w^l,\quad w^l_{ij} \sim N(0, \sigma_l^2 n^{-2 b_l}),
+           \quad \text{learning rate } \eta\,\eta_l\, n^{-c_l},
+
+with width exponents ``a, b, c`` (sympy Rationals or symbols) and O(1) constants
+multiplier ``alpha``, init std ``sigma`` and learning-rate factor ``eta_l``. The
+input layer also carries the fixed ``1/sqrt(D)`` of the pinned convention
+(DESIGN.md), so ``h^1 = W^1 x`` has O(1) coordinates for inputs with O(1)
+coordinates.
+
+Classification (TP4 Theorem 3.3, with per-layer learning rates as in Everett et
+al. 2024 and Adam as in TP4b). With ``theta = a_{L+1}+b_{L+1}`` the readout scale,
+
+SGD
+    backward scale ``beta = min(theta, 2 a_{L+1} + c_{L+1})``;
+    ``r_l = beta + 2 a_l + c_l - 1 + [l = 1]`` (feature update of layer l is
+    ``n^{-r_l}``); readout update exponent ``s = 2 a_{L+1} + c_{L+1} - 1``.
+Adam
+    ``r_l = a_l + c_l - 1 + [l = 1]``; ``s = a_{L+1} + c_{L+1} - 1``.
+
+``r = min_l r_l``. Stable iff ``a_1+b_1 = 0``, ``a_l+b_l = 1/2`` (hidden),
+``theta >= 1/2``, ``r >= 0``, ``s >= 0`` and ``theta + r >= 1``. A stable table is
+nontrivial iff ``s = 0`` or ``theta + r = 1``; then it is feature learning iff
+``r = 0`` and in the kernel regime otherwise.
+
+The one numeric source of truth is :meth:`Parametrization.instantiate`, which both
+the finite-width simulator and the limit solvers consume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+import numpy as np
+import sympy as sp
+
+__all__ = [
+    "Layer",
+    "Parametrization",
+    "Classification",
+    "Exponents",
+    "Network",
+    "KernelLimit",
+    "param",
+    "PRESETS",
+    "n",
+]
+
+n = sp.Symbol("n", positive=True)
+"""The width symbol used in predicted scaling expressions."""
+
+PRESETS = ("sp", "ntk", "mup", "mfp")
+OPTIMIZERS = ("sgd", "adam")
+REGIMES = ("unstable", "trivial", "kernel", "feature_learning")
+
+_HALF = sp.Rational(1, 2)
+
+
+def _exponent(value, field: str) -> sp.Expr:
+    """Convert a user value into an exact sympy exponent, or raise naming the field."""
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be a number or sympy symbol, got a bool")
+    if isinstance(value, (int, np.integer, Fraction)):
+        return sp.Rational(value)
+    if isinstance(value, str):
+        try:
+            return sp.Rational(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            pass
+        try:
+            expr = sp.sympify(value, rational=True)
+        except (sp.SympifyError, SyntaxError, TypeError) as exc:
+            raise ValueError(f"{field} = {value!r} is not a number or expression; use e.g. '1/2'") from exc
+    elif isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise ValueError(f"{field} must be finite, got {value}")
+        return sp.Rational(Fraction(float(value)).limit_denominator(10**6))
+    elif isinstance(value, sp.Basic):
+        expr = value
+    else:
+        raise ValueError(
+            f"{field} must be a number, fraction string such as '1/2', or sympy expression; got {type(value).__name__}"
+        )
+    if not isinstance(expr, sp.Expr) or expr.has(sp.nan, sp.oo, -sp.oo, sp.zoo):
+        raise ValueError(f"{field} must be a finite real number or expression, got {expr}")
+    if not expr.free_symbols and not expr.is_real:
+        raise ValueError(f"{field} must be real, got {expr}")
+    return expr if expr.free_symbols or expr.is_Rational else sp.nsimplify(expr, rational=True)
+
+
+def _constant(value, field: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{field} must be a positive number, got {value!r}") from exc
+    if not math.isfinite(out) or out <= 0:
+        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One row of the table: width exponents and O(1) constants of a layer."""
+
+    a: sp.Expr
+    b: sp.Expr
+    c: sp.Expr
+    multiplier: float = 1.0
+    init_std: float = 1.0
+    lr_scale: float = 1.0
+
+    @property
+    def W_std(self) -> float:
+        """Effective O(1) weight scale ``multiplier * init_std`` (neural-tangents' W_std)."""
+        return self.multiplier * self.init_std
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """Regime of a table: ``regime``, ``r``, per-layer ``r_l`` and the reasons."""
+
+    regime: str
+    r: sp.Expr
+    r_l: tuple[sp.Expr, ...]
+    reasons: tuple[str, ...]
+    stable: bool
+    nontrivial: bool
+
+    def __str__(self) -> str:
+        lines = [f"regime: {self.regime}   r = {self.r}   r_l = {list(self.r_l)}"]
+        lines += [f"  {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exponents:
+    """Predicted width exponents ``e`` (quantity ~ n**e) after one step from init.
+
+    ``delta_h``: (L,) coordinate size of the feature update of hidden layer l.
+    ``delta_f``: size of the output update.
+    ``W_spectral``, ``dW_spectral``: (L+1,) spectral norms of W^l and of its update.
+    ``spectral_target``: (L+1,) exponent of sqrt(fan_out/fan_in), the spectral
+    condition of Yang, Simon & Bernstein.
+    """
+
+    delta_h: tuple[sp.Expr, ...]
+    delta_f: sp.Expr
+    W_spectral: tuple[sp.Expr, ...]
+    dW_spectral: tuple[sp.Expr, ...]
+    spectral_target: tuple[sp.Expr, ...]
+
+    def as_powers(self) -> dict[str, object]:
+        """The same exponents as sympy expressions in the width symbol ``n``."""
+        return {
+            "delta_h": [n**e for e in self.delta_h],
+            "delta_f": n**self.delta_f,
+            "W_spectral": [n**e for e in self.W_spectral],
+            "dW_spectral": [n**e for e in self.dW_spectral],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """Numeric instantiation of a table at one width (the one source of truth).
+
+    Arrays have shape (L+1,), index ``l`` = TP4 layer ``l+1``. Raw weights:
+    ``w0`` (n, D), ``w_l`` (n, n), ``wL`` (n,), entries ~ N(0, init_stds[l]^2).
+    Forward: ``h1 = multipliers[0] * w0 @ x`` (includes 1/sqrt(D)),
+    ``h_{l+1} = multipliers[l] * w_l @ phi(h_l)``, ``f = multipliers[L] * wL @ phi(h_L)``.
+    Update: ``w_l -= lr * lr_scales[l] * direction_l`` (gradient for SGD).
+    """
+
+    depth: int
+    width: int
+    input_dim: int
+    optimizer: str
+    multipliers: np.ndarray
+    init_stds: np.ndarray
+    lr_scales: np.ndarray
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        n_, D = self.width, self.input_dim
+        return [(n_, D)] + [(n_, n_)] * (self.depth - 1) + [(n_,)]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelLimit:
+    """Constants of the lazy (linearized) infinite-width limit of a table.
+
+    ``W_std``: (L+1,) per-layer weight scales for the neural-tangents-style
+    recursions (no biases). ``layer_weights``: (L+1,) ``lambda_l`` such that the
+    limiting NTK is ``sum_l lambda_l Theta_l`` with ``Theta_l`` the neural-tangents
+    contribution of layer l (computed with ``W_std``); zero where a layer's update
+    vanishes. ``f0_variance``: the initial function is a GP with covariance
+    ``f0_variance * NNGP`` (1 when the readout is O(1/sqrt n), 0 when smaller).
+    """
+
+    W_std: np.ndarray
+    layer_weights: np.ndarray
+    f0_variance: float
+
+
+def _as_list(value, length: int, field: str) -> list:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != length:
+            raise ValueError(
+                f"{field} has {len(value)} entries but the table has {length} layers "
+                f"(depth + 1); give one value per layer or a single value"
+            )
+        return list(value)
+    return [value] * length
+
+
+def _simp(expr) -> sp.Expr:
+    """Simplify only when symbols are present (exact Rationals need nothing)."""
+    expr = sp.sympify(expr)
+    return expr if not expr.free_symbols else sp.simplify(expr)
+
+
+def _numeric(expr: sp.Expr, what: str) -> sp.Expr:
+    if expr.free_symbols:
+        names = ", ".join(sorted(str(s) for s in expr.free_symbols))
+        raise ValueError(f"{what} depends on free symbols ({names}); substitute them first with p.subs({names}=...)")
+    return expr
+
+
+def _ge(x: sp.Expr, y: sp.Expr, what: str) -> bool:
+    return bool(_numeric(_simp(x - y), what) >= 0)
+
+
+def _eq(x: sp.Expr, y: sp.Expr, what: str) -> bool:
+    return bool(_numeric(_simp(x - y), what) == 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parametrization:
+    """An abc-parametrization table for an MLP with ``depth`` hidden layers.
+
+    ``layers`` has ``depth + 1`` rows (input, hidden..., readout);
+    ``optimizer`` is ``"sgd"`` or ``"adam"``.
+    """
+
+    layers: tuple[Layer, ...]
+    optimizer: str = "sgd"
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if len(self.layers) < 2:
+            raise ValueError("a table needs at least 2 layers (depth >= 1): input and readout")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; use 'sgd' or 'adam'")
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def from_abc(
+        cls,
+        a: Sequence,
+        b: Sequence,
+        c=0,
+        *,
+        optimizer: str = "sgd",
+        multipliers=1.0,
+        init_stds=1.0,
+        lr_scales=1.0,
+        name: str = "custom",
+    ) -> "Parametrization":
+        """Table from exponent lists ``a``, ``b`` (length depth+1) and ``c`` (scalar or list)."""
+        if isinstance(a, (str, bytes)) or not isinstance(a, Iterable):
+            raise ValueError("a must be a list with one exponent per layer (depth + 1 entries)")
+        a, b = list(a), list(b) if isinstance(b, (list, tuple, np.ndarray)) else b
+        size = len(a)
+        if size < 2:
+            raise ValueError(f"a has {size} entries; a table needs depth + 1 >= 2 layers")
+        b = _as_list(b, size, "b")
+        c = _as_list(c, size, "c")
+        mult = _as_list(multipliers, size, "multipliers")
+        init = _as_list(init_stds, size, "init_stds")
+        lrs = _as_list(lr_scales, size, "lr_scales")
+        layers = tuple(
+            Layer(
+                _exponent(a[i], f"a[{i}] (layer {i + 1})"),
+                _exponent(b[i], f"b[{i}] (layer {i + 1})"),
+                _exponent(c[i], f"c[{i}] (layer {i + 1})"),
+                _constant(mult[i], f"multipliers[{i}]"),
+                _constant(init[i], f"init_stds[{i}]"),
+                _constant(lrs[i], f"lr_scales[{i}]"),
+            )
+            for i in range(size)
+        )
+        return cls(layers, optimizer, name)
+
+    def replace(self, **changes) -> "Parametrization":
+        return dataclasses.replace(self, **changes)
+
+    def subs(self, **values) -> "Parametrization":
+        """Substitute values for symbols in the exponents."""
+        table = {sp.Symbol(k): v for k, v in values.items()}
+
+        def sub(e):
+            return sp.nsimplify(e.subs(table)) if e.free_symbols else e
+
+        return self.replace(layers=tuple(dataclasses.replace(L, a=sub(L.a), b=sub(L.b), c=sub(L.c)) for L in self.layers))
+
+    # ------------------------------------------------------------ accessors
+    @property
+    def depth(self) -> int:
+        """Number of hidden layers L (the table has L + 1 rows)."""
+        return len(self.layers) - 1
+
+    @property
+    def a(self) -> tuple[sp.Expr, ...]:
+        return tuple(L.a for L in self.layers)
+
+    @property
+    def b(self) -> tuple[sp.Expr, ...]:
+        return tuple(L.b for L in self.layers)
+
+    @property
+    def c(self) -> tuple[sp.Expr, ...]:
+        return tuple(L.c for L in self.layers)
+
+    @property
+    def readout_scale(self) -> sp.Expr:
+        """``theta = a_{L+1} + b_{L+1}``: the readout weights have coordinates n^-theta."""
+        last = self.layers[-1]
+        return last.a + last.b
+
+    # ------------------------------------------------------- classification
+    def _r_terms(self) -> tuple[list[sp.Expr], sp.Expr]:
+        """Per-layer feature-update exponents ``r_l`` (l = 1..L) and readout exponent ``s``."""
+        last = self.layers[-1]
+        hidden = self.layers[:-1]
+        if self.optimizer == "sgd":
+            beta = sp.Min(self.readout_scale, 2 * last.a + last.c)
+            r_l = [beta + 2 * L.a + L.c - 1 + (1 if i == 0 else 0) for i, L in enumerate(hidden)]
+            s = 2 * last.a + last.c - 1
+        else:
+            r_l = [L.a + L.c - 1 + (1 if i == 0 else 0) for i, L in enumerate(hidden)]
+            s = last.a + last.c - 1
+        return [_simp(r) for r in r_l], _simp(s)
+
+    def classify(self) -> Classification:
+        """Regime of the infinite-width limit (TP4 Thm 3.3; per-layer c; Adam per TP4b)."""
+        what = "classification"
+        reasons: list[str] = []
+        stable = True
+
+        def check(ok: bool, text: str) -> None:
+            nonlocal stable
+            stable &= ok
+            reasons.append(("ok    " if ok else "FAILS ") + text)
+
+        first = self.layers[0]
+        check(_eq(first.a + first.b, 0, what), f"a_1 + b_1 = {first.a + first.b} (must be 0: h^1 = Theta(1) at init)")
+        for i, L in enumerate(self.layers[1:-1], start=2):
+            check(
+                _eq(L.a + L.b, _HALF, what),
+                f"a_{i} + b_{i} = {L.a + L.b} (must be 1/2: h^{i} = Theta(1) at init)",
+            )
+        theta = self.readout_scale
+        Lp1 = self.depth + 1
+        check(_ge(theta, _HALF, what), f"a_{Lp1} + b_{Lp1} = {theta} (must be >= 1/2: f_0 = O(1))")
+        r_l, s = self._r_terms()
+        r = sp.Min(*r_l)
+        check(_ge(r, 0, what), f"r = min_l r_l = {r} (must be >= 0: feature updates O(1))")
+        rate = "2a_{L+1} + c_{L+1} - 1" if self.optimizer == "sgd" else "a_{L+1} + c_{L+1} - 1"
+        check(_ge(s, 0, what), f"{rate} = {s} (must be >= 0: readout update O(1))")
+        check(_ge(theta + r, 1, what), f"a_{Lp1} + b_{Lp1} + r = {_simp(theta + r)} (must be >= 1: f update O(1))")
+        nontrivial = False
+        if stable:
+            via_readout = _eq(s, 0, what)
+            via_features = _eq(theta + r, 1, what)
+            nontrivial = via_readout or via_features
+            if nontrivial:
+                how = " and ".join(
+                    t for t, ok in (("readout update is Theta(1)", via_readout), ("feature-driven f update is Theta(1)", via_features)) if ok
+                )
+                reasons.append(f"nontrivial: {how}")
+            else:
+                reasons.append("trivial: f does not move in the limit (readout and feature contributions to Delta f vanish)")
+        if not stable:
+            regime = "unstable"
+        elif not nontrivial:
+            regime = "trivial"
+        elif _eq(r, 0, what):
+            regime = "feature_learning"
+            reasons.append("feature learning: r = 0, hidden features move by Theta(1)")
+        else:
+            regime = "kernel"
+            reasons.append(f"kernel regime: r = {r} > 0, features freeze and f evolves by a fixed kernel")
+        return Classification(regime, r, tuple(r_l), tuple(reasons), stable, nontrivial)
+
+    @property
+    def regime(self) -> str:
+        return self.classify().regime
+
+    # -------------------------------------------------------------- exponents
+    def exponents(self) -> Exponents:
+        """Predicted width exponents after one step (see :class:`Exponents`)."""
+        r_l, s = self._r_terms()
+        theta = self.readout_scale
+        delta_h = tuple(_simp(-sp.Min(*r_l[: i + 1])) for i in range(self.depth))
+        delta_f = _simp(sp.Max(-s, 1 - theta - sp.Min(*r_l)))
+        last = self.layers[-1]
+        W_spec, dW_spec, target = [], [], []
+        for i, L in enumerate(self.layers):
+            is_first, is_last = i == 0, i == self.depth
+            W_spec.append(_simp(_HALF - (L.a + L.b)))
+            target.append(_HALF if is_first else (-_HALF if is_last else sp.Integer(0)))
+            if self.optimizer == "sgd":
+                beta = sp.Min(theta, 2 * last.a + last.c)
+                fan = _HALF if (is_first or is_last) else sp.Integer(1)
+                back = 0 if is_last else beta
+                dW_spec.append(_simp(fan - L.c - 2 * L.a - back))
+            else:
+                fan = _HALF if (is_first or is_last) else sp.Integer(1)
+                dW_spec.append(_simp(fan - L.c - L.a))
+        return Exponents(delta_h, delta_f, tuple(W_spec), tuple(dW_spec), tuple(target))
+
+    # ------------------------------------------------------------ symmetry
+    def shift(self, theta) -> "Parametrization":
+        """Move along the symmetry ``a -> a+t, b -> b-t, c -> c-2t`` (SGD) / ``c-t`` (Adam).
+
+        ``theta`` is one value or one per layer. Dynamics are unchanged: for SGD
+        they depend on each layer only through ``a+b`` and ``2a+c`` (Adam: ``a+c``).
+        """
+        thetas = [_exponent(t, "theta") for t in _as_list(theta, len(self.layers), "theta")]
+        k = 2 if self.optimizer == "sgd" else 1
+        layers = tuple(
+            dataclasses.replace(L, a=L.a + t, b=L.b - t, c=L.c - k * t) for L, t in zip(self.layers, thetas)
+        )
+        return self.replace(layers=layers)
+
+    def canonical(self) -> "Parametrization":
+        """Representative with every ``a_l = 0`` and constants folded to multiplier 1.
+
+        Constants have their own symmetry ``alpha -> alpha k, sigma -> sigma/k,
+        eta_l -> eta_l/k^2`` (SGD; ``/k`` for Adam), so only ``alpha*sigma`` and
+        ``alpha^2 eta_l`` (Adam: ``alpha eta_l``) matter.
+        """
+        k = 2 if self.optimizer == "sgd" else 1
+        layers = tuple(
+            Layer(
+                sp.Integer(0),
+                _simp(L.a + L.b),
+                _simp(L.c + k * L.a),
+                1.0,
+                L.multiplier * L.init_std,
+                L.lr_scale * L.multiplier**k,
+            )
+            for L in self.layers
+        )
+        return Parametrization(layers, self.optimizer, f"{self.name} (canonical)")
+
+    def equivalent(self, other: "Parametrization", rtol: float = 1e-12) -> bool:
+        """True if both tables give the same training dynamics at every width."""
+        if not isinstance(other, Parametrization):
+            raise TypeError("equivalent() compares two Parametrization tables")
+        if self.depth != other.depth or self.optimizer != other.optimizer:
+            return False
+        for A, B in zip(self.canonical().layers, other.canonical().layers):
+            if any(_simp(x - y) != 0 for x, y in ((A.b, B.b), (A.c, B.c))):
+                return False
+            if not np.allclose([A.init_std, A.lr_scale], [B.init_std, B.lr_scale], rtol=rtol, atol=0):
+                return False
+        return True
+
+    # ---------------------------------------------------------- numerics
+    def instantiate(self, width: int, input_dim: int) -> Network:
+        """Numeric multipliers, init stds and learning-rate factors at ``width``."""
+        width = _positive_int(width, "width")
+        input_dim = _positive_int(input_dim, "input_dim")
+        mult, init, lrs = [], [], []
+        for i, L in enumerate(self.layers):
+            for e, field in ((L.a, "a"), (L.b, "b"), (L.c, "c")):
+                _numeric(e, f"{field}[{i}]")
+            fan = 1.0 / math.sqrt(input_dim) if i == 0 else 1.0
+            mult.append(L.multiplier * fan * width ** (-float(L.a)))
+            init.append(L.init_std * width ** (-float(L.b)))
+            lrs.append(L.lr_scale * width ** (-float(L.c)))
+        return Network(self.depth, width, input_dim, self.optimizer, np.array(mult), np.array(init), np.array(lrs))
+
+    def kernel_limit(self) -> KernelLimit:
+        """Constants of the linearized (lazy) infinite-width dynamics; see :class:`KernelLimit`.
+
+        ``lambda_l = eta_l / sigma_l^2 * n^{e_l}`` in the limit, with
+        ``e_l = [l >= 2] - 2 a_l - c_l + 1 - 2 theta`` for l <= L and
+        ``e_{L+1} = 1 - 2 a_{L+1} - c_{L+1}``: 0 when ``e_l < 0``.
+        """
+        if self.optimizer != "sgd":
+            raise ValueError("kernel_limit() is defined for SGD tables; Adam's lazy limit is not kernel gradient descent")
+        cls = self.classify()
+        if cls.regime == "unstable":
+            raise ValueError("unstable parametrization has no limit:\n" + str(cls))
+        theta = self.readout_scale
+        weights = []
+        for i, L in enumerate(self.layers):
+            if i == self.depth:
+                e = 1 - 2 * L.a - L.c
+            else:
+                e = -2 * L.a - L.c + (1 if i >= 1 else 0) + (1 - 2 * theta)
+            e = _numeric(_simp(e), f"kernel exponent of layer {i + 1}")
+            if e > 0:
+                raise ValueError(f"layer {i + 1}'s contribution to the NTK grows like n^{e}: unstable")
+            weights.append(L.lr_scale / L.init_std**2 if e == 0 else 0.0)
+        f0 = 1.0 if _eq(theta, _HALF, "f0 variance") else 0.0
+        return KernelLimit(np.array([L.W_std for L in self.layers]), np.array(weights), f0)
+
+    def effective_gamma(self, width: float = math.inf) -> float:
+        """DMFT richness ``gamma`` of this table at ``width``: ``n^{theta-1} / W_std_{L+1}``.
+
+        ``gamma0`` for mup at any width, ``1/sqrt(n)`` for ntk, 0 at infinite width
+        for tables with ``theta < 1`` (kernel regime).
+        """
+        e = float(_numeric(self.readout_scale - 1, "effective gamma"))
+        W = self.layers[-1].W_std
+        if math.isinf(width):
+            if e == 0:
+                return 1.0 / W
+            return 0.0 if e < 0 else math.inf
+        width = _positive_int(width, "width")
+        return width**e / W
+
+    # -------------------------------------------------------------- display
+    def table(self, fmt: str = "markdown") -> str:
+        """The table as markdown (``fmt="markdown"``) or a LaTeX tabular (``"latex"``)."""
+        rows = []
+        for i, L in enumerate(self.layers):
+            kind = "input" if i == 0 else ("readout" if i == self.depth else "hidden")
+            rows.append((f"{i + 1} ({kind})", L.a, L.b, L.c, L.multiplier, L.init_std, L.lr_scale))
+        head = ("layer", "a", "b", "c", "multiplier", "init std", "lr factor")
+        if fmt == "markdown":
+            out = [f"**{self.name}** (optimizer: {self.optimizer}, depth {self.depth})", ""]
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for row in rows:
+                out.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+            return "\n".join(out)
+        if fmt == "latex":
+            out = ["\\begin{tabular}{lcccccc}", "\\hline", " & ".join(("layer", "$a$", "$b$", "$c$", "$\\alpha$", "$\\sigma$", "$\\eta_l$")) + " \\\\", "\\hline"]
+            for row in rows:
+                cells = [row[0]] + [f"${sp.latex(v)}$" for v in row[1:4]] + [f"${_fmt(v)}$" for v in row[4:]]
+                out.append(" & ".join(cells) + " \\\\")
+            out += ["\\hline", "\\end{tabular}"]
+            return "\n".join(out)
+        raise ValueError(f"unknown table format {fmt!r}; use 'markdown' or 'latex'")
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _positive_int(value, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)):
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    if int(value) <= 0:
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+# ------------------------------------------------------------------- presets
+def _preset_exponents(name: str, depth: int, optimizer: str):
+    h = _HALF
+    hidden = depth - 1
+    if name == "sp":
+        a = [0] * (depth + 1)
+        b = [0] + [h] * hidden + [h]
+        c = [0] * (depth + 1)
+    elif name == "ntk":
+        a = [0] + [h] * hidden + [h]
+        b = [0] * (depth + 1)
+        c = [0] * (depth + 1) if optimizer == "sgd" else [h] + [1] * hidden + [h]
+    elif name in ("mup", "mfp"):
+        a = [0] + [h] * hidden + [1]
+        b = [0] * (depth + 1)
+        c = [-1] * (depth + 1) if optimizer == "sgd" else [0] + [h] * hidden + [0]
+    else:
+        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)} or Parametrization.from_abc(...)")
+    return a, b, c
+
+
+def param(
+    name: str,
+    depth: int = 1,
+    *,
+    gamma0: float = 1.0,
+    optimizer: str = "sgd",
+    c=None,
+    multipliers=None,
+    init_stds=None,
+    lr_scales=None,
+) -> Parametrization:
+    """A preset table for an MLP with ``depth`` hidden layers.
+
+    Presets (SGD exponents; DESIGN.md conventions):
+
+    - ``"sp"``: standard parametrization, ``a = 0``, ``b = (0, 1/2, ..., 1/2)``,
+      ``c = 0`` unless given (``c=1`` gives the kernel regime).
+    - ``"ntk"``: ``f = w . phi(h_L)/sqrt(N)``, raw learning rate ``lr``.
+    - ``"mup"``: Bordelon-Pehlevan form of muP, ``f = w . phi(h_L)/(gamma0 N)``,
+      raw learning rate ``lr * gamma0^2 * N`` (TP4's muP shifted by theta = 1/2).
+    - ``"mfp"``: mean-field parametrization (TP4's MF for depth 1; its deep
+      extension in the same form), which equals ``mup`` in this convention.
+
+    ``gamma0`` divides the readout multiplier and multiplies every learning-rate
+    factor by ``gamma0^2`` (Adam: ``gamma0``), so function-space dynamics in the
+    kernel regime do not depend on it while feature learning does.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"preset name must be a string, got {type(name).__name__}")
+    key = name.lower()
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1 (number of hidden layers), got {depth!r}")
+    depth = int(depth)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use 'sgd' or 'adam'")
+    gamma0 = _constant(gamma0, "gamma0")
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)} or Parametrization.from_abc(...)")
+    a, b, c_default = _preset_exponents(key, depth, optimizer)
+    size = depth + 1
+    mult = [float(v) for v in _as_list(1.0 if multipliers is None else multipliers, size, "multipliers")]
+    mult[-1] = mult[-1] / gamma0
+    lr_factor = gamma0**2 if optimizer == "sgd" else gamma0
+    lrs = [float(v) * lr_factor for v in _as_list(1.0 if lr_scales is None else lr_scales, size, "lr_scales")]
+    init = 1.0 if init_stds is None else init_stds
+    label = key if gamma0 == 1.0 else f"{key}(gamma0={gamma0:g})"
+    return Parametrization.from_abc(
+        a, b, c_default if c is None else c, optimizer=optimizer, multipliers=mult, init_stds=init, lr_scales=lrs, name=label
+    )
+
+
+def resolve(p, depth: int, *, gamma0: float = 1.0, optimizer: str | None = None) -> Parametrization:
+    """Turn a preset name or table into a table of the requested ``depth``.
+
+    Entry points (solvers, simulator) call this once: a name becomes
+    ``param(name, depth, gamma0=gamma0)``; a table must have that depth.
+    """
+    if isinstance(p, Parametrization):
+        if p.depth != depth:
+            raise ValueError(f"the parametrization has depth {p.depth} but depth={depth} was requested; they must match")
+        if optimizer is not None and optimizer != p.optimizer:
+            raise ValueError(f"the parametrization is for {p.optimizer!r} but optimizer={optimizer!r} was requested")
+        return p
+    if isinstance(p, str):
+        return param(p, depth, gamma0=gamma0, optimizer=optimizer or "sgd")
+    raise ValueError(f"param must be a preset name ({', '.join(PRESETS)}) or a Parametrization, got {type(p).__name__}")
