@@ -48,6 +48,8 @@ __all__ = [
     "Exponents",
     "Network",
     "KernelLimit",
+    "Residual",
+    "DepthClassification",
     "param",
     "PRESETS",
     "n",
@@ -56,7 +58,9 @@ __all__ = [
 n = sp.Symbol("n", positive=True)
 """The width symbol used in predicted scaling expressions."""
 
-PRESETS = ("sp", "ntk", "mup", "mfp")
+MLP_PRESETS = ("sp", "ntk", "mup", "mfp")
+RESIDUAL_PRESETS = ("depth-mup", "completep", "resnet")
+PRESETS = MLP_PRESETS + RESIDUAL_PRESETS
 OPTIMIZERS = ("sgd", "adam")
 REGIMES = ("unstable", "trivial", "kernel", "feature_learning")
 
@@ -175,6 +179,10 @@ class Network:
     Forward: ``h1 = multipliers[0] * w0 @ x`` (includes 1/sqrt(D)),
     ``h_{l+1} = multipliers[l] * w_l @ phi(h_l)``, ``f = multipliers[L] * wL @ phi(h_L)``.
     Update: ``w_l -= lr * lr_scales[l] * direction_l`` (gradient for SGD).
+
+    Residual tables (``residual=True``, ``depth`` = number of blocks, arrays of
+    shape (L+2,)): ``h_{l+1} = h_l + branch_multiplier * multipliers[l] * w_l @ phi(h_l)``
+    for the blocks l = 1..L, and ``f = multipliers[L+1] * wL @ phi(h_{L+1})``.
     """
 
     depth: int
@@ -184,11 +192,13 @@ class Network:
     multipliers: np.ndarray
     init_stds: np.ndarray
     lr_scales: np.ndarray
+    residual: bool = False
+    branch_multiplier: float = 1.0
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
         n_, D = self.width, self.input_dim
-        return [(n_, D)] + [(n_, n_)] * (self.depth - 1) + [(n_,)]
+        return [(n_, D)] + [(n_, n_)] * (len(self.multipliers) - 2) + [(n_,)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,11 +211,14 @@ class KernelLimit:
     contribution of layer l (computed with ``W_std``); zero where a layer's update
     vanishes. ``f0_variance``: the initial function is a GP with covariance
     ``f0_variance * NNGP`` (1 when the readout is O(1/sqrt n), 0 when smaller).
+    ``branch_multiplier``: ``beta L^{-alpha}`` for residual tables (blocks are
+    ``h + branch_multiplier * Dense(W_std)(phi(h))``), None for MLPs.
     """
 
     W_std: np.ndarray
     layer_weights: np.ndarray
     f0_variance: float
+    branch_multiplier: float | None = None
 
 
 def _as_list(value, length: int, field: str) -> list:
@@ -240,17 +253,71 @@ def _eq(x: sp.Expr, y: sp.Expr, what: str) -> bool:
     return bool(_numeric(_simp(x - y), what) == 0)
 
 
+L_depth = sp.Symbol("L", positive=True)
+"""The depth symbol (number of residual blocks) used in depth-scaling expressions."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    r"""Depth scaling of a residual network ``h^{l+1} = h^l + beta L^{-alpha} W^l phi(h^l)``.
+
+    ``alpha``: branch-multiplier exponent in the number of blocks ``L``;
+    ``beta``: O(1) branch multiplier; ``lr_exponent``: the blocks' learning
+    rates scale as ``L^{lr_exponent}`` (input and readout layers do not scale).
+    """
+
+    alpha: sp.Expr
+    beta: float = 1.0
+    lr_exponent: sp.Expr = sp.Integer(0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthClassification:
+    """Behaviour of a residual table as the number of blocks ``L -> infinity``.
+
+    ``stable``: the residual stream and its updates stay O(1);
+    ``nontrivial``: the blocks' total update is Theta(1) (they learn in the limit);
+    ``every_block``: each block's update is comparable to its own initial
+    contribution (complete feature learning, alpha = 1);
+    ``branch_at_init``: ``"theta(1)"`` or ``"vanishes"`` (contribution of the
+    branches to the residual stream at init).
+    """
+
+    stable: bool
+    nontrivial: bool
+    every_block: bool
+    branch_at_init: str
+    reasons: tuple[str, ...]
+
+    @property
+    def has_limit(self) -> bool:
+        return self.stable
+
+    def __str__(self) -> str:
+        if not self.stable:
+            head = "depth limit: unstable (no infinite-depth limit)"
+        else:
+            head = (
+                f"depth limit: stable, {'nontrivial' if self.nontrivial else 'blocks frozen'}, "
+                f"{'feature learning in every block' if self.every_block else 'blocks lazy relative to their init'}"
+            )
+        return "\n".join([head] + [f"  {r}" for r in self.reasons])
+
+
 @dataclasses.dataclass(frozen=True)
 class Parametrization:
     """An abc-parametrization table for an MLP with ``depth`` hidden layers.
 
     ``layers`` has ``depth + 1`` rows (input, hidden..., readout);
-    ``optimizer`` is ``"sgd"`` or ``"adam"``.
+    ``optimizer`` is ``"sgd"`` or ``"adam"``. With ``residual`` set, the rows
+    between input and readout are residual blocks and ``depth`` is the number
+    of blocks (``depth + 2`` rows); see :class:`Residual`.
     """
 
     layers: tuple[Layer, ...]
     optimizer: str = "sgd"
     name: str = "custom"
+    residual: Residual | None = None
 
     def __post_init__(self) -> None:
         if len(self.layers) < 2:
@@ -271,6 +338,7 @@ class Parametrization:
         init_stds=1.0,
         lr_scales=1.0,
         name: str = "custom",
+        residual: Residual | None = None,
     ) -> "Parametrization":
         """Table from exponent lists ``a``, ``b`` (length depth+1) and ``c`` (scalar or list)."""
         if isinstance(a, (str, bytes)) or not isinstance(a, Iterable):
@@ -295,7 +363,7 @@ class Parametrization:
             )
             for i in range(size)
         )
-        return cls(layers, optimizer, name)
+        return cls(layers, optimizer, name, residual)
 
     def replace(self, **changes) -> "Parametrization":
         return dataclasses.replace(self, **changes)
@@ -312,8 +380,47 @@ class Parametrization:
     # ------------------------------------------------------------ accessors
     @property
     def depth(self) -> int:
-        """Number of hidden layers L (the table has L + 1 rows)."""
-        return len(self.layers) - 1
+        """Number of hidden layers L (L + 1 rows), or of residual blocks (L + 2 rows)."""
+        return len(self.layers) - (2 if self.residual is not None else 1)
+
+    @property
+    def is_residual(self) -> bool:
+        return self.residual is not None
+
+    def classify_depth(self) -> DepthClassification:
+        """Large-depth behaviour of a residual table (Bordelon et al. 2023; TP6; CompleteP).
+
+        With branch ``L^{-alpha}`` and block learning rate ``L^{e}``: the branches
+        add variance ``L^{1-2 alpha}`` at init (stable iff ``alpha >= 1/2``); one
+        SGD step moves each block's output by ``L^{e-2 alpha}`` (Adam: ``L^{e-alpha}``),
+        the residual stream by ``L^{1+e-2 alpha}`` (stable iff ``<= 0``, nontrivial
+        iff ``= 0``); the update of a block relative to its initial contribution
+        ``L^{-alpha}`` is ``L^{alpha-1}`` on the nontrivial line, Theta(1) only for
+        ``alpha = 1``.
+        """
+        if self.residual is None:
+            raise ValueError("classify_depth() needs a residual table (e.g. param('depth-mup', depth=L))")
+        alpha, e = self.residual.alpha, self.residual.lr_exponent
+        what = "depth classification"
+        k = 2 if self.optimizer == "sgd" else 1
+        per_block = e - k * alpha
+        total = _simp(1 + per_block)
+        reasons = []
+        init_ok = _ge(alpha, _HALF, what)
+        reasons.append(("ok    " if init_ok else "FAILS ") + f"branch variance at init ~ L^{_simp(1 - 2 * alpha)} (needs alpha >= 1/2)")
+        upd_ok = _ge(0, total, what)
+        reasons.append(("ok    " if upd_ok else "FAILS ") + f"residual-stream update ~ L^{total} (needs <= 0)")
+        stable = init_ok and upd_ok
+        nontrivial = stable and _eq(total, 0, what)
+        ratio = _simp(per_block + alpha)
+        every = nontrivial and _eq(ratio, 0, what)
+        if stable:
+            reasons.append(
+                "blocks learn in the limit" if nontrivial else f"block updates vanish like L^{total}: only input/readout learn"
+            )
+            reasons.append(f"block update / block init contribution ~ L^{ratio}")
+        at_init = "theta(1)" if _eq(alpha, _HALF, what) else "vanishes"
+        return DepthClassification(stable, nontrivial, every, at_init, tuple(reasons))
 
     @property
     def a(self) -> tuple[sp.Expr, ...]:
@@ -366,7 +473,7 @@ class Parametrization:
                 f"a_{i} + b_{i} = {L.a + L.b} (must be 1/2: h^{i} = Theta(1) at init)",
             )
         theta = self.readout_scale
-        Lp1 = self.depth + 1
+        Lp1 = len(self.layers)
         check(_ge(theta, _HALF, what), f"a_{Lp1} + b_{Lp1} = {theta} (must be >= 1/2: f_0 = O(1))")
         r_l, s = self._r_terms()
         r = sp.Min(*r_l)
@@ -407,12 +514,12 @@ class Parametrization:
         """Predicted width exponents after one step (see :class:`Exponents`)."""
         r_l, s = self._r_terms()
         theta = self.readout_scale
-        delta_h = tuple(_simp(-sp.Min(*r_l[: i + 1])) for i in range(self.depth))
+        delta_h = tuple(_simp(-sp.Min(*r_l[: i + 1])) for i in range(len(self.layers) - 1))
         delta_f = _simp(sp.Max(-s, 1 - theta - sp.Min(*r_l)))
         last = self.layers[-1]
         W_spec, dW_spec, target = [], [], []
         for i, L in enumerate(self.layers):
-            is_first, is_last = i == 0, i == self.depth
+            is_first, is_last = i == 0, i == len(self.layers) - 1
             W_spec.append(_simp(_HALF - (L.a + L.b)))
             target.append(_HALF if is_first else (-_HALF if is_last else sp.Integer(0)))
             if self.optimizer == "sgd":
@@ -458,13 +565,13 @@ class Parametrization:
             )
             for L in self.layers
         )
-        return Parametrization(layers, self.optimizer, f"{self.name} (canonical)")
+        return Parametrization(layers, self.optimizer, f"{self.name} (canonical)", self.residual)
 
     def equivalent(self, other: "Parametrization", rtol: float = 1e-12) -> bool:
         """True if both tables give the same training dynamics at every width."""
         if not isinstance(other, Parametrization):
             raise TypeError("equivalent() compares two Parametrization tables")
-        if self.depth != other.depth or self.optimizer != other.optimizer:
+        if self.depth != other.depth or self.optimizer != other.optimizer or self.residual != other.residual:
             return False
         for A, B in zip(self.canonical().layers, other.canonical().layers):
             if any(_simp(x - y) != 0 for x, y in ((A.b, B.b), (A.c, B.c))):
@@ -485,8 +592,24 @@ class Parametrization:
             fan = 1.0 / math.sqrt(input_dim) if i == 0 else 1.0
             mult.append(L.multiplier * fan * width ** (-float(L.a)))
             init.append(L.init_std * width ** (-float(L.b)))
-            lrs.append(L.lr_scale * width ** (-float(L.c)))
-        return Network(self.depth, width, input_dim, self.optimizer, np.array(mult), np.array(init), np.array(lrs))
+            lrs.append(L.lr_scale * width ** (-float(L.c)) * self._block_lr_factor(i))
+        return Network(
+            self.depth, width, input_dim, self.optimizer, np.array(mult), np.array(init), np.array(lrs),
+            residual=self.is_residual, branch_multiplier=self.branch_multiplier(),
+        )
+
+    def branch_multiplier(self) -> float:
+        """Numeric branch multiplier ``beta * L^{-alpha}`` (1.0 for MLPs)."""
+        if self.residual is None:
+            return 1.0
+        alpha = float(_numeric(self.residual.alpha, "branch exponent alpha"))
+        return self.residual.beta * self.depth ** (-alpha)
+
+    def _block_lr_factor(self, i: int) -> float:
+        """``L^{lr_exponent}`` for residual blocks (rows 1..L), 1 otherwise."""
+        if self.residual is None or i == 0 or i == len(self.layers) - 1:
+            return 1.0
+        return self.depth ** float(_numeric(self.residual.lr_exponent, "block lr exponent"))
 
     def kernel_limit(self) -> KernelLimit:
         """Constants of the linearized (lazy) infinite-width dynamics; see :class:`KernelLimit`.
@@ -503,16 +626,17 @@ class Parametrization:
         theta = self.readout_scale
         weights = []
         for i, L in enumerate(self.layers):
-            if i == self.depth:
+            if i == len(self.layers) - 1:
                 e = 1 - 2 * L.a - L.c
             else:
                 e = -2 * L.a - L.c + (1 if i >= 1 else 0) + (1 - 2 * theta)
             e = _numeric(_simp(e), f"kernel exponent of layer {i + 1}")
             if e > 0:
                 raise ValueError(f"layer {i + 1}'s contribution to the NTK grows like n^{e}: unstable")
-            weights.append(L.lr_scale / L.init_std**2 if e == 0 else 0.0)
+            weights.append(L.lr_scale * self._block_lr_factor(i) / L.init_std**2 if e == 0 else 0.0)
         f0 = 1.0 if _eq(theta, _HALF, "f0 variance") else 0.0
-        return KernelLimit(np.array([L.W_std for L in self.layers]), np.array(weights), f0)
+        branch = self.branch_multiplier() if self.is_residual else None
+        return KernelLimit(np.array([L.W_std for L in self.layers]), np.array(weights), f0, branch)
 
     def effective_gamma(self, width: float = math.inf) -> float:
         """DMFT richness ``gamma`` of this table at ``width``: ``n^{theta-1} / W_std_{L+1}``.
@@ -534,11 +658,14 @@ class Parametrization:
         """The table as markdown (``fmt="markdown"``) or a LaTeX tabular (``"latex"``)."""
         rows = []
         for i, L in enumerate(self.layers):
-            kind = "input" if i == 0 else ("readout" if i == self.depth else "hidden")
+            kind = "input" if i == 0 else ("readout" if i == len(self.layers) - 1 else ("block" if self.is_residual else "hidden"))
             rows.append((f"{i + 1} ({kind})", L.a, L.b, L.c, L.multiplier, L.init_std, L.lr_scale))
         head = ("layer", "a", "b", "c", "multiplier", "init std", "lr factor")
         if fmt == "markdown":
             out = [f"**{self.name}** (optimizer: {self.optimizer}, depth {self.depth})", ""]
+            if self.residual is not None:
+                r = self.residual
+                out[0] += f", residual blocks: branch {r.beta:g} L^-({r.alpha}), block lr x L^({r.lr_exponent})"
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "---|" * len(head))
             for row in rows:
@@ -589,6 +716,8 @@ def _preset_exponents(name: str, depth: int, optimizer: str):
         a = [0] + [h] * hidden + [1]
         b = [0] * (depth + 1)
         c = [-1] * (depth + 1) if optimizer == "sgd" else [0] + [h] * hidden + [0]
+    elif name in RESIDUAL_PRESETS:  # depth residual blocks, muP in width
+        return _preset_exponents("mup", depth + 1, optimizer)
     else:
         raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)} or Parametrization.from_abc(...)")
     return a, b, c
@@ -604,6 +733,7 @@ def param(
     multipliers=None,
     init_stds=None,
     lr_scales=None,
+    beta: float = 1.0,
 ) -> Parametrization:
     """A preset table for an MLP with ``depth`` hidden layers.
 
@@ -617,9 +747,18 @@ def param(
     - ``"mfp"``: mean-field parametrization (TP4's MF for depth 1; its deep
       extension in the same form), which equals ``mup`` in this convention.
 
+    Residual presets (``depth`` = number of blocks L, muP in width, blocks
+    ``h <- h + beta L^{-alpha} W phi(h)/sqrt(N)``, block learning rates ``x L^e``):
+
+    - ``"depth-mup"``: ``alpha = 1/2``, ``e = 0`` (SGD) / ``-1/2`` (Adam)
+      (Bordelon et al. 2023, arXiv 2309.16620; Yang et al. TP6, arXiv 2310.02244).
+    - ``"completep"``: ``alpha = 1``, ``e = 1`` (SGD) / ``0`` (Adam).
+    - ``"resnet"``: plain un-scaled branches, ``alpha = 0``, ``e = 0``.
+
     ``gamma0`` divides the readout multiplier and multiplies every learning-rate
     factor by ``gamma0^2`` (Adam: ``gamma0``), so function-space dynamics in the
-    kernel regime do not depend on it while feature learning does.
+    kernel regime do not depend on it while feature learning does. ``beta`` is
+    the O(1) branch multiplier of residual presets.
     """
     if not isinstance(name, str):
         raise ValueError(f"preset name must be a string, got {type(name).__name__}")
@@ -633,7 +772,11 @@ def param(
     if key not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)} or Parametrization.from_abc(...)")
     a, b, c_default = _preset_exponents(key, depth, optimizer)
-    size = depth + 1
+    size = len(a)
+    residual = None
+    if key in RESIDUAL_PRESETS:
+        alpha, e_sgd, e_adam = {"depth-mup": (_HALF, 0, -_HALF), "completep": (1, 1, 0), "resnet": (0, 0, 0)}[key]
+        residual = Residual(sp.Rational(alpha), _constant(beta, "beta"), sp.Rational(e_sgd if optimizer == "sgd" else e_adam))
     mult = [float(v) for v in _as_list(1.0 if multipliers is None else multipliers, size, "multipliers")]
     mult[-1] = mult[-1] / gamma0
     lr_factor = gamma0**2 if optimizer == "sgd" else gamma0
@@ -641,7 +784,8 @@ def param(
     init = 1.0 if init_stds is None else init_stds
     label = key if gamma0 == 1.0 else f"{key}(gamma0={gamma0:g})"
     return Parametrization.from_abc(
-        a, b, c_default if c is None else c, optimizer=optimizer, multipliers=mult, init_stds=init, lr_scales=lrs, name=label
+        a, b, c_default if c is None else c, optimizer=optimizer, multipliers=mult, init_stds=init, lr_scales=lrs,
+        name=label, residual=residual,
     )
 
 

@@ -181,3 +181,36 @@ def test_presets_move_along_symmetry(depth, theta):
 def test_public_api():
     assert limits.param("mup", 2).depth == 2
     assert isinstance(limits.param("ntk"), limits.Parametrization)
+
+
+# ----------------------------------------------------------------- residual tables
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_residual_presets_depth_classification(optimizer):
+    dm = param("depth-mup", 8, optimizer=optimizer)
+    cp = param("completep", 8, optimizer=optimizer)
+    plain = param("resnet", 8, optimizer=optimizer)
+    for p in (dm, cp, plain):
+        assert p.depth == 8 and len(p.layers) == 10 and p.is_residual
+        assert p.classify().regime == "feature_learning"  # muP in width
+    d = dm.classify_depth()
+    assert d.stable and d.nontrivial and not d.every_block and d.branch_at_init == "theta(1)"
+    c = cp.classify_depth()
+    assert c.stable and c.nontrivial and c.every_block and c.branch_at_init == "vanishes"
+    assert not plain.classify_depth().stable
+    with pytest.raises(ValueError, match="residual"):
+        param("mup", 3).classify_depth()
+
+
+def test_residual_instantiate_branch_and_lr_scaling():
+    L, N = 16, 64
+    dm = param("depth-mup", L).instantiate(N, 4)
+    assert dm.residual and dm.branch_multiplier == pytest.approx(L**-0.5)
+    assert dm.shapes == [(N, 4)] + [(N, N)] * L + [(N,)]
+    np.testing.assert_allclose(dm.lr_scales, N)  # SGD depth-muP: no depth scaling of lr
+    cp = param("completep", L).instantiate(N, 4)
+    assert cp.branch_multiplier == pytest.approx(1 / L)
+    np.testing.assert_allclose(cp.lr_scales[1:-1], N * L)  # SGD CompleteP: block lr x L
+    ad = param("depth-mup", L, optimizer="adam").instantiate(N, 4)
+    np.testing.assert_allclose(ad.lr_scales[1:-1] / ad.lr_scales[0], N**-0.5 * L**-0.5)
+    assert param("depth-mup", L).kernel_limit().branch_multiplier == pytest.approx(0.25)
+    assert not param("depth-mup", 4).equivalent(param("completep", 4))
