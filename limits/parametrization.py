@@ -441,12 +441,18 @@ class Parametrization:
         return last.a + last.b
 
     # ------------------------------------------------------- classification
-    def _r_terms(self) -> tuple[list[sp.Expr], sp.Expr]:
+    def _backward_scale(self, first_step: bool = False) -> sp.Expr:
+        """Exponent ``beta`` of ``df/dh`` coordinates (SGD): ``theta`` during the first
+        step, ``min(theta, 2 a_{L+1} + c_{L+1})`` once the readout has been updated."""
+        last = self.layers[-1]
+        return self.readout_scale if first_step else sp.Min(self.readout_scale, 2 * last.a + last.c)
+
+    def _r_terms(self, first_step: bool = False) -> tuple[list[sp.Expr], sp.Expr]:
         """Per-layer feature-update exponents ``r_l`` (l = 1..L) and readout exponent ``s``."""
         last = self.layers[-1]
         hidden = self.layers[:-1]
         if self.optimizer == "sgd":
-            beta = sp.Min(self.readout_scale, 2 * last.a + last.c)
+            beta = self._backward_scale(first_step)
             r_l = [beta + 2 * L.a + L.c - 1 + (1 if i == 0 else 0) for i, L in enumerate(hidden)]
             s = 2 * last.a + last.c - 1
         else:
@@ -510,9 +516,17 @@ class Parametrization:
         return self.classify().regime
 
     # -------------------------------------------------------------- exponents
-    def exponents(self) -> Exponents:
-        """Predicted width exponents after one step (see :class:`Exponents`)."""
-        r_l, s = self._r_terms()
+    def exponents(self, steps: int = 1) -> Exponents:
+        """Predicted width exponents after ``steps`` steps from init (see :class:`Exponents`).
+
+        After one step the backward signal still has the initial readout scale
+        ``n^-theta``; from the second step on the updated readout counts too
+        (TP4's ``r``), which matters when ``2 a_{L+1} + c_{L+1} < theta`` (SP).
+        """
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        first = steps == 1
+        r_l, s = self._r_terms(first_step=first)
         theta = self.readout_scale
         delta_h = tuple(_simp(-sp.Min(*r_l[: i + 1])) for i in range(len(self.layers) - 1))
         delta_f = _simp(sp.Max(-s, 1 - theta - sp.Min(*r_l)))
@@ -523,7 +537,7 @@ class Parametrization:
             W_spec.append(_simp(_HALF - (L.a + L.b)))
             target.append(_HALF if is_first else (-_HALF if is_last else sp.Integer(0)))
             if self.optimizer == "sgd":
-                beta = sp.Min(theta, 2 * last.a + last.c)
+                beta = self._backward_scale(first)
                 fan = _HALF if (is_first or is_last) else sp.Integer(1)
                 back = 0 if is_last else beta
                 dW_spec.append(_simp(fan - L.c - 2 * L.a - back))

@@ -55,8 +55,13 @@ def test_exponents_match_tp4_intuition():
     assert all(e == 0 for e in mup.delta_h) and mup.delta_f == 0
     # spectral condition: ||W|| and ||dW|| ~ sqrt(fan_out/fan_in) for muP
     assert mup.W_spectral == mup.spectral_target == mup.dW_spectral
-    sp_ = param("sp", 3).exponents()
-    assert sp_.delta_h[-1] == 1 and sp_.delta_f > 0  # SP with c=0 blows up
+    # SP with c=0 blows up: after one step through the initial readout (n^-1/2) ...
+    first = param("sp", 2).exponents(steps=1)
+    assert first.delta_h == (sp.Rational(-1, 2), sp.Rational(1, 2)) and first.delta_f == 1
+    # ... and from the second step on through the updated O(1) readout (TP4's r = -1)
+    later = param("sp", 2).exponents(steps=2)
+    assert later.delta_h == (0, 1) and later.delta_f == sp.Rational(3, 2)
+    assert param("mup", 2).exponents(1) == param("mup", 2).exponents(5)
     ntk = param("ntk", 3).exponents()
     assert all(e == sp.Rational(-1, 2) for e in ntk.delta_h) and ntk.delta_f == 0
     assert str(param("ntk", 1).exponents().as_powers()["delta_h"][0]) == "1/sqrt(n)"
