@@ -1,0 +1,158 @@
+r"""ResNet kernels and the infinite-depth limit of the 1/sqrt(L)-branch ResNet.
+
+Architecture (neural-tangents terms): ``Dense(W, b)``; ``blocks`` times
+``h <- h + Dense(W * m, b_std=0)(phi(h))``; then ``phi``, ``Dense(1, W, b)``.
+With ``a = (W m)^2`` and ``(u, u') ~ N(0, K)`` each block maps
+
+.. math::
+    K \leftarrow K + a\,E[\phi\phi],\qquad \Theta \leftarrow \Theta + a\,(E[\phi\phi] + E[\phi'\phi']\,\Theta).
+
+With ``m = beta / sqrt(L)`` this is forward Euler with step 1/L for the ODE
+(Hayou & Yang, arXiv 2302.00453) on ``s in [0, 1]``:
+
+.. math::
+    \dot K = W^2\beta^2\, E_K[\phi\phi],\qquad \dot\Theta = W^2\beta^2\,(E_K[\phi\phi] + E_K[\phi'\phi']\,\Theta),
+
+so finite depth converges to :func:`resnet_infinite_depth` at rate O(1/L).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from limits import activations as _act
+from limits.kernels._common import Kernels, check_depth, check_inputs, nonneg
+
+__all__ = ["ResNetKernel", "resnet", "resnet_infinite_depth"]
+
+
+def _expect(act, order, k11, k12, k22):
+    return _act.gaussian_expectations(act, k11, k12, k22, order=order)
+
+
+def _readout(act, order, w2, b2, q1, q2, k, t):
+    e, ed = _expect(act, order, q1, k, q2)
+    kout = w2 * e + b2
+    return kout, kout + w2 * ed * t
+
+
+def _block_rate(act, order, a, state):
+    """Right-hand side ``a * (E[phi phi], E[phi phi] + E[phi' phi'] Theta)`` for diagonals and cross terms."""
+    q1, q2, k, t, t1, t2 = state
+    e1, d1 = _expect(act, order, q1, q1, q1)
+    e2, d2 = _expect(act, order, q2, q2, q2)
+    e, d = _expect(act, order, q1[:, None], k, q2[None, :])
+    return (a * e1, a * e2, a * e, a * (e + d * t), a * (e1 + d1 * t1), a * (e2 + d2 * t2))
+
+
+def _initial(G, n1, n2, w2, b2):
+    k = w2 * G + b2
+    q1, q2 = w2 * n1 + b2, w2 * n2 + b2
+    return (q1, q2, k, k, q1, q2)
+
+
+@functools.partial(jax.jit, static_argnames=("act", "order"))
+def _resnet_finite(G, n1, n2, w2, b2, a, act, order, blocks):
+    def body(_, state):
+        rate = _block_rate(act, order, a, state)
+        return tuple(s + r for s, r in zip(state, rate))
+
+    q1, q2, k, t, t1, t2 = jax.lax.fori_loop(0, blocks, body, _initial(G, n1, n2, w2, b2))
+    kout, tout = _readout(act, order, w2, b2, q1[:, None], q2[None, :], k, t)
+    d1 = _readout(act, order, w2, b2, q1, q1, q1, t1)
+    return kout, tout, d1
+
+
+@functools.partial(jax.jit, static_argnames=("act", "order"))
+def _resnet_ode(G, n1, n2, w2, b2, a, act, order, steps):
+    h = 1.0 / steps
+
+    def f(state):
+        return _block_rate(act, order, a, state)
+
+    def body(_, y):  # classical RK4 on s in [0, 1]
+        k1 = f(y)
+        k2 = f(tuple(v + 0.5 * h * r for v, r in zip(y, k1)))
+        k3 = f(tuple(v + 0.5 * h * r for v, r in zip(y, k2)))
+        k4 = f(tuple(v + h * r for v, r in zip(y, k3)))
+        return tuple(v + h / 6.0 * (r1 + 2 * r2 + 2 * r3 + r4) for v, r1, r2, r3, r4 in zip(y, k1, k2, k3, k4))
+
+    q1, q2, k, t, t1, t2 = jax.lax.fori_loop(0, steps, body, _initial(G, n1, n2, w2, b2))
+    kout, tout = _readout(act, order, w2, b2, q1[:, None], q2[None, :], k, t)
+    d1 = _readout(act, order, w2, b2, q1, q1, q1, t1)
+    return kout, tout, d1
+
+
+class ResNetKernel:
+    """Kernel function of a ResNet (finite ``blocks``) or its infinite-depth limit (``blocks=None``)."""
+
+    def __init__(self, blocks, activation, W_std, b_std, branch_multiplier, quadrature_order, ode_steps=None):
+        self.blocks = None if blocks is None else check_depth(blocks, "blocks")
+        self.activation = _act.get(activation)
+        self.W_std = nonneg(W_std, "W_std")
+        self.b_std = nonneg(b_std, "b_std")
+        self.branch_multiplier = nonneg(branch_multiplier, "branch_multiplier")
+        self.quadrature_order = int(quadrature_order)
+        self.ode_steps = ode_steps
+
+    def __repr__(self) -> str:
+        depth = "infinite depth" if self.blocks is None else f"blocks={self.blocks}"
+        return f"ResNetKernel({depth}, activation={self.activation.name!r}, W_std={self.W_std}, b_std={self.b_std})"
+
+    def __call__(self, X1, X2=None) -> Kernels:
+        """NNGP and NTK (P1, P2) between ``X1`` and ``X2`` (default ``X1``)."""
+        X1, X2 = check_inputs(X1, X2)
+        sym = X2 is None
+        X2 = X1 if sym else X2
+        D = X1.shape[1]
+        G = jnp.asarray(X1 @ X2.T / D)
+        n1, n2 = (jnp.asarray(np.einsum("ij,ij->i", X, X) / D) for X in (X1, X2))
+        w2, b2 = self.W_std**2, self.b_std**2
+        a = w2 * self.branch_multiplier**2
+        if self.blocks is None:
+            k, t, (d_k, d_t) = _resnet_ode(G, n1, n2, w2, b2, a, self.activation, self.quadrature_order, self.ode_steps)
+        else:
+            k, t, (d_k, d_t) = _resnet_finite(G, n1, n2, w2, b2, a, self.activation, self.quadrature_order, self.blocks)
+        k, t = np.array(k), np.array(t)
+        if sym:
+            np.fill_diagonal(k, np.asarray(d_k))
+            np.fill_diagonal(t, np.asarray(d_t))
+        return Kernels(k, t)
+
+
+def resnet(
+    blocks: int,
+    activation: str | Callable = "relu",
+    W_std: float = 1.0,
+    b_std: float = 0.0,
+    branch_multiplier: float = 1.0,
+    *,
+    quadrature_order: int = 96,
+) -> ResNetKernel:
+    """Kernel function of ``Dense(W, b)``, ``blocks x [h + Dense(W * branch_multiplier)(phi(h))]``,
+    ``phi``, ``Dense(1, W, b)``; call it as ``k(X1, X2=None)`` -> :class:`Kernels`."""
+    return ResNetKernel(blocks, activation, W_std, b_std, branch_multiplier, quadrature_order)
+
+
+def resnet_infinite_depth(
+    activation: str | Callable = "relu",
+    W_std: float = 1.0,
+    b_std: float = 0.0,
+    branch_scale: float = 1.0,
+    *,
+    ode_steps: int = 128,
+    quadrature_order: int = 96,
+) -> ResNetKernel:
+    """Depth limit of :func:`resnet` with ``branch_multiplier = branch_scale / sqrt(blocks)``.
+
+    Solves the covariance/NTK ODE on ``s in [0, 1]`` with ``ode_steps`` RK4 steps
+    (error O(ode_steps^-4)), then applies the readout.
+    """
+    if isinstance(ode_steps, bool) or not isinstance(ode_steps, (int, np.integer)) or ode_steps < 1:
+        raise ValueError(f"ode_steps must be an integer >= 1, got {ode_steps!r}")
+    return ResNetKernel(None, activation, W_std, b_std, branch_scale, quadrature_order, int(ode_steps))
