@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from limits.activations import get as _get_activation
-from limits.kernels._common import check_depth
+from limits.kernels._common import Kernels, check_depth
 from limits.kernels.mlp import mlp
 from limits.trajectory import Trajectory
 
@@ -69,6 +69,27 @@ def _quadratic_diag(B: np.ndarray, g: np.ndarray, C: np.ndarray) -> np.ndarray:
         BG = B[None, :, :] * g[t0 : t0 + chunk, None, :]
         out[t0 : t0 + chunk] = np.einsum("tqk,tqk->tq", BG @ C, BG)
     return out
+
+
+def _limit_kernels(p, limit, depth: int, act, b_std: float, backend: str, X_all: np.ndarray):
+    """NNGP and weighted NTK of the table's lazy limit on ``X_all`` (MLP or ResNet)."""
+    if limit.branch_multiplier is None:
+        return mlp(depth, act, limit.W_std, b_std, backend=backend)(X_all, layer_weights=limit.layer_weights)
+    # Residual table: the ResNet recursion takes one W_std and one weight per group
+    # (input, blocks, readout); a readout scale W_out multiplies every NTK term and
+    # the NNGP by (W_out / W)^2.
+    W = np.asarray(limit.W_std, dtype=float)
+    lam = np.asarray(limit.layer_weights, dtype=float)
+    if not (np.allclose(W[:-1], W[0]) and np.allclose(lam[1:-1], lam[1])):
+        raise ValueError(
+            "residual tables need equal W_std for the input and block layers and equal block weights "
+            f"in the kernel limit; got W_std={W.tolist()}, layer_weights={lam.tolist()}"
+        )
+    from limits.kernels.resnet import resnet
+
+    kern = resnet(depth, act, W[0], b_std, limit.branch_multiplier, layer_weights=(lam[0], lam[1], lam[-1]))(X_all)
+    scale = (W[-1] / W[0]) ** 2
+    return Kernels(scale * kern.nngp, scale * kern.ntk)
 
 
 def solve_kernel(
@@ -138,7 +159,7 @@ def solve_kernel(
 
     P = X.shape[0]
     X_all = X if X_test is None else np.concatenate([X, X_test])
-    kern = mlp(depth, act, limit.W_std, b_std, backend=backend)(X_all, layer_weights=limit.layer_weights)
+    kern = _limit_kernels(p, limit, depth, act, b_std, backend, X_all)
     K, Theta = kern.nngp[:P, :P], kern.ntk[:P, :P]
 
     lam, V = np.linalg.eigh(Theta)

@@ -35,19 +35,22 @@ def _expect(act, order, k11, k12, k22):
     return _act.gaussian_expectations(act, k11, k12, k22, order=order)
 
 
-def _readout(act, order, w2, b2, q1, q2, k, t):
+def _readout(act, order, w2, b2, q1, q2, k, t, lam_out=1.0):
     e, ed = _expect(act, order, q1, k, q2)
     kout = w2 * e + b2
-    return kout, kout + w2 * ed * t
+    return kout, lam_out * kout + w2 * ed * t
 
 
-def _block_rate(act, order, a, state):
-    """Right-hand side ``a * (E[phi phi], E[phi phi] + E[phi' phi'] Theta)`` for diagonals and cross terms."""
+def _block_rate(act, order, a, state, lam_block=1.0):
+    """Right-hand side ``a * (E[phi phi], lam E[phi phi] + E[phi' phi'] Theta)`` for diagonals and cross terms.
+
+    ``lam`` weighs the blocks' own NTK contributions (their learning rate relative to neural-tangents')."""
     q1, q2, k, t, t1, t2 = state
     e1, d1 = _expect(act, order, q1, q1, q1)
     e2, d2 = _expect(act, order, q2, q2, q2)
     e, d = _expect(act, order, q1[:, None], k, q2[None, :])
-    return (a * e1, a * e2, a * e, a * (e + d * t), a * (e1 + d1 * t1), a * (e2 + d2 * t2))
+    lb = lam_block
+    return (a * e1, a * e2, a * e, a * (lb * e + d * t), a * (lb * e1 + d1 * t1), a * (lb * e2 + d2 * t2))
 
 
 def _initial(G, n1, n2, w2, b2):
@@ -57,14 +60,15 @@ def _initial(G, n1, n2, w2, b2):
 
 
 @functools.partial(jax.jit, static_argnames=("act", "order"))
-def _resnet_finite(G, n1, n2, w2, b2, a, act, order, blocks):
+def _resnet_finite(G, n1, n2, w2, b2, a, act, order, blocks, lam=(1.0, 1.0, 1.0)):
     def body(_, state):
-        rate = _block_rate(act, order, a, state)
+        rate = _block_rate(act, order, a, state, lam[1])
         return tuple(s + r for s, r in zip(state, rate))
 
-    q1, q2, k, t, t1, t2 = jax.lax.fori_loop(0, blocks, body, _initial(G, n1, n2, w2, b2))
-    kout, tout = _readout(act, order, w2, b2, q1[:, None], q2[None, :], k, t)
-    d1 = _readout(act, order, w2, b2, q1, q1, q1, t1)
+    state0 = (*_initial(G, n1, n2, w2, b2)[:3], lam[0] * (w2 * G + b2), lam[0] * (w2 * n1 + b2), lam[0] * (w2 * n2 + b2))
+    q1, q2, k, t, t1, t2 = jax.lax.fori_loop(0, blocks, body, state0)
+    kout, tout = _readout(act, order, w2, b2, q1[:, None], q2[None, :], k, t, lam[2])
+    d1 = _readout(act, order, w2, b2, q1, q1, q1, t1, lam[2])
     return kout, tout, d1
 
 
@@ -91,7 +95,8 @@ def _resnet_ode(G, n1, n2, w2, b2, a, act, order, steps):
 class ResNetKernel:
     """Kernel function of a ResNet (finite ``blocks``) or its infinite-depth limit (``blocks=None``)."""
 
-    def __init__(self, blocks, activation, W_std, b_std, branch_multiplier, quadrature_order, ode_steps=None):
+    def __init__(self, blocks, activation, W_std, b_std, branch_multiplier, quadrature_order, ode_steps=None,
+                 layer_weights=(1.0, 1.0, 1.0)):
         self.blocks = None if blocks is None else check_depth(blocks, "blocks")
         self.activation = _act.get(activation)
         self.W_std = nonneg(W_std, "W_std")
@@ -99,6 +104,9 @@ class ResNetKernel:
         self.branch_multiplier = nonneg(branch_multiplier, "branch_multiplier")
         self.quadrature_order = int(quadrature_order)
         self.ode_steps = ode_steps
+        self.layer_weights = tuple(nonneg(v, "layer_weights") for v in layer_weights)
+        if len(self.layer_weights) != 3:
+            raise ValueError("layer_weights are (input, blocks, readout) NTK weights: three numbers")
 
     def __repr__(self) -> str:
         depth = "infinite depth" if self.blocks is None else f"blocks={self.blocks}"
@@ -117,7 +125,8 @@ class ResNetKernel:
         if self.blocks is None:
             k, t, (d_k, d_t) = _resnet_ode(G, n1, n2, w2, b2, a, self.activation, self.quadrature_order, self.ode_steps)
         else:
-            k, t, (d_k, d_t) = _resnet_finite(G, n1, n2, w2, b2, a, self.activation, self.quadrature_order, self.blocks)
+            k, t, (d_k, d_t) = _resnet_finite(G, n1, n2, w2, b2, a, self.activation, self.quadrature_order, self.blocks,
+                                              self.layer_weights)
         k, t = np.array(k), np.array(t)
         if sym:
             np.fill_diagonal(k, np.asarray(d_k))
@@ -133,10 +142,15 @@ def resnet(
     branch_multiplier: float = 1.0,
     *,
     quadrature_order: int = 96,
+    layer_weights=(1.0, 1.0, 1.0),
 ) -> ResNetKernel:
     """Kernel function of ``Dense(W, b)``, ``blocks x [h + Dense(W * branch_multiplier)(phi(h))]``,
-    ``phi``, ``Dense(1, W, b)``; call it as ``k(X1, X2=None)`` -> :class:`Kernels`."""
-    return ResNetKernel(blocks, activation, W_std, b_std, branch_multiplier, quadrature_order)
+    ``phi``, ``Dense(1, W, b)``; call it as ``k(X1, X2=None)`` -> :class:`Kernels`.
+
+    ``layer_weights = (input, blocks, readout)`` weigh each group's NTK contribution
+    (``Theta = sum_l lambda_l Theta_l``), e.g. a block learning rate scaled with depth."""
+    return ResNetKernel(blocks, activation, W_std, b_std, branch_multiplier, quadrature_order,
+                        layer_weights=layer_weights)
 
 
 def resnet_infinite_depth(

@@ -1,0 +1,50 @@
+"""Residual (depth-scaled) tables compiled into their kernel limits."""
+
+import numpy as np
+import pytest
+
+import limits
+from limits.kernels import resnet, resnet_infinite_depth
+
+
+@pytest.fixture(scope="module")
+def data():
+    return limits.datasets.teacher(P=6, D=4, seed=3)
+
+
+def test_depth_mup_kernel_is_the_resnet_kernel(data):
+    L = 8
+    traj = limits.solve_kernel("depth-mup", L, X=data.X, y=data.y, activation="relu", lr=0.5, steps=3)
+    ref = resnet(L, "relu", 1.0, 0.0, L**-0.5)(data.X)
+    np.testing.assert_allclose(traj.ntk[0], ref.ntk, rtol=1e-10)
+    # gamma0 cancels in the lazy dynamics of a muP-in-width table
+    other = limits.solve_kernel("depth-mup", L, X=data.X, y=data.y, activation="relu", lr=0.5, steps=3, gamma0=0.5)
+    np.testing.assert_allclose(other.loss, traj.loss, rtol=1e-10)
+
+
+def test_depth_mup_kernel_converges_in_depth(data):
+    inf = resnet_infinite_depth("relu", 1.0, 0.0, 1.0)(data.X).ntk
+    errs = []
+    for L in (4, 16, 64):
+        ntk = limits.solve_kernel("depth-mup", L, X=data.X, y=data.y, activation="relu", steps=1).ntk[0]
+        errs.append(np.abs(ntk - inf).max() / np.abs(inf).max())
+    slope = np.polyfit(np.log([4, 16, 64]), np.log(errs), 1)[0]
+    assert -1.2 < slope < -0.8  # forward Euler in layer time: O(1/L)
+
+
+def test_completep_branches_vanish_at_init(data):
+    # alpha = 1: branch variance L^-1 -> the NNGP tends to that of the shallow (input+readout) network
+    L = 256
+    nngp = limits.solve_kernel("completep", L, X=data.X, y=data.y, activation="relu", steps=1).kernels["nngp"][0]
+    shallow = resnet(1, "relu", 1.0, 0.0, 0.0)(data.X).nngp
+    assert np.abs(nngp - shallow).max() < 5e-3 * np.abs(shallow).max()
+
+
+def test_resnet_layer_weights_match_finite_differences_of_lr(data):
+    # NTK is linear in the layer weights: Theta(lam_in, lam_b, lam_out) = sum of the three groups
+    X = data.X
+    parts = [resnet(4, "relu", 1.2, 0.1, 0.5, layer_weights=w)(X).ntk for w in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+    full = resnet(4, "relu", 1.2, 0.1, 0.5)(X).ntk
+    np.testing.assert_allclose(sum(parts), full, rtol=1e-12)
+    mixed = resnet(4, "relu", 1.2, 0.1, 0.5, layer_weights=(2.0, 3.0, 0.5))(X).ntk
+    np.testing.assert_allclose(2 * parts[0] + 3 * parts[1] + 0.5 * parts[2], mixed, rtol=1e-12)
