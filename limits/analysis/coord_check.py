@@ -1,0 +1,201 @@
+r"""Coordinate check: measured width exponents against the parametrization's prediction.
+
+After ``steps`` full-batch steps from initialization, at each width ``n`` we
+measure the RMS coordinate change of every hidden layer's features
+``|Delta h^l| = rms(h^l_t - h^l_0)``, the RMS output change ``|Delta f|`` and
+(optionally) the spectral norms ``||W^l||``, ``||Delta W^l||`` of the effective
+weights, average over seeds, and fit ``quantity ~ n^e``. The predicted ``e``
+come from :meth:`Parametrization.exponents`. In mup every Delta h^l is
+Theta(1) (flat); in SP with a width-independent learning rate they blow up.
+
+Predictions are asymptotic in width at fixed step count: after one step the
+backward pass still sees the initial readout, from the second step on the
+updated one (``Parametrization.exponents(steps)``). In SP the updated readout
+only dominates its O(n^-1/2) init once ``lr * t >> n^-1/2``, so at small lr the
+measured exponents follow the one-step prediction for several steps; the table
+shows both predictions and says which one the measurement matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..parametrization import Parametrization, resolve
+from .fits import PowerLawFit, fit_power_law
+
+__all__ = ["coord_check", "CoordCheck"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordCheck:
+    """Result of :func:`coord_check`.
+
+    ``values[name]`` (W,) seed means, ``errors[name]`` their standard errors,
+    ``curves[name]`` (W, steps+1) seed-mean values at every step;
+    ``fits[name]`` fitted exponents; ``predicted[name]`` the table's exponents
+    after ``steps`` steps and ``predicted_first[name]`` those after one step
+    (they differ when the initial readout dominates the backward pass at step 1, as in SP).
+    Names: ``dh1..dhL``, ``df``, and with spectral norms ``W1..W{L+1}``, ``dW1..``.
+    """
+
+    widths: np.ndarray
+    values: Mapping[str, np.ndarray]
+    errors: Mapping[str, np.ndarray]
+    curves: Mapping[str, np.ndarray]
+    fits: Mapping[str, PowerLawFit]
+    predicted: Mapping[str, float]
+    predicted_first: Mapping[str, float]
+    meta: Mapping[str, object]
+
+    def measured(self, name: str) -> float:
+        """Fitted width exponent of ``name`` (NaN if it could not be fitted)."""
+        fit = self.fits.get(name)
+        return fit.exponent if fit else float("nan")
+
+    def consistent(self, name: str, tol: float = 0.15) -> bool:
+        """Predicted exponent within the fit's interval widened by ``tol``."""
+        fit = self.fits.get(name)
+        return bool(fit is not None and fit.contains(self.predicted[name], tol))
+
+    def verdict(self, name: str, tol: float = 0.15) -> str:
+        """``"yes"`` (matches the prediction), ``"t=1"`` (matches, and is closer to, the one-step
+        prediction: pre-asymptotic) or ``"NO"``."""
+        fit = self.fits.get(name)
+        if fit is None:
+            return "NO"
+        pred, first = self.predicted[name], self.predicted_first[name]
+        closer_first = abs(fit.exponent - first) < abs(fit.exponent - pred)
+        if fit.contains(pred, tol) and not (closer_first and fit.contains(first, tol)):
+            return "yes"
+        if fit.contains(first, tol):
+            return "t=1"
+        return "NO"
+
+    def table(self, tol: float = 0.15) -> str:
+        m = self.meta
+        lines = [
+            f"coordinate check: {m['param']} ({m['regime']}), depth {m['depth']}, {m['activation']}, "
+            f"{m['optimizer']}, lr={m['lr']:g}, after {m['steps']} steps, {m['seeds']} seeds",
+            f"{'quantity':<9}" + "".join(f"{'n=' + str(int(n)):>11}" for n in self.widths)
+            + f"   {'measured [95% CI]':<22} {'predicted':>9} {'(t=1)':>7}  consistent",
+        ]
+        for name, vals in self.values.items():
+            cells = "".join(f"{v:>11.3e}" for v in vals)
+            fit = self.fits.get(name)
+            pred = self.predicted.get(name, float("nan"))
+            first = self.predicted_first.get(name, float("nan"))
+            lines.append(f"{name:<9}{cells}   {str(fit) if fit else 'n/a':<22} {pred:>+9.3f} {first:>+7.2f}  {self.verdict(name, tol)}")
+        lines.append("predicted: exponents after the measured number of steps; (t=1): after one step, "
+                     "when the initial readout still dominates the backward pass")
+        return "\n".join(lines)
+
+    def plot(self, path, *, title: str = ""):
+        """Log-log panels: Delta h^l and Delta f vs width (and spectral norms), predicted slopes dashed."""
+        from .. import plotting
+
+        groups = [[k for k in self.values if k.startswith("dh") or k == "df"]]
+        if any(k.startswith("W") for k in self.values):
+            groups.append([k for k in self.values if k.startswith("W") or k.startswith("dW")])
+        fig, axes = plotting.new_figure(ncols=len(groups))
+        titles = ["feature / output updates", "spectral norms"]
+        for ax, group, head in zip(axes[0], groups, titles):
+            for name in group:
+                plotting.loglog_fit(ax, self.widths, self.values[name], self.errors[name], None,
+                                    label=f"{name} ({self.measured(name):+.2f} vs {self.predicted[name]:+.2f})",
+                                    guide=self.predicted[name])
+            plotting.finish(ax, "width n", f"size after {self.meta['steps']} steps", head)
+            plotting.widths_ticks(ax, self.widths)
+        fig.suptitle(title or f"coordinate check: {self.meta['param']}, depth {self.meta['depth']} (dashed: predicted)")
+        return plotting.save(fig, path)
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+def coord_check(
+    param: str | Parametrization,
+    depth: int,
+    widths: Sequence[int] = (64, 128, 256, 512),
+    *,
+    X=None,
+    y=None,
+    activation: str | Callable = "tanh",
+    gamma0: float = 1.0,
+    lr: float = 0.05,
+    steps: int = 3,
+    seeds: int = 4,
+    optimizer: str | None = None,
+    seed: int = 0,
+    spectral: bool = True,
+    confidence: float = 0.95,
+    progress: bool = False,
+) -> CoordCheck:
+    """Measure width exponents of ``Delta h^l``, ``Delta f`` (and spectral norms) after ``steps`` steps.
+
+    ``widths`` needs at least two distinct values. Divergence is not an error
+    here (blow-up is what a coordinate check shows): non-finite sizes are kept
+    and left out of the fits.
+    """
+    from ..finite import simulate
+
+    p = resolve(param, depth, gamma0=gamma0, optimizer=optimizer)
+    ws = sorted({int(w) for w in widths})
+    if len(ws) < 2 or any(w <= 0 for w in ws):
+        raise ValueError(f"widths must contain at least two distinct positive widths, got {list(widths)}")
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1 for a coordinate check, got {steps}")
+    record = ("features", "spectral") if spectral else ("features",)
+    per_width: dict[str, list] = {}
+    curves: dict[str, list] = {}
+    for w in ws:
+        traj = simulate(p, depth, w, X=X, y=y, activation=activation, lr=lr, steps=steps, seeds=seeds,
+                        record=record, record_steps=list(range(steps + 1)), seed=seed, progress=progress,
+                        check_divergence=False)
+        d = traj.diagnostics
+        items = {f"dh{l + 1}": d["delta_h"][:, :, l] for l in range(depth)}
+        items["df"] = d["delta_f"]
+        if spectral:
+            items.update({f"W{l + 1}": d["W_spectral"][:, :, l] for l in range(depth + 1)})
+            items.update({f"dW{l + 1}": d["dW_spectral"][:, :, l] for l in range(depth + 1)})
+        for name, arr in items.items():  # arr: (S, steps+1)
+            per_width.setdefault(name, []).append(arr[:, -1])
+            curves.setdefault(name, []).append(arr.mean(axis=0))
+    predicted = _predicted(p, depth, steps, spectral)
+    predicted_first = _predicted(p, depth, 1, spectral)
+    widths_arr = np.array(ws)
+    values, errors, fits = {}, {}, {}
+    for name, samples in per_width.items():
+        S = np.stack(samples)  # (W, S)
+        mean = S.mean(axis=1)
+        err = S.std(axis=1, ddof=1) / np.sqrt(S.shape[1]) if S.shape[1] > 1 else np.full(len(ws), np.nan)
+        values[name], errors[name] = mean, err
+        try:
+            # seed error bars are tiny relative to the systematic curvature; fit unweighted
+            fits[name] = fit_power_law(widths_arr, mean, confidence=confidence)
+        except ValueError:
+            pass
+    meta = {
+        "param": p.name, "regime": p.classify().regime, "depth": depth, "activation": getattr(activation, "__name__", activation)
+        if not isinstance(activation, str) else activation, "optimizer": p.optimizer, "lr": float(lr), "steps": steps,
+        "seeds": seeds, "gamma0": gamma0,
+    }
+    return CoordCheck(widths_arr, values, errors, {k: np.stack(v) for k, v in curves.items()}, fits, predicted,
+                      predicted_first, meta)
+
+
+def _predicted(p: Parametrization, depth: int, steps: int, spectral: bool) -> dict[str, float]:
+    """The table's predicted exponents after ``steps`` steps, keyed like the measurements."""
+    try:
+        e = p.exponents(steps=steps)
+    except TypeError:  # a table without step-dependent predictions
+        e = p.exponents()
+    out = {f"dh{l + 1}": float(e.delta_h[l]) for l in range(depth)}
+    out["df"] = float(e.delta_f)
+    if spectral:
+        out.update({f"W{l + 1}": float(e.W_spectral[l]) for l in range(depth + 1)})
+        out.update({f"dW{l + 1}": float(e.dW_spectral[l]) for l in range(depth + 1)})
+    return out

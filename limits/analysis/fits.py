@@ -1,0 +1,102 @@
+r"""Power-law fits ``y ~ A x^k`` with confidence intervals for the exponent ``k``.
+
+The fit is a (weighted) least-squares line in log-log space,
+``log y = log A + k log x``. With error bars ``yerr`` the weights are
+``1 / (yerr / y)^2`` (delta method) and the covariance is scaled by the reduced
+chi-square when that exceeds 1 (errors underestimate the scatter); the interval
+uses the normal quantile. Without error bars the residual variance sets the
+scale and the interval uses Student's t with ``n - 2`` degrees of freedom.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["PowerLawFit", "fit_power_law", "local_slopes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerLawFit:
+    """``y ~ prefactor * x**exponent``; ``ci`` is the two-sided ``confidence`` interval of the exponent."""
+
+    exponent: float
+    prefactor: float
+    stderr: float
+    ci: tuple[float, float]
+    confidence: float
+    n_points: int
+    chi2_red: float
+
+    def contains(self, value: float, tol: float = 0.0) -> bool:
+        """True if ``value`` lies in the interval widened by ``tol`` on each side."""
+        return self.ci[0] - tol <= value <= self.ci[1] + tol
+
+    def predict(self, x) -> np.ndarray:
+        return self.prefactor * np.asarray(x, dtype=float) ** self.exponent
+
+    def __str__(self) -> str:
+        lo, hi = self.ci
+        return f"{self.exponent:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _clean(x, y, yerr):
+    x = np.asarray(x, dtype=float).reshape(-1)
+    y = np.asarray(y, dtype=float).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if yerr is not None:
+        yerr = np.asarray(yerr, dtype=float).reshape(-1)
+        if yerr.shape != y.shape:
+            raise ValueError("yerr must have the same length as y")
+        keep &= np.isfinite(yerr) & (yerr > 0)
+    return x[keep], y[keep], (None if yerr is None else yerr[keep])
+
+
+def fit_power_law(x, y, yerr=None, *, confidence: float = 0.95) -> PowerLawFit:
+    """Fit ``y ~ A x^k`` using the points with positive finite ``x``, ``y`` (and ``yerr``).
+
+    Raises ``ValueError`` if fewer than two usable points remain. With exactly two
+    points and no ``yerr`` the interval is infinite.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x, y, yerr = _clean(x, y, yerr)
+    n = x.size
+    if n < 2 or np.unique(x).size < 2:
+        raise ValueError(f"a power-law fit needs at least two distinct positive finite points, got {n}")
+    u, v = np.log(x), np.log(y)
+    A = np.stack([np.ones_like(u), u], axis=1)
+    w = np.ones_like(v) if yerr is None else (y / yerr) ** 2
+    AtWA = A.T @ (A * w[:, None])
+    coef = np.linalg.solve(AtWA, A.T @ (w * v))
+    resid = v - A @ coef
+    dof = n - 2
+    chi2 = float(np.sum(w * resid**2))
+    chi2_red = chi2 / dof if dof > 0 else math.nan
+    inv = np.linalg.inv(AtWA)
+    if yerr is None:
+        if dof == 0:
+            se, q = math.inf, math.inf
+        else:
+            se = math.sqrt(chi2_red * inv[1, 1])
+            q = float(stats.t.ppf(0.5 + confidence / 2, dof))
+    else:
+        scale = max(1.0, chi2_red) if dof > 0 else 1.0
+        se = math.sqrt(scale * inv[1, 1])
+        q = float(stats.norm.ppf(0.5 + confidence / 2))
+    k = float(coef[1])
+    half = q * se
+    return PowerLawFit(k, float(np.exp(coef[0])), se, (k - half, k + half), confidence, n, chi2_red)
+
+
+def local_slopes(x, y) -> np.ndarray:
+    """Slopes ``d log y / d log x`` between consecutive points, shape (n-1,)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.diff(np.log(y)) / np.diff(np.log(x))
