@@ -2,14 +2,16 @@
 
 - :func:`compare`: deviation of finite-width trajectories from a limit vs width.
 - :func:`coord_check`: measured width exponents of feature/output updates vs predicted.
-- :func:`transfer`: optimal learning rate vs width (cached, resumable sweeps).
+- :func:`transfer`: optimal learning rate vs width and depth (cached, resumable sweeps).
+- :func:`kernel_commutation`: width-depth commutation of ResNet kernels (Hayou & Yang).
 - :func:`fit_power_law`: ``y ~ A x^k`` with a confidence interval for ``k``.
 """
 
 from .compare import Comparison, compare
 from .coord_check import CoordCheck, coord_check
+from .depth import KernelCommutation, kernel_commutation
 from .fits import PowerLawFit, fit_power_law, local_slopes
-from .transfer import TransferResult, optimal_lr, transfer
+from .transfer import DepthTransferResult, TransferResult, optimal_lr, transfer
 
 __all__ = [
     "compare",
@@ -18,7 +20,10 @@ __all__ = [
     "CoordCheck",
     "transfer",
     "TransferResult",
+    "DepthTransferResult",
     "optimal_lr",
+    "kernel_commutation",
+    "KernelCommutation",
     "fit_power_law",
     "PowerLawFit",
     "local_slopes",

@@ -156,11 +156,12 @@ def coord_check(
                         record=record, record_steps=list(range(steps + 1)), seed=seed, progress=progress,
                         check_divergence=False)
         d = traj.diagnostics
-        items = {f"dh{l + 1}": d["delta_h"][:, :, l] for l in range(depth)}
+        hidden = d["delta_h"].shape[-1]  # L hidden layers (MLP) or L+1 residual-stream vectors (ResNet)
+        items = {f"dh{l + 1}": d["delta_h"][:, :, l] for l in range(hidden)}
         items["df"] = d["delta_f"]
         if spectral:
-            items.update({f"W{l + 1}": d["W_spectral"][:, :, l] for l in range(depth + 1)})
-            items.update({f"dW{l + 1}": d["dW_spectral"][:, :, l] for l in range(depth + 1)})
+            items.update({f"W{l + 1}": d["W_spectral"][:, :, l] for l in range(hidden + 1)})
+            items.update({f"dW{l + 1}": d["dW_spectral"][:, :, l] for l in range(hidden + 1)})
         for name, arr in items.items():  # arr: (S, steps+1)
             per_width.setdefault(name, []).append(arr[:, -1])
             curves.setdefault(name, []).append(arr.mean(axis=0))
@@ -193,9 +194,10 @@ def _predicted(p: Parametrization, depth: int, steps: int, spectral: bool) -> di
         e = p.exponents(steps=steps)
     except TypeError:  # a table without step-dependent predictions
         e = p.exponents()
-    out = {f"dh{l + 1}": float(e.delta_h[l]) for l in range(depth)}
+    layers = len(p.layers)  # L+1 (MLP) or L+2 (ResNet with L blocks)
+    out = {f"dh{l + 1}": float(e.delta_h[l]) for l in range(min(layers - 1, len(e.delta_h)))}
     out["df"] = float(e.delta_f)
     if spectral:
-        out.update({f"W{l + 1}": float(e.W_spectral[l]) for l in range(depth + 1)})
-        out.update({f"dW{l + 1}": float(e.dW_spectral[l]) for l in range(depth + 1)})
+        out.update({f"W{l + 1}": float(e.W_spectral[l]) for l in range(min(layers, len(e.W_spectral)))})
+        out.update({f"dW{l + 1}": float(e.dW_spectral[l]) for l in range(min(layers, len(e.dW_spectral)))})
     return out

@@ -1,4 +1,4 @@
-r"""Learning-rate transfer across width.
+r"""Learning-rate transfer across width and depth.
 
 For every width ``n`` and learning rate ``lr`` the ensemble is trained for
 ``steps`` steps and scored by its seed-mean final loss (train, or test with
@@ -12,7 +12,15 @@ means the parametrization transfers (mup), ``k < 0`` that the optimum shifts
 Every point is cached on disk as a small JSON file keyed by a SHA-256 hash of
 everything that determines it (numeric table at that width, optimizer, data,
 activation, steps, seeds, seed, dtype), so an interrupted sweep resumes where it
-stopped. The infinite-width curve is added when a solver is importable
+stopped.
+
+With ``depths=[...]`` the sweep also runs over depth (the number of residual
+blocks L for ResNet tables, of hidden layers for MLPs) and ``lr*(L) ~ L^k`` is
+fitted at each width (:class:`DepthTransferResult`): ``k ~ 0`` for
+1/sqrt(L) branches (``"depth-mup"``, Bordelon et al. 2023; TP6), ``k < 0`` for
+plain ResNets (``"resnet"``) whose residual stream and NTK grow with depth.
+
+The infinite-width curve is added when a solver is importable
 (``limits.dmft.solve_dmft`` for feature learning, ``limits.kernels.solve_kernel``
 for the kernel regime); otherwise it is skipped with a note.
 """
@@ -36,7 +44,7 @@ from .. import data as _data
 from ..parametrization import Parametrization, resolve
 from .fits import PowerLawFit, fit_power_law
 
-__all__ = ["transfer", "TransferResult", "optimal_lr", "default_cache_dir"]
+__all__ = ["transfer", "TransferResult", "DepthTransferResult", "optimal_lr", "default_cache_dir"]
 
 _CACHE_VERSION = "transfer-v1"
 
@@ -124,6 +132,94 @@ class TransferResult:
 
     def __repr__(self) -> str:
         return self.table()
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthTransferResult:
+    """Loss grid over ``depths`` x ``widths`` x ``lrs``: ``losses`` (Dp, W, R), ``optima`` (Dp, W).
+
+    ``at_edge`` (Dp, W) flags optima at a grid edge or next to divergence;
+    ``fits[i]`` is ``lr* ~ L^k`` at ``widths[i]`` (None with < 2 usable depths);
+    ``per_depth[L]`` the width sweep (:class:`TransferResult`) at depth ``L``.
+    """
+
+    depths: np.ndarray
+    widths: np.ndarray
+    lrs: np.ndarray
+    losses: np.ndarray
+    optima: np.ndarray
+    at_edge: np.ndarray
+    fits: tuple
+    per_depth: Mapping[int, TransferResult]
+    meta: Mapping[str, Any]
+
+    @property
+    def fit(self) -> PowerLawFit | None:
+        """Depth fit at the largest width."""
+        return self.fits[-1]
+
+    @property
+    def exponent(self) -> float:
+        """Fitted depth exponent of the optimal learning rate at the largest width (NaN if not fitted)."""
+        return self.fit.exponent if self.fit is not None else float("nan")
+
+    @property
+    def n_computed(self) -> int:
+        return sum(r.n_computed for r in self.per_depth.values())
+
+    @property
+    def n_cached(self) -> int:
+        return sum(r.n_cached for r in self.per_depth.values())
+
+    def table(self) -> str:
+        m = self.meta
+        lines = [
+            f"depthwise lr transfer: {m['param']}, {m['activation']}, {m['optimizer']}, {m['steps']} steps, "
+            f"{m['seeds']} seeds, metric={m['metric']} (final loss; inf = diverged)"
+        ]
+        for i, w in enumerate(self.widths):
+            lines.append(f"width n={int(w)}")
+            lines.append(f"{'lr':>10}" + "".join(f"{'L=' + str(int(d)):>11}" for d in self.depths))
+            for j, lr in enumerate(self.lrs):
+                lines.append(f"{lr:>10.4g}" + "".join(f"{self.losses[k, i, j]:>11.3e}" for k in range(len(self.depths))))
+            lines.append(f"{'lr*':>10}" + "".join(f"{v:>10.4g}{'*' if e else ' '}" for v, e in zip(self.optima[:, i], self.at_edge[:, i])))
+            lines.append(f"optimal-lr depth exponent: {self.fits[i] if self.fits[i] else 'n/a'}   (* = grid edge or next to divergence)")
+        return "\n".join(lines)
+
+    def plot(self, path, *, title: str = "", width: int | None = None):
+        """Left: loss vs lr per depth at ``width`` (default the largest); right: lr* vs depth with the fits."""
+        from .. import plotting
+
+        i = len(self.widths) - 1 if width is None else int(np.flatnonzero(self.widths == width)[0])
+        fig, axes = plotting.new_figure(ncols=2)
+        plot_depth_curves(axes[0, 0], self, i)
+        plotting.finish(axes[0, 0], "learning rate", f"{self.meta['metric']} loss after {self.meta['steps']} steps",
+                        f"{self.meta['param']}, n={int(self.widths[i])}")
+        ax = axes[0, 1]
+        for k, w in enumerate(self.widths):
+            ok = np.isfinite(self.optima[:, k])
+            plotting.loglog_fit(ax, self.depths[ok], self.optima[ok, k], None, self.fits[k], label=f"n={int(w)}")
+        plotting.finish(ax, "depth L", "optimal learning rate", "optimum vs depth")
+        plotting.widths_ticks(ax, self.depths)
+        if title:
+            fig.suptitle(title)
+        return plotting.save(fig, path)
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+def plot_depth_curves(ax, result: DepthTransferResult, width_index: int = -1, *, cmap: str = "viridis") -> None:
+    """Loss vs lr on log-log axes, one line per depth (colour = depth), optima marked with dotted lines."""
+    from matplotlib import colormaps
+
+    colors = colormaps[cmap](np.linspace(0.0, 0.9, len(result.depths)))
+    for k, d in enumerate(result.depths):
+        row = result.losses[k, width_index]
+        ax.plot(result.lrs, np.where(np.isfinite(row), row, np.nan), "o-", ms=3, color=colors[k], label=f"L={int(d)}")
+        ax.axvline(result.optima[k, width_index], color=colors[k], lw=0.7, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
 
 
 def optimal_lr(lrs, losses) -> tuple[float, bool]:
@@ -224,11 +320,12 @@ def _limit_solver(p: Parametrization):
 
 
 def transfer(
-    param: str | Parametrization,
-    depth: int,
+    param: str | Parametrization | Callable[[int], Parametrization],
+    depth: int | None,
     widths: Sequence[int] = (64, 128, 256, 512),
     lrs: Sequence[float] | None = None,
     *,
+    depths: Sequence[int] | None = None,
     X=None,
     y=None,
     X_test=None,
@@ -253,8 +350,24 @@ def transfer(
     point cache (None: :func:`default_cache_dir`; False: no cache). ``limit``:
     also solve the infinite-width limit at each lr when a solver is importable
     (``limit_kwargs`` are passed to it, e.g. ``samples``).
+
+    ``depths``: also sweep depth (``depth`` must then be None or one of them);
+    ``param`` is a preset name or a callable ``depth -> Parametrization``.
+    Returns a :class:`DepthTransferResult` (optimal lr per depth and width, and
+    ``lr* ~ L^k`` fitted at each width); e.g.
+    ``transfer("depth-mup", None, [64], lrs, depths=[4, 8, 16, 32, 64])``.
     """
     from ..finite import simulate
+
+    if depths is not None:
+        kwargs = dict(X=X, y=y, X_test=X_test, y_test=y_test, metric=metric, activation=activation, gamma0=gamma0,
+                      steps=steps, seeds=seeds, optimizer=optimizer, seed=seed, dtype=dtype, cache_dir=cache_dir,
+                      limit=limit, limit_kwargs=limit_kwargs, progress=progress, confidence=confidence)
+        return _depth_transfer(param, depth, depths, widths, lrs, kwargs)
+    if callable(param) and not isinstance(param, (str, Parametrization)):
+        param = param(depth)
+    if depth is None:
+        raise ValueError("depth is required (or give depths=[...] for a sweep over depth)")
 
     p = resolve(param, depth, gamma0=gamma0, optimizer=optimizer)
     ws = sorted({int(w) for w in widths})
@@ -294,6 +407,8 @@ def transfer(
     for i, w in enumerate(ws):
         net = p.instantiate(w, X.shape[1])
         table = {"multipliers": net.multipliers.tolist(), "init_stds": net.init_stds.tolist(), "lr_scales": net.lr_scales.tolist()}
+        if net.residual:  # ResNets: the branch multiplier is part of the network (MLP keys unchanged)
+            table["branch_multiplier"] = float(net.branch_multiplier)
         for j, lr in enumerate(grid):
             settings = {**base, **table, "kind": "finite", "width": w, "lr": float(lr)}
             jobs.append((i, j, settings, lambda w=w, lr=lr: simulate(p, depth, w, lr=float(lr), **sim_kw)))
@@ -373,3 +488,52 @@ def transfer(
     }
     return TransferResult(np.array(ws), grid, losses, optima, edges, fit, limit_losses, limit_opt, curves,
                           n_computed, n_cached, meta)
+
+
+def _check_depths(depths, depth) -> list[int]:
+    values = list(np.atleast_1d(np.asarray(depths, dtype=object)).reshape(-1))
+    if not values or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in values):
+        raise ValueError(f"depths must be a non-empty list of integers >= 1, got {depths!r}")
+    out = sorted({int(d) for d in values})
+    if depth is not None and depth not in out:
+        raise ValueError(f"depth={depth!r} is not one of depths={out}; pass depth=None with depths=[...]")
+    return out
+
+
+def _depth_table(param, depths: Sequence[int]) -> Callable[[int], Any]:
+    """``depth -> table`` for a sweep: preset names and callables vary with depth, a fixed table cannot."""
+    if isinstance(param, str):
+        return lambda d: param
+    if isinstance(param, Parametrization):
+        if depths != [param.depth]:
+            raise ValueError(
+                f"a Parametrization has a fixed depth ({param.depth}); for depths={list(depths)} pass a preset "
+                "name or a callable depth -> Parametrization"
+            )
+        return lambda d: param
+    if callable(param):
+        return param
+    raise ValueError(f"param must be a preset name, a Parametrization or a callable depth -> Parametrization, "
+                     f"got {type(param).__name__}")
+
+
+def _depth_transfer(param, depth, depths, widths, lrs, kwargs) -> DepthTransferResult:
+    """Run :func:`transfer` at each depth and fit ``lr*(L) ~ L^k`` per width."""
+    ds = _check_depths(depths, depth)
+    table = _depth_table(param, ds)
+    per = {d: transfer(table(d), d, widths, lrs, **kwargs) for d in ds}
+    first = per[ds[0]]
+    losses = np.stack([per[d].losses for d in ds])  # (Dp, W, R)
+    optima = np.stack([per[d].optima for d in ds])
+    edges = np.stack([per[d].at_edge for d in ds])
+    depth_arr = np.array(ds, dtype=float)
+    fits = []
+    for i in range(len(first.widths)):
+        ok = np.isfinite(optima[:, i])
+        try:
+            fits.append(fit_power_law(depth_arr[ok], optima[ok, i], confidence=kwargs["confidence"]) if ok.sum() >= 2 else None)
+        except ValueError:
+            fits.append(None)
+    meta = {**first.meta, "depths": ds, "param": first.meta["param"]}
+    meta.pop("depth", None)
+    return DepthTransferResult(np.array(ds), first.widths, first.lrs, losses, optima, edges, tuple(fits), per, meta)

@@ -2,7 +2,9 @@ r"""Finite-width simulation of full-batch training, vmapped over random seeds.
 
 :func:`simulate` instantiates the parametrization at the requested width (the
 one numeric source of truth, :meth:`Parametrization.instantiate`) and trains an
-ensemble of ``seeds`` independent networks with full-batch SGD or Adam:
+ensemble of ``seeds`` independent networks (MLPs, or ResNets for residual
+tables such as ``"depth-mup"``; see :mod:`limits.finite.network`) with
+full-batch SGD or Adam:
 
 - SGD:  ``w_l <- w_l - lr * lr_scales[l] * dLoss/dw_l``;
 - Adam: ``w_l <- w_l - lr * lr_scales[l] * mhat_l / (sqrt(vhat_l) + eps)``, standard
@@ -41,9 +43,10 @@ RECORDABLE = ("ntk", "kernels", "features", "spectral")
 """Quantities :func:`simulate` can record at ``record_steps``:
 
 - ``"ntk"``: learning-rate-weighted empirical NTK (K, P, P);
-- ``"kernels"``: ``phi1..phiL`` and ``g1..gL`` (each (K, P, P)), see :mod:`limits.finite.network`;
+- ``"kernels"``: ``phi1..phiL`` and ``g1..gL`` (each (K, P, P); ResNets with L blocks:
+  ``phi1..phi{L+1}``, ``g1..g{L+1}`` for the residual stream ``h^1..h^{L+1}``), see :mod:`limits.finite.network`;
 - ``"features"``: RMS feature movement ``|h^l_t - h^l_0|`` per layer and ``|f_t - f_0|``;
-- ``"spectral"``: spectral norms of the effective weights ``m_l w_l`` and of their change since init.
+- ``"spectral"``: spectral norms of the effective weights ``m_l w_l`` (ResNet blocks: ``b m_l W_l``) and of their change since init.
 """
 
 _MAX_CHUNK = 128
@@ -101,14 +104,21 @@ def _check_record_steps(record_steps, steps: int) -> np.ndarray:
 
 # ----------------------------------------------------------- compiled pieces
 def _init_batch(seed: int, ids: Sequence[int], net, dtype) -> tuple:
-    """Stacked raw weights (one array per layer, leading axis = seeds in ``ids``)."""
-    per_seed = [_net.init_params(seed, int(i), net.init_stds, net.depth, net.width, net.input_dim, dtype) for i in ids]
-    return tuple(jnp.asarray(np.stack([ws[l] for ws in per_seed])) for l in range(net.depth + 1))
+    """Stacked raw weights (one array per entry of the params layout, leading axis = seeds in ``ids``)."""
+    per_seed = [_net.init_params(seed, int(i), net.init_stds, net.depth, net.width, net.input_dim, dtype,
+                                 residual=net.residual) for i in ids]
+    return tuple(jnp.asarray(np.stack([ws[l] for ws in per_seed])) for l in range(len(per_seed[0])))
+
+
+def _bcast(scale, w):
+    """Per-layer scale broadcast against ``w`` (stacked residual blocks: (L,) -> (L, 1, 1))."""
+    return jnp.reshape(scale, jnp.shape(scale) + (1,) * (w.ndim - jnp.ndim(scale)))
 
 
 @functools.lru_cache(maxsize=64)
 def _chunk_fn(
     depth: int,
+    residual: bool,
     activation: _activations.Activation,
     optimizer: str,
     record: frozenset,
@@ -132,7 +142,7 @@ def _chunk_fn(
         (grads,) = vjp(r / y.shape[0])
         ft = _net.forward(params, mult, Xt, phi)[0] if has_test else jnp.zeros((0,), f.dtype)
         if optimizer == "sgd":
-            new = tuple(w - lr * lr_scales[l] * g for l, (w, g) in enumerate(zip(params, grads)))
+            new = tuple(w - lr * _bcast(lr_scales[l], w) * g for l, (w, g) in enumerate(zip(params, grads)))
             return new, opt, loss, f, ft, hs
         m, v = opt
         k = (t + 1).astype(f.dtype)
@@ -140,7 +150,7 @@ def _chunk_fn(
         v = tuple(b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads))
         c1, c2 = 1 - b1**k, 1 - b2**k
         new = tuple(
-            w - lr * lr_scales[l] * (mi / c1) / (jnp.sqrt(vi / c2) + eps)
+            w - lr * _bcast(lr_scales[l], w) * (mi / c1) / (jnp.sqrt(vi / c2) + eps)
             for l, (w, mi, vi) in enumerate(zip(params, m, v))
         )
         return new, (m, v), loss, f, ft, hs
@@ -154,16 +164,13 @@ def _chunk_fn(
             if "kernels" in record:
                 out["phi"], out["g"] = _net.kernels(hs, gs, phi)
         if "features" in record:
-            out["delta_h"] = jnp.stack([jnp.sqrt(jnp.mean((h - h0) ** 2)) for h, h0 in zip(hs, hs0)])
-            out["h_rms"] = jnp.stack([jnp.sqrt(jnp.mean(h**2)) for h in hs])
+            H, H0 = _net._stack(hs), _net._stack(hs0)
+            out["delta_h"] = jnp.sqrt(jnp.mean((H - H0) ** 2, axis=(-2, -1)))
+            out["h_rms"] = jnp.sqrt(jnp.mean(H**2, axis=(-2, -1)))
             out["delta_f"] = jnp.sqrt(jnp.mean((f - f0) ** 2))
         if "spectral" in record:
-            out["W_spectral"] = jnp.stack(
-                [_net.spectral_norm(mult[l] * w) for l, w in enumerate(params)]
-            )
-            out["dW_spectral"] = jnp.stack(
-                [_net.spectral_norm(mult[l] * (w - w0)) for l, (w, w0) in enumerate(zip(params, params0))]
-            )
+            out["W_spectral"] = _net.effective_spectral_norms(params, mult)
+            out["dW_spectral"] = _net.effective_spectral_norms(tuple(w - w0 for w, w0 in zip(params, params0)), mult)
         return out
 
     def run(state, t0, count, mult, lr_scales, lr, X, y, Xt, record_steps, params0):
@@ -201,6 +208,7 @@ def _chunk_fn(
 
 # ------------------------------------------------------------------- driver
 def _buffers(record: frozenset, K: int, S: int, P: int, depth: int, dtype) -> dict:
+    """NaN-filled record buffers (K, S, ...); ``depth`` = number of hidden representations (layers - 1)."""
     shapes: dict[str, tuple] = {}
     if "ntk" in record:
         shapes["ntk"] = (P, P)
@@ -217,7 +225,7 @@ def _buffers(record: frozenset, K: int, S: int, P: int, depth: int, dtype) -> di
 def _seed_batch(seed_batch, seeds: int, net, optimizer: str, spectral: bool, itemsize: int) -> int:
     if seed_batch is not None:
         return min(_check_int(seed_batch, "seed_batch", 1), seeds)
-    count = net.width * net.input_dim + (net.depth - 1) * net.width**2 + net.width
+    count = sum(math.prod(s) for s in net.shapes)
     factor = (3 if optimizer == "sgd" else 5) + (1 if spectral else 0)
     per_seed = count * itemsize * factor
     return max(1, min(seeds, _DEFAULT_MEMORY // per_seed))
@@ -259,7 +267,9 @@ def simulate(
 
     ``param``: preset name (``limits.param(name, depth, gamma0=gamma0,
     optimizer=optimizer or "sgd")``) or a :class:`Parametrization` of depth
-    ``depth``. Data ``X`` (P, D), ``y`` (P,) (default: ``limits.datasets.teacher()``);
+    ``depth`` (for residual tables, ``"depth-mup"``, ``"completep"``, ``"resnet"``:
+    the number of blocks L; the network is the ResNet of :mod:`limits.finite.network`).
+    Data ``X`` (P, D), ``y`` (P,) (default: ``limits.datasets.teacher()``);
     loss ``1/(2P) sum (f - y)^2``, full batch, ``steps`` updates (``steps + 1``
     entries). ``record`` names quantities from :data:`RECORDABLE`, measured at
     ``record_steps`` (default ``(0, steps)``).
@@ -305,7 +315,8 @@ def simulate(
     rec = _check_record(record)
     rsteps = _check_record_steps(record_steps, steps)
     net = p.instantiate(width, X.shape[1])
-    P, Q, K, L = X.shape[0], (0 if X_test is None else X_test.shape[0]), len(rsteps), depth
+    P, Q, K = X.shape[0], (0 if X_test is None else X_test.shape[0]), len(rsteps)
+    hidden = len(net.multipliers) - 1  # hidden representations h^1..: L (MLP) or L+1 (ResNet, L blocks)
     jdt = jnp.dtype(dtype)
     batch = _seed_batch(seed_batch, seeds, net, p.optimizer, "spectral" in rec, jdt.itemsize)
 
@@ -313,10 +324,9 @@ def simulate(
     length = _MAX_CHUNK  # static buffer size; the step count per chunk is traced (one compile for any steps)
     n_chunks = -(-total // length)
     adam = (0.9, 0.999, adam_eps)
-    run = _chunk_fn(depth, act, p.optimizer, rec, length, X_test is not None, adam)
+    run = _chunk_fn(depth, bool(net.residual), act, p.optimizer, rec, length, X_test is not None, adam)
 
-    mult = jnp.asarray(net.multipliers, jdt)
-    lr_scales = jnp.asarray(net.lr_scales, jdt)
+    mult, lr_scales = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jdt), _net.layer_scales(net))
     Xj, yj = jnp.asarray(X, jdt), jnp.asarray(y, jdt)
     Xt = jnp.asarray(X_test if X_test is not None else np.zeros((0, X.shape[1])), jdt)
     rsteps_j = jnp.asarray(rsteps)
@@ -334,10 +344,11 @@ def simulate(
             init_s += time.perf_counter() - tick
             dummy = tuple(jnp.zeros((len(ids),), jdt) for _ in params)
             params0 = tuple(jnp.copy(w) for w in params) if "spectral" in rec else dummy
-            origin = ((jnp.zeros((len(ids), P), jdt), [jnp.zeros((len(ids), P, net.width), jdt) for _ in range(depth)])
-                      if "features" in rec else ((), ()))
+            h0 = (jnp.zeros((len(ids), hidden, P, net.width), jdt) if net.residual
+                  else [jnp.zeros((len(ids), P, net.width), jdt) for _ in range(hidden)])
+            origin = (jnp.zeros((len(ids), P), jdt), h0) if "features" in rec else ((), ())
             opt = () if p.optimizer == "sgd" else tuple(tuple(jnp.zeros_like(w) for w in params) for _ in range(2))
-            state = (params, opt, _buffers(rec, K, len(ids), P, depth, jdt), origin)
+            state = (params, opt, _buffers(rec, K, len(ids), P, hidden, jdt), origin)
             losses, fs, fts = [], [], []
             for c in range(n_chunks):
                 count = min(length, total - c * length)
@@ -354,7 +365,8 @@ def simulate(
                         value = float(seen[:, bad].mean())
                         raise SimulationDiverged(
                             f"simulation diverged at step {bad} (seed-mean loss {value:.3g}) for {p.name} at "
-                            f"width {net.width}, depth {depth}, lr={lr:g}; try a smaller learning rate "
+                            f"width {net.width}, depth {depth}{' blocks' if net.residual else ''}, lr={lr:g}; "
+                            f"try a smaller learning rate "
                             f"(e.g. lr={lr / 4:g})",
                             bad,
                             lr,
@@ -402,7 +414,7 @@ def _assemble(p, net, act, losses, preds, test_preds, y_test, recs, rsteps, rec,
     }
     if "kernels" in rec:
         per_seed = {}
-        for l in range(net.depth):
+        for l in range(recs["phi"].shape[2]):
             per_seed[f"phi{l + 1}"] = recs["phi"][:, :, l]
             per_seed[f"g{l + 1}"] = recs["g"][:, :, l]
         kernels = {k: v.mean(axis=0) for k, v in per_seed.items()}
@@ -425,6 +437,8 @@ def _assemble(p, net, act, losses, preds, test_preds, y_test, recs, rsteps, rec,
         "solver": "simulate",
         "param": p.name,
         "depth": net.depth,
+        "residual": bool(net.residual),
+        "branch_multiplier": float(net.branch_multiplier) if net.residual else None,
         "width": net.width,
         "input_dim": net.input_dim,
         "optimizer": net.optimizer,

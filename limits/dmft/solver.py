@@ -1,0 +1,357 @@
+"""Monte Carlo fixed-point solver of the discrete-time DMFT (JAX backend).
+
+The solver iterates the map  state -> (sample single-site paths with the state's
+kernels, response functions and errors) -> new kernels, response functions,
+predictions, with damping, until the relative change falls below ``tol``.
+The Gaussian sources are drawn once (``seed``) and reused in every iteration
+(common random numbers), so the iteration converges to the fixed point of the
+sampled equations and the residual goes to zero; the Monte Carlo error is the
+spread over sample paths, reported as ``loss_stderr``.
+
+Cost per fixed-point iteration, ``n = (steps + 1) * P`` (P counts test points
+too), ``S`` samples, ``L`` = depth:
+
+- sources: one Cholesky factor per hidden layer, ``O(L n^3 / 3)``;
+- sample paths (forward scan over time): ``O(L S n^2)`` flops, memory ``O(S n)``;
+- feature/gradient kernels: ``O(L S n^2)``;
+- response functions A^l, B^l (depth >= 2 only): one causal (unit lower
+  triangular) solve per sample path, ``O((L - 1) S n^3)`` flops, memory
+  ``O(chunk n^2)``. This term dominates for deep nets at large ``n``; the
+  two-layer network (depth 1) needs only a tangent path, ``O(S n^2)``;
+- storage of the state: ``O(L n^2)`` (two-time kernels are kept internally;
+  only the equal-time blocks are returned unless ``record="two_time"``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+
+from .. import activations as _acts
+from . import equations as eq
+
+jax.config.update("jax_enable_x64", True)
+
+__all__ = ["second_derivative", "initial_state", "MonteCarloProblem"]
+
+
+def second_derivative(act: _acts.Activation, relu_width: float = 0.1):
+    """phi'' as an elementwise function. ReLU's phi'' = delta(h) is replaced by a
+    Gaussian bump of standard deviation ``relu_width`` (see docs/theory/dmft.md)."""
+    name = act.name
+    if name == "linear" and act is _acts.get("linear"):
+        return lambda x: jnp.zeros_like(x)
+    if name == "tanh" and act is _acts.get("tanh"):
+        return lambda x: -2.0 * jnp.tanh(x) * (1.0 - jnp.tanh(x) ** 2)
+    if name == "relu" and act is _acts.get("relu"):
+        w = float(relu_width)
+        return lambda x: jnp.exp(-0.5 * (x / w) ** 2) / (w * math.sqrt(2.0 * math.pi))
+    if name == "erf" and act is _acts.get("erf"):
+        return lambda x: -(4.0 / math.sqrt(math.pi)) * x * jnp.exp(-(x**2))
+    d = act.deriv
+    g = jax.grad(lambda u: jnp.sum(d(u)))
+    return lambda x: g(x)
+
+
+def initial_kernels(act, Kx, depth):
+    """Kernels at initialization: Phi^0..Phi^L (P, P) and G^1..G^{L+1}."""
+    Phis = [np.asarray(Kx)]
+    dots = []
+    for _ in range(depth):
+        K = Phis[-1]
+        d = np.diag(K)
+        ff, dd = _acts.gaussian_expectations(act, d[:, None], K, d[None, :])
+        Phis.append(np.asarray(ff))
+        dots.append(np.asarray(dd))
+    Gs = [np.ones_like(Kx)]  # G^{L+1}
+    for l in range(depth, 0, -1):
+        Gs.insert(0, dots[l - 1] * Gs[0])
+    return Phis, Gs
+
+
+def kernel_gd(ntk, y, lr, steps):
+    """f(t+1) = f(t) + lr/P * NTK (y - f(t)), f(0) = 0: (steps+1, P)."""
+    P = y.shape[0]
+    f = np.zeros((steps + 1, P))
+    M = np.eye(P) - lr / P * ntk
+    d = y.copy()
+    for t in range(steps + 1):
+        f[t] = y - d
+        d = M @ d
+    return f
+
+
+def initial_state(act, Kx_all, y, train_mask, lr, gamma, depth, steps):
+    """Lazy (frozen-kernel) guess: kernels constant in time, A = B = 0, f from kernel GD.
+
+    Test points (``train_mask == 0``) follow the train points through the NTK."""
+    T1 = steps + 1
+    Phis, Gs = initial_kernels(act, Kx_all, depth)
+    ntk = sum(Gs[l] * Phis[l] for l in range(depth + 1))
+    tr = train_mask > 0
+    P = int(tr.sum())
+    f_tr = kernel_gd(ntk[np.ix_(tr, tr)], y[tr], lr, steps)
+    d_tr = y[tr][None, :] - f_tr  # (T1, P)
+    f = np.zeros((T1, Kx_all.shape[0]))
+    f[:, tr] = f_tr
+    # test points: f_*(t+1) = f_*(t) + lr/P ntk_*tr Delta(t)
+    te = ~tr
+    if te.any():
+        inc = lr / P * d_tr @ ntk[np.ix_(te, tr)].T
+        f[1:, te] = np.cumsum(inc[:-1], axis=0)
+    state = {
+        "f": jnp.asarray(f.reshape(-1)),
+        "Phi": [jnp.asarray(eq.tile_static(Phis[l], T1)) for l in range(1, depth + 1)],
+        "G": [jnp.asarray(eq.tile_static(Gs[l - 1], T1)) for l in range(1, depth + 1)],
+        "A": [jnp.zeros((T1 * Kx_all.shape[0],) * 2) for _ in range(depth - 1)],
+        "B": [jnp.zeros((T1 * Kx_all.shape[0],) * 2) for _ in range(depth - 1)],
+    }
+    return state
+
+
+def gaussian_sources(S, dims, seed, qmc=True):
+    """Standard normal source matrices (S, d) for each d in ``dims``.
+
+    ``qmc``: one scrambled Sobol sequence over all source coordinates jointly,
+    mapped through the normal quantile function (randomized quasi-Monte Carlo:
+    unbiased, much smaller error than plain sampling when the integrand has low
+    effective dimension, e.g. the two-layer network whose sources are (u^1, w0));
+    falls back to pseudo-random normals above 21201 dimensions."""
+    from scipy.stats import norm, qmc as _qmc
+
+    total = int(sum(dims))
+    rng = np.random.default_rng(seed)
+    if qmc and total <= 21201:
+        pts = _qmc.Sobol(total, scramble=True, seed=rng).random(S)
+        Z = norm.ppf(np.clip(pts, 1e-16, 1 - 1e-16))
+    else:
+        Z = rng.standard_normal((S, total))
+    out, k = [], 0
+    for d in dims:
+        out.append(Z[:, k : k + d])
+        k += d
+    return out
+
+
+def _chol(K, jitter=1e-10):
+    n = K.shape[0]
+    scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(K))), 1e-300)
+    return jnp.linalg.cholesky(0.5 * (K + K.T) + jitter * scale * jnp.eye(n))
+
+
+def _largest_divisor(S, cap):
+    cap = max(1, min(S, cap))
+    for c in range(cap, 0, -1):
+        if S % c == 0:
+            return c
+    return 1
+
+
+class MonteCarloProblem:
+    """Static description of one DMFT problem; builds the jitted fixed-point step once."""
+
+    def __init__(self, *, act, Kx_all, y_all, train_mask, depth, steps, gamma, lr, samples, seed, relu_width=0.1, qmc=True, response_samples=1024,
+                 chunk_bytes=2**28):
+        self.act = act
+        self.depth = int(depth)
+        self.T1 = int(steps) + 1
+        self.Pa = int(Kx_all.shape[0])
+        self.n = self.T1 * self.Pa
+        self.gamma = float(gamma)
+        self.lr = float(lr)
+        self.S = int(samples)
+        self.P = int(np.sum(train_mask))
+        self.y_flat = jnp.asarray(np.tile(y_all, self.T1))
+        self.mask_flat = jnp.asarray(np.tile(train_mask.astype(np.float64), self.T1))
+        strict, incl = eq.masks(self.T1, self.Pa)
+        self.strict, self.incl = jnp.asarray(strict), jnp.asarray(incl)
+        self.Phi0 = jnp.asarray(eq.tile_static(Kx_all, self.T1))
+        self.G_top = jnp.ones((self.n, self.n))
+        # static Gaussian factor of u^1: constant in time, covariance Kx
+        Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(self.Pa))
+        self.F1 = jnp.asarray(np.tile(Lx, (self.T1, 1)))  # (n, Pa)
+        L = self.depth
+        dims = [(self.Pa if l == 0 else self.n) for l in range(L)] + [(1 if l == L - 1 else self.n) for l in range(L)]
+        eps = gaussian_sources(self.S, dims, seed, qmc=qmc)
+        self.eps_u = [jnp.asarray(e) for e in eps[:L]]
+        self.eps_r = [jnp.asarray(e) for e in eps[L:]]
+        # response functions average over the first R paths (a balanced Sobol subset when R is a power of 2)
+        self.R = int(min(self.S, response_samples)) if response_samples else self.S
+        self.chunk = _largest_divisor(self.R, max(1, chunk_bytes // (8 * 8 * self.n * self.n)))
+        self.phi = act.fn
+        self.dphi = act.deriv
+        self.d2phi = second_derivative(act, relu_width)
+        self.consts = {"y": self.y_flat, "mask": self.mask_flat, "strict": self.strict, "incl": self.incl,
+                       "Phi0": self.Phi0, "F1": self.F1, "eps_u": self.eps_u, "eps_r": self.eps_r}
+        self._step = jax.jit(self._step_impl, static_argnums=(3,))
+
+    # ------------------------------------------------------------------ paths
+    def _paths(self, U, Rr, Mh, Mz, tangent):
+        """Forward scan over time for all samples. Returns h, z (S, n) and, when
+        ``tangent``, d phi(h)/d r along r = 1 (the readout response)."""
+        S, Pa, T1 = U.shape[0], self.Pa, self.T1
+        phi, dphi, d2phi = self.phi, self.dphi, self.d2phi
+        zeros = jnp.zeros((S, self.n))
+
+        def body(carry, t):
+            ph, g, dph, dg = carry
+            start = t * Pa
+            Mh_r = jax.lax.dynamic_slice(Mh, (start, 0), (Pa, self.n))
+            Mz_r = jax.lax.dynamic_slice(Mz, (start, 0), (Pa, self.n))
+            u_t = jax.lax.dynamic_slice(U, (0, start), (S, Pa))
+            r_t = jax.lax.dynamic_slice(Rr, (0, start), (S, Pa))
+            h_t = u_t + g @ Mh_r.T
+            p_t = phi(h_t)
+            ph = jax.lax.dynamic_update_slice(ph, p_t, (0, start))
+            z_t = r_t + ph @ Mz_r.T
+            d1 = dphi(h_t)
+            g_t = d1 * z_t
+            g = jax.lax.dynamic_update_slice(g, g_t, (0, start))
+            if tangent:
+                dh_t = dg @ Mh_r.T
+                dp_t = d1 * dh_t
+                dph = jax.lax.dynamic_update_slice(dph, dp_t, (0, start))
+                dz_t = 1.0 + dph @ Mz_r.T
+                dg_t = d2phi(h_t) * z_t * dh_t + d1 * dz_t
+                dg = jax.lax.dynamic_update_slice(dg, dg_t, (0, start))
+            return (ph, g, dph, dg), (h_t, z_t)
+
+        (ph, g, dph, _), (hs, zs) = jax.lax.scan(body, (zeros, zeros, zeros, zeros), jnp.arange(T1))
+        h = jnp.transpose(hs, (1, 0, 2)).reshape(S, self.n)
+        z = jnp.transpose(zs, (1, 0, 2)).reshape(S, self.n)
+        return h, z, ph, g, dph
+
+    def _responses(self, h, z, Mh, Mz, need_A, need_B):
+        """Sample means of the Jacobians A = E[d phi(h)/d r] and B = E[d g/d u].
+
+        Tangent paths for all n source directions at once, marched forward in time
+        (the linearized single-site equations, docs/theory/dmft.md section 4):
+        dh_t = M_h[t] dg + du_t, dz_t = dr_t + M_z[t] dphi, dg_t = D1 dh_t + D2 dz_t,
+        dphi_t = D2 dh_t. Each time step is one GEMM of (P x n) by (n x C k) for a
+        chunk of C paths and k = n (or 2n) directions: O(n^3) flops per path."""
+        n, Pa, T1 = self.n, self.Pa, self.T1
+        dphi, d2phi = self.dphi, self.d2phi
+        k = n * (int(need_A) + int(need_B))
+        C = self.chunk
+        eye = jnp.eye(n)
+        # source rows of the directions: r-directions first (for A), then u-directions (for B)
+        src_r = [eye] if need_A else []
+        src_u = [eye] if need_B else []
+        Er = jnp.concatenate(src_r + [jnp.zeros((n, n))] * len(src_u), axis=1) if need_A else jnp.zeros((n, k))
+        Eu = jnp.concatenate([jnp.zeros((n, n))] * len(src_r) + src_u, axis=1) if need_B else jnp.zeros((n, k))
+
+        def chunk(hc, zc):
+            d2 = dphi(hc)  # (C, n)
+            d1 = d2phi(hc) * zc
+            zeros = jnp.zeros((n, C, k))
+
+            def body(carry, t):
+                dph, dg = carry  # (n, C, k)
+                start = t * Pa
+                Mh_r = jax.lax.dynamic_slice(Mh, (start, 0), (Pa, n))
+                Mz_r = jax.lax.dynamic_slice(Mz, (start, 0), (Pa, n))
+                eu = jax.lax.dynamic_slice(Eu, (start, 0), (Pa, k))[:, None, :]
+                er = jax.lax.dynamic_slice(Er, (start, 0), (Pa, k))[:, None, :]
+                D2 = jax.lax.dynamic_slice(d2, (0, start), (C, Pa)).T[:, :, None]  # (Pa, C, 1)
+                D1 = jax.lax.dynamic_slice(d1, (0, start), (C, Pa)).T[:, :, None]
+                dh_t = (Mh_r @ dg.reshape(n, C * k)).reshape(Pa, C, k) + eu
+                dp_t = D2 * dh_t
+                dph = jax.lax.dynamic_update_slice(dph, dp_t, (start, 0, 0))
+                dz_t = (Mz_r @ dph.reshape(n, C * k)).reshape(Pa, C, k) + er
+                dg_t = D1 * dh_t + D2 * dz_t
+                dg = jax.lax.dynamic_update_slice(dg, dg_t, (start, 0, 0))
+                return (dph, dg), None
+
+            (dph, dg), _ = jax.lax.scan(body, (zeros, zeros), jnp.arange(T1))
+            return dph.sum(1), dg.sum(1)  # (n, k) sums over the chunk
+
+        hc = h.reshape(-1, C, n)
+        zc = z.reshape(-1, C, n)
+
+        def body(acc, xs):
+            a, b = chunk(*xs)
+            return (acc[0] + a, acc[1] + b), None
+
+        (Sph, Sg), _ = jax.lax.scan(body, (jnp.zeros((n, k)), jnp.zeros((n, k))), (hc, zc))
+        S = h.shape[0]
+        A = Sph[:, :n] / S if need_A else None
+        B = Sg[:, k - n :] / S if need_B else None
+        return A, B
+
+    # ------------------------------------------------------------------ step
+    def _step_impl(self, consts, state, damping, responses=True):
+        y_flat, mask_flat, strict, incl = consts["y"], consts["mask"], consts["strict"], consts["incl"]
+        Phi0, F1, eps_u, eps_r = consts["Phi0"], consts["F1"], consts["eps_u"], consts["eps_r"]
+        G_top = jnp.ones_like(strict)
+        L, S, c = self.depth, self.S, self.lr * self.gamma
+        delta = (y_flat - state["f"]) * mask_flat
+        dt = delta / self.P
+        new_Phi, new_G = [], []
+        new_A = [None] * (L - 1)
+        new_B = [None] * (L - 1)
+        a = None
+        f_samples = None
+        for l in range(1, L + 1):
+            # Gauss-Seidel over depth: the layer below was just updated with the same Delta
+            Phi_prev = Phi0 if l == 1 else new_Phi[l - 2]
+            G_next = G_top if l == L else state["G"][l]
+            A_prev = None if l == 1 else new_A[l - 2]
+            B_this = None if l == L else state["B"][l - 1]
+            Mh, Mz = eq.memory_matrices(c, dt, Phi_prev, G_next, A_prev, B_this, strict, incl)
+            if l == 1:
+                U = eps_u[0] @ F1.T
+            else:
+                U = eps_u[l - 1] @ _chol(Phi_prev).T
+            if l == L:
+                Rr = jnp.broadcast_to(eps_r[l - 1], (S, self.n))
+            else:
+                Rr = eps_r[l - 1] @ _chol(G_next).T
+            h, z, ph, g, dph = self._paths(U, Rr, Mh, Mz, tangent=(l == L))
+            new_Phi.append(ph.T @ ph / S)
+            new_G.append(g.T @ g / S)
+            need_A, need_B = l <= L - 1, l >= 2
+            if not responses:  # keep the current response functions (cheap iteration)
+                if need_A:
+                    new_A[l - 1] = state["A"][l - 1]
+                if need_B:
+                    new_B[l - 2] = state["B"][l - 2]
+            elif need_A or need_B:
+                A_l, B_lm1 = self._responses(h[: self.R], z[: self.R], Mh, Mz, need_A, need_B)
+                if need_A:
+                    new_A[l - 1] = A_l
+                if need_B:
+                    new_B[l - 2] = B_lm1
+            if l == L:
+                a = dph.mean(0)
+                # per-sample readout f_i(t) = dphi_i(t)/gamma + lr phi_i(t) sum_{s<t} Dt(s).phi_i(s)
+                w = (ph * dt[None, :]).reshape(S, self.T1, self.Pa).sum(-1)
+                w_before = jnp.cumsum(w, axis=1) - w  # sum over s < t
+                f_samples = dph / self.gamma + self.lr * ph * jnp.repeat(w_before, self.Pa, axis=1)
+        f_new = eq.readout(a, new_Phi[-1], dt, self.gamma, self.lr, strict)
+        Phi_all = [Phi0] + new_Phi
+        G_all = new_G + [G_top]
+        ntk_t = eq.ntk_equal_time(Phi_all, G_all, self.T1, self.Pa)
+        f_new = eq.march(f_new, state["f"], y_flat, mask_flat, ntk_t, self.lr, self.P, self.T1, self.Pa)
+        new = {"f": f_new, "Phi": new_Phi, "G": new_G, "A": new_A, "B": new_B}
+        # residual: largest relative change over all state components
+        res = jnp.zeros(())
+        for old_x, new_x in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new)):
+            scale = jnp.maximum(jnp.max(jnp.abs(new_x)), 1e-12)
+            res = jnp.maximum(res, jnp.max(jnp.abs(new_x - old_x)) / scale)
+        damped = jax.tree_util.tree_map(lambda o, nw: (1.0 - damping) * o + damping * nw, state, new)
+        # Monte Carlo standard error of the train loss (first order in the sample mean of f)
+        T1, Pa = self.T1, self.Pa
+        fbar = f_samples.mean(0)
+        err = (fbar - y_flat) * mask_flat
+        dl = ((f_samples - fbar[None, :]) * err[None, :]).reshape(S, T1, Pa).sum(-1) / self.P
+        loss_se = jnp.std(dl, axis=0) / jnp.sqrt(S)
+        f_se = (jnp.std(f_samples, axis=0) / jnp.sqrt(S)).reshape(T1, Pa)
+        return damped, res, {"loss_stderr": loss_se, "f_stderr": f_se}
+
+    def step(self, state, damping, responses=True):
+        """One damped fixed-point iteration; ``responses=False`` reuses A, B (skips the O(S n^3) part)."""
+        return self._step(self.consts, state, jnp.asarray(damping, dtype=jnp.float64), bool(responses and self.depth > 1))
