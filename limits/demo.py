@@ -25,7 +25,11 @@ def _classify_presets(depth: int) -> list[dict]:
             p = param(name, depth, **kw)
             cls = p.classify()
             label = name + (" (c=1)" if kw else "")
-            rows.append({"preset": label, "regime": cls.regime, "r": str(cls.r)})
+            in_depth = "-"
+            if p.is_residual:
+                d = p.classify_depth()
+                in_depth = "unstable" if not d.stable else ("every block learns" if d.every_block else "stable")
+            rows.append({"preset": label, "regime": cls.regime, "r": str(cls.r), "depth_limit": in_depth})
     return rows
 
 
@@ -36,9 +40,9 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
     depth = 2
     rows = _classify_presets(depth)
     print(f"Presets at depth {depth}:")
-    print(f"  {'preset':<10} {'regime':<18} r")
+    print(f"  {'preset':<10} {'width limit':<18} {'r':<5} depth limit (residual tables)")
     for row in rows:
-        print(f"  {row['preset']:<10} {row['regime']:<18} {row['r']}")
+        print(f"  {row['preset']:<10} {row['regime']:<18} {row['r']:<5} {row['depth_limit']}")
     summary: dict = {"classification": rows}
 
     from .phase_diagram import plot_phase_diagram
@@ -61,20 +65,20 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
 
 
 def _compare_demo(out: Path, *, quick: bool) -> dict:
-    """Solve the mup DMFT of a small tanh network and compare with two finite widths."""
+    """Solve the mup DMFT of a two-layer tanh network and compare with two finite widths."""
     import limits
     from .plotting import plot_loss_curves
 
     data = limits.datasets.teacher(P=8, D=4, seed=0)
-    steps, lr, depth = (20, 0.5, 2) if quick else (60, 0.5, 2)
+    steps, lr, depth = (20, 0.5, 1) if quick else (60, 0.5, 1)
     widths = (128, 512) if quick else (256, 1024)
     kw = dict(X=data.X, y=data.y, activation="tanh", gamma0=1.0, lr=lr, steps=steps)
-    limit = limits.solve_dmft("mup", depth, **kw, samples=2000 if quick else 8000, progress=False)
+    limit = limits.solve_dmft("mup", depth, **kw, samples=2048 if quick else 8192, progress=False)
     sims = {w: limits.simulate("mup", depth, w, **kw, seeds=4 if quick else 8, progress=False) for w in widths}
     print(f"\nmup, depth {depth}, tanh, P={len(data.y)}, lr={lr}, {steps} steps")
     print(f"  {'':<12} {'loss(0)':>10} {'loss(T/2)':>10} {'loss(T)':>10}")
     half = steps // 2
-    rows = {"dmft": limit}
+    rows = {"DMFT (N=inf)": limit}
     rows.update({f"width {w}": t for w, t in sims.items()})
     table = {}
     for label, traj in rows.items():

@@ -58,13 +58,16 @@ def loglog_fit(ax, x, y, yerr=None, fit=None, *, label: str = "", color=None, ma
 
 
 def plot_loss_curves(trajectories: Mapping[str, object], path, *, title: str = "", log: bool = True) -> Path:
-    """Train loss vs step for labelled trajectories (seed spread shaded when known)."""
+    """Train loss vs step for labelled trajectories (seed spread shaded when known;
+    infinite-width limits drawn black and dashed on top)."""
     fig, axes = new_figure()
     ax = axes[0, 0]
     for label, traj in trajectories.items():
         loss = np.asarray(traj.loss)
         t = np.arange(loss.shape[0])
-        line = ax.plot(t, loss, label=label)[0]
+        limit = getattr(traj, "meta", {}).get("width") == float("inf")
+        style = dict(color="k", ls="--", zorder=3) if limit else {}
+        line = ax.plot(t, loss, label=label, **style)[0]
         err = getattr(traj, "loss_stderr", None)
         if err is not None:
             err = np.asarray(err)

@@ -8,4 +8,11 @@ and PDF files. Run ``python -m paper_figures <name>|all [--quick]``.
 
 FIGURES = (
     "phase_diagram",
+    "ntk_convergence",
+    "coord_check",
+    "mutransfer",
+    "bp2022_gamma_sweep",
+    "deep_linear",
+    "depthwise_transfer",
+    "commutation",
 )

@@ -46,3 +46,11 @@ def test_phase_diagram_written(tmp_path, capsys):
     out = tmp_path / "phase.png"
     assert main(["phase", "--depth", "1", "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
+
+
+def test_demo_quick_writes_outputs(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "feature_learning" in out and "DMFT (N=inf)" in out and "width 512" in out
+    for name in ("phase_diagram.png", "demo.png", "demo.json"):
+        assert (tmp_path / name).stat().st_size > 100

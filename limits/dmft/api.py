@@ -95,6 +95,12 @@ def solve_dmft(
     or ``"none"``. ReLU: phi'' = delta is smoothed to a Gaussian of std ``relu_width``
     inside the response functions.
     """
+    from . import resnet as _resnet
+
+    if _resnet.is_residual_request(param):  # residual tables (depth may be math.inf): limits/dmft/resnet.py
+        return _resnet.solve_resnet_dmft(param, depth, width, X=X, y=y, activation=activation, gamma0=gamma0, lr=lr,
+                                         steps=steps, X_test=X_test, record=record, tol=min(tol, 1e-10),
+                                         damping=damping, progress=False)
     t_start = time.perf_counter()
     X, y, X_test = validate(X, y, X_test)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:

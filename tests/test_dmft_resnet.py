@@ -1,0 +1,67 @@
+"""Residual-network DMFT (linear activations): lazy limit, finite width, finite depth -> infinite depth."""
+
+import math
+
+import numpy as np
+import pytest
+
+import limits
+from limits.dmft.resnet import solve_resnet_dmft
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3, 8))
+    y = rng.standard_normal(3)
+    return X, y / np.sqrt(np.mean(y**2))
+
+
+def test_lazy_limit_equals_kernel_gd(data):
+    X, y = data
+    kw = dict(X=X, y=y, activation="linear", lr=0.3, steps=6)
+    tr = limits.solve_dmft("depth-mup", 3, gamma0=1e-4, **kw)
+    kt = limits.solve_kernel("depth-mup", 3, **kw)
+    np.testing.assert_allclose(tr.loss, kt.loss, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(tr.ntk[0], kt.ntk[0], rtol=1e-8)
+
+
+def test_finite_width_converges(data):
+    X, y = data
+    kw = dict(X=X, y=y, activation="linear", gamma0=1.0, lr=0.2, steps=8)
+    tr = limits.solve_dmft("depth-mup", 2, **kw)
+    assert tr.meta["residual"] and tr.loss.shape == (9,) and tr.predictions.shape == (9, 3)
+    errs = []
+    for N in (48, 192):
+        sim = limits.simulate("depth-mup", 2, N, seeds=16, record=None, progress=False, **kw)
+        errs.append(np.max(np.abs(sim.predictions - tr.predictions)))
+    assert errs[1] < errs[0] and errs[1] < 0.06, errs
+
+
+def test_finite_depth_converges_to_layer_time_limit(data):
+    X, y = data
+    kw = dict(X=X, y=y, activation="linear", gamma0=1.0, lr=0.2, steps=4)
+    inf = solve_resnet_dmft("depth-mup", math.inf, depth_steps=32, **kw)
+    inf_coarse = solve_resnet_dmft("depth-mup", math.inf, depth_steps=16, **kw)
+    assert np.max(np.abs(inf.predictions - inf_coarse.predictions)) < 1e-3  # Heun in tau: O(K^-2)
+    errs = [np.max(np.abs(limits.solve_dmft("depth-mup", L, **kw).predictions - inf.predictions)) for L in (4, 8, 16)]
+    ratios = np.array(errs[:-1]) / np.array(errs[1:])
+    assert np.all((ratios > 1.6) & (ratios < 2.4)), errs  # O(1/L)
+
+
+def test_completep_depth_limit(data):
+    X, y = data
+    kw = dict(X=X, y=y, activation="linear", gamma0=1.0, lr=0.2, steps=3)
+    inf = solve_resnet_dmft("completep", math.inf, depth_steps=16, **kw)
+    e8, e16 = (np.max(np.abs(solve_resnet_dmft("completep", L, **kw).predictions - inf.predictions)) for L in (8, 16))
+    assert e16 < 0.65 * e8
+
+
+def test_bad_inputs(data):
+    X, y = data
+    with pytest.raises(ValueError, match="no infinite-depth limit"):
+        limits.solve_dmft("resnet", math.inf, X=X, y=y, activation="linear", steps=3)
+    with pytest.raises(ValueError, match="supports activation='linear'"):
+        limits.solve_dmft("depth-mup", 2, X=X, y=y, activation="tanh", steps=3)
+    with pytest.raises(ValueError, match="depth"):
+        limits.solve_dmft("depth-mup", 0, X=X, y=y, activation="linear", steps=3)
