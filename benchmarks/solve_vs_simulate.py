@@ -1,6 +1,6 @@
 """Cost of the DMFT solve versus the finite-width simulation of equal accuracy.
 
-For a muP tanh network on the teacher task, the DMFT limit is solved once
+For a two-layer muP tanh network on the teacher task, the DMFT limit is solved once
 (time ``t_solve``; its Monte Carlo accuracy ``e_dmft`` = max over steps of the
 relative standard error of the loss). Ensembles of finite networks are
 simulated at growing widths; their deviation from the limit
@@ -28,12 +28,12 @@ from limits.analysis.fits import fit_power_law
 
 
 def run(quick: bool) -> dict:
-    depth, steps, lr = 2, (20 if quick else 60), 0.5
+    depth, steps, lr = 1, (20 if quick else 60), 0.5
     data = limits.datasets.teacher(P=8, D=4, seed=1)
     kw = dict(X=data.X, y=data.y, activation="tanh", gamma0=1.0, lr=lr, steps=steps)
     widths = [64, 128, 256] if quick else [128, 256, 512, 1024, 2048]
     seeds = 4 if quick else 16
-    samples = 2000 if quick else 20000
+    samples = 2048 if quick else 32768
 
     limits.solve_dmft("mup", depth, **kw, samples=samples, progress=False)  # compile
     start = time.perf_counter()
