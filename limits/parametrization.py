@@ -41,6 +41,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import sympy as sp
 
+from .checks import positive as _constant
+
 __all__ = [
     "Layer",
     "Parametrization",
@@ -97,16 +99,6 @@ def _exponent(value, field: str) -> sp.Expr:
     if not expr.free_symbols and not expr.is_real:
         raise ValueError(f"{field} must be real, got {expr}")
     return expr if expr.free_symbols or expr.is_Rational else sp.nsimplify(expr, rational=True)
-
-
-def _constant(value, field: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{field} must be a positive number, got {value!r}") from exc
-    if not math.isfinite(out) or out <= 0:
-        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
-    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,8 @@ import numpy as np
 
 from .. import activations as _activations
 from .. import data as _data
+from ..checks import integer as _check_int
+from ..checks import positive as _check_positive
 from ..parametrization import Parametrization, resolve
 from ..trajectory import Trajectory
 from . import network as _net
@@ -63,22 +65,6 @@ class SimulationDiverged(ValueError):
 
 
 # --------------------------------------------------------------------- checks
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from exc
-    if not math.isfinite(out) or out <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return out
-
-
 def _check_record(record: Iterable[str] | str | None) -> frozenset:
     if record is None:
         return frozenset()

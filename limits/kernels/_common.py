@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from limits.checks import integer
+from limits.checks import nonnegative as nonneg
 from limits.data import validate
 
 __all__ = ["Kernels", "check_depth", "check_inputs", "layer_stds", "nonneg"]
@@ -25,19 +26,7 @@ class Kernels(NamedTuple):
 
 
 def check_depth(depth, name: str = "depth") -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {depth!r}")
-    return int(depth)
-
-
-def nonneg(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from exc
-    if not math.isfinite(out) or out < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return out
+    return integer(depth, name, 1)
 
 
 def layer_stds(W_std: float | Sequence[float], depth: int) -> np.ndarray:
