@@ -65,7 +65,7 @@ def solve_dmft(
     progress: bool = True,
     target_stderr: float = 0.01,
     relu_width: float = 0.1,
-    response_samples: int | None = 512,
+    response_samples: int | str | None = "auto",
     qmc: bool = True,
 ) -> Trajectory:
     """Infinite-width DMFT of full-batch gradient descent for the pinned network.
@@ -93,7 +93,11 @@ def solve_dmft(
     ``record``: ``"equal_time"`` (kernels ``phi1..phiL``, ``g1..gL`` at t = s, shape
     (steps+1, P, P)), ``"two_time"`` (also ``phi1_tt``..., (steps+1, steps+1, P, P)),
     or ``"none"``. ReLU: phi'' = delta is smoothed to a Gaussian of std ``relu_width``
-    inside the response functions.
+    inside the response functions. ``response_samples``: paths used for the response
+    functions A, B (depth >= 2); ``"auto"`` = 512 for smooth activations and all
+    ``samples`` for ReLU, whose smoothed delta makes the response estimates noisy and
+    (through the nonlinear fixed point) biases the loss by ~ +1/R (docs/theory/dmft.md
+    section 7); ``None`` = all samples.
     """
     from . import resnet as _resnet
 
@@ -116,6 +120,10 @@ def solve_dmft(
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2):
         raise ValueError(f"samples must be an integer >= 2 or None, got {samples!r}")
     act = _acts.get(activation)
+    if response_samples == "auto":
+        response_samples = None if act.name == "relu" else 512
+    elif response_samples is not None and (isinstance(response_samples, bool) or not isinstance(response_samples, (int, np.integer)) or response_samples < 1):
+        raise ValueError(f"response_samples must be a positive integer, None or 'auto', got {response_samples!r}")
     depth, steps = int(depth), int(steps)
     p, cls = _resolve(param, depth, gamma0, width)
     gamma = float(p.effective_gamma(width))
@@ -184,14 +192,18 @@ def solve_dmft(
         try:
             last = math.inf
             for k in range(n_iter):
-                # response functions (the O(S n^3) part) are refreshed on the first iterations, every
-                # 4th one, and whenever the iteration is close to convergence; convergence is only
-                # declared on an iteration that refreshed them
-                resp = k < 3 or k % 4 == 3 or last < 10 * tol
+                # response functions (the O(R n^3) part) are refreshed on every iteration (an earlier
+                # schedule reused stale ones on 3 of 4 iterations; with the fixed damping rule below the
+                # plain schedule converges in ~15 iterations at depth 2)
+                resp = True
                 state, res, aux = problem.step(state, damping, resp)
                 res = float(res)
-                if adaptive and math.isfinite(last) and res > 2.0 * last and damping > 0.1:
-                    damping = max(0.1, damping / 2)  # oscillating: damp harder
+                # oscillating after having contracted: damp harder. Large residuals in the first iterations
+                # are the expected transient away from the lazy initial guess (depth-2 ReLU: 1, 2, 1e3, 45,
+                # 1.6, 0.03, ... then converged); damping them froze the iterate near the blown-up
+                # transient (residual still ~10 after 60 iterations)
+                if adaptive and last < 0.5 and res > 2.0 * last and damping > 0.1:
+                    damping = max(0.1, damping / 2)
                 last = res
                 residuals.append(res)
                 if bar is not None:
@@ -230,14 +242,18 @@ def solve_dmft(
 
     T1, Pa = steps + 1, P + Q
     f_all = np.asarray(state["f"]).reshape(T1, Pa)
-    _check_divergence(f_all[:, :P], y, lr)
+    converged = bool(np.isfinite(residuals[-1]) and residuals[-1] < tol)
     kernels_ok = all(np.all(np.isfinite(np.asarray(k))) for k in state["Phi"] + state["G"])
-    if not kernels_ok or not np.isfinite(residuals[-1]):
+    f_blown = not np.all(np.isfinite(f_all)) or np.abs(f_all[:, :P]).max() > 1e6 * (1.0 + np.abs(y).max())
+    if not kernels_ok or not np.isfinite(residuals[-1]) or (f_blown and not converged):
+        # the iteration itself blew up (a converged fixed point with huge f is diverging GD, below)
         raise FloatingPointError(
-            f"the DMFT fixed-point iteration produced non-finite values (lr={lr:g}, gamma={gamma:g}); "
-            f"use a smaller lr or stronger damping (damping={damping:g} now)"
+            f"the DMFT fixed-point iteration blew up (non-finite or exploding iterates after "
+            f"{len(residuals)} iterations; lr={lr:g}, gamma={gamma:g}, damping={damping:g}); this is the "
+            f"solver's iteration, not necessarily gradient descent: pass damping=0.5 (or smaller) and/or "
+            f"use a smaller lr"
         )
-    converged = residuals[-1] < tol
+    _check_divergence(f_all[:, :P], y, lr)
     if not converged:
         warnings.warn(
             f"DMFT fixed point not converged after {len(residuals)} iterations (residual {residuals[-1]:.2e} > tol "
