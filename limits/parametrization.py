@@ -522,7 +522,6 @@ class Parametrization:
         theta = self.readout_scale
         delta_h = tuple(_simp(-sp.Min(*r_l[: i + 1])) for i in range(len(self.layers) - 1))
         delta_f = _simp(sp.Max(-s, 1 - theta - sp.Min(*r_l)))
-        last = self.layers[-1]
         W_spec, dW_spec, target = [], [], []
         for i, L in enumerate(self.layers):
             is_first, is_last = i == 0, i == len(self.layers) - 1

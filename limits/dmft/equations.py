@@ -110,3 +110,14 @@ def march(f_image, f_old, y_flat, mask_flat, ntk_t, lr, P: int, T1: int, Pa: int
 
     _, rest = jax.lax.scan(body, F[0], (incr, ntk_t[:-1], fo[:-1]))
     return jnp.concatenate([F[:1], rest], axis=0).reshape(-1)
+
+
+def relax(state, new, damping):
+    """Damped fixed-point update ``(1 - damping) state + damping new`` and the residual,
+    the largest relative change over all state components (pytrees of arrays)."""
+    res = jnp.zeros(())
+    for old_x, new_x in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new)):
+        scale = jnp.maximum(jnp.max(jnp.abs(new_x)), 1e-12)
+        res = jnp.maximum(res, jnp.max(jnp.abs(new_x - old_x)) / scale)
+    damped = jax.tree_util.tree_map(lambda o, nw: (1.0 - damping) * o + damping * nw, state, new)
+    return damped, res

@@ -83,11 +83,7 @@ class LinearProblem:
         ntk_t = eq.ntk_equal_time(Phi_all, G_all, self.T1, self.Pa)
         f_new = eq.march(f_new, state["f"], y_flat, mask_flat, ntk_t, self.lr, self.P, self.T1, self.Pa)
         new = {"f": f_new, "Phi": new_Phi, "G": new_G, "A": new_A, "B": new_B}
-        res = jnp.zeros(())
-        for old_x, new_x in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new)):
-            scale = jnp.maximum(jnp.max(jnp.abs(new_x)), 1e-12)
-            res = jnp.maximum(res, jnp.max(jnp.abs(new_x - old_x)) / scale)
-        damped = jax.tree_util.tree_map(lambda o, nw: (1.0 - damping) * o + damping * nw, state, new)
+        damped, res = eq.relax(state, new, damping)
         return damped, res, {}
 
     def step(self, state, damping, responses=True):

@@ -30,7 +30,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 import numpy as np
 
 from .. import activations as _acts
@@ -424,12 +423,7 @@ class MonteCarloProblem:
         ntk_t = eq.ntk_equal_time(Phi_all, G_all, self.T1, self.Pa)
         f_new = eq.march(f_new, state["f"], y_flat, mask_flat, ntk_t, self.lr, self.P, self.T1, self.Pa)
         new = {"f": f_new, "Phi": new_Phi, "G": new_G, "A": new_A, "B": new_B}
-        # residual: largest relative change over all state components
-        res = jnp.zeros(())
-        for old_x, new_x in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new)):
-            scale = jnp.maximum(jnp.max(jnp.abs(new_x)), 1e-12)
-            res = jnp.maximum(res, jnp.max(jnp.abs(new_x - old_x)) / scale)
-        damped = jax.tree_util.tree_map(lambda o, nw: (1.0 - damping) * o + damping * nw, state, new)
+        damped, res = eq.relax(state, new, damping)
         # Monte Carlo standard error of the train loss (first order in the sample mean of f)
         T1, Pa = self.T1, self.Pa
         fbar = f_samples.mean(0)
