@@ -121,3 +121,15 @@ def relax(state, new, damping):
         res = jnp.maximum(res, jnp.max(jnp.abs(new_x - old_x)) / scale)
     damped = jax.tree_util.tree_map(lambda o, nw: (1.0 - damping) * o + damping * nw, state, new)
     return damped, res
+
+
+def layer_memory(l, L, c, dt, Phi0, G_top, new_Phi, new_A, state, strict, incl):
+    """Sources ``(Phi^{l-1}, G^{l+1})`` and memory matrices ``(Mh, Mz)`` of layer ``l`` (1..L) in the Gauss-Seidel sweep over depth: the
+    layer below is taken from this iteration (``new_Phi``, ``new_A``), the layer above
+    from the previous state, so every layer sees the same errors Delta."""
+    Phi_prev = Phi0 if l == 1 else new_Phi[l - 2]
+    G_next = G_top if l == L else state["G"][l]
+    A_prev = None if l == 1 else new_A[l - 2]
+    B_this = None if l == L else state["B"][l - 1]
+    Mh, Mz = memory_matrices(c, dt, Phi_prev, G_next, A_prev, B_this, strict, incl)
+    return Phi_prev, G_next, Mh, Mz

@@ -382,12 +382,7 @@ class MonteCarloProblem:
         a = None
         f_samples = None
         for l in range(1, L + 1):
-            # Gauss-Seidel over depth: the layer below was just updated with the same Delta
-            Phi_prev = Phi0 if l == 1 else new_Phi[l - 2]
-            G_next = G_top if l == L else state["G"][l]
-            A_prev = None if l == 1 else new_A[l - 2]
-            B_this = None if l == L else state["B"][l - 1]
-            Mh, Mz = eq.memory_matrices(c, dt, Phi_prev, G_next, A_prev, B_this, strict, incl)
+            Phi_prev, G_next, Mh, Mz = eq.layer_memory(l, L, c, dt, Phi0, G_top, new_Phi, new_A, state, strict, incl)
             if l == 1:
                 U = eps_u[0] @ F1.T
             else:
