@@ -171,7 +171,7 @@ def test_causal_blocked_responses_equal_dense(small):
 def test_blown_up_fixed_point_iteration_is_reported_as_such(small, monkeypatch):
     from limits.dmft import solver as mc
 
-    def bad_step(self, state, damping, responses=True):
+    def bad_step(self, state, damping, responses=True, horizon=None):
         return state, float("nan"), {}
 
     monkeypatch.setattr(mc.MonteCarloProblem, "step", bad_step)

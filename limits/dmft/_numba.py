@@ -14,7 +14,6 @@ import numba
 import numpy as np
 
 from .. import activations as _acts
-from . import equations as eq
 from .solver import MonteCarloProblem
 
 __all__ = ["NumbaProblem"]
@@ -114,7 +113,9 @@ def _responses(H, Z, Mh, Mz, T1, Pa, code, w, need_A, need_B):
 
 
 class NumbaProblem(MonteCarloProblem):
-    """Same state, sources and step contract as :class:`~limits.dmft.solver.MonteCarloProblem`."""
+    """Same state, sources and fixed-point step as :class:`~limits.dmft.solver.MonteCarloProblem`
+    (the step itself is shared and runs eagerly); only the per-path loops, the forward scan and
+    the tangent responses, are Numba kernels."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -123,65 +124,18 @@ class NumbaProblem(MonteCarloProblem):
             raise ValueError(f"the numba backend supports {', '.join(_CODES)}; use backend='jax' for {act.name!r}")
         self.code = _CODES[act.name]
         self.w = float(kw.get("relu_width", 0.1))
-        self.np_eps_u = [np.asarray(e) for e in self.eps_u]
-        self.np_eps_r = [np.asarray(e) for e in self.eps_r]
 
-    def step(self, state, damping, responses=True):
-        L, S, c, T1, Pa, n = self.depth, self.S, self.lr * self.gamma, self.T1, self.Pa, self.n
-        responses = bool(responses and L > 1)
-        st = {k: ([np.asarray(x) for x in v] if isinstance(v, list) else np.asarray(v)) for k, v in state.items()}
-        y, mask, strict, incl = (np.asarray(a) for a in (self.y_flat, self.mask_flat, self.strict, self.incl))
-        dt = (y - st["f"]) * mask / self.P
-        new_Phi, new_G, new_A, new_B = [], [], [None] * (L - 1), [None] * (L - 1)
-        Phi0, F1, ones = np.asarray(self.Phi0), np.asarray(self.F1), np.ones((n, n))
-        for l in range(1, L + 1):
-            Phi_prev = Phi0 if l == 1 else new_Phi[l - 2]
-            G_next = ones if l == L else st["G"][l]
-            A_prev = None if l == 1 else new_A[l - 2]
-            B_this = None if l == L else st["B"][l - 1]
-            Mh, Mz = (np.asarray(m) for m in eq.memory_matrices(c, dt, Phi_prev, G_next, A_prev, B_this, strict, incl))
-            U = self.np_eps_u[l - 1] @ (F1.T if l == 1 else _chol(Phi_prev).T)
-            Rr = np.broadcast_to(self.np_eps_r[l - 1], (S, n)).copy() if l == L else self.np_eps_r[l - 1] @ _chol(G_next).T
-            H, Z, PH, G, DPH = _paths(U, Rr, Mh, Mz, T1, Pa, self.code, self.w, l == L)
-            new_Phi.append(PH.T @ PH / S)
-            new_G.append(G.T @ G / S)
-            need_A, need_B = l <= L - 1, l >= 2
-            if not responses:
-                if need_A:
-                    new_A[l - 1] = st["A"][l - 1]
-                if need_B:
-                    new_B[l - 2] = st["B"][l - 2]
-            elif need_A or need_B:
-                sA, sB = _responses(H[: self.R], Z[: self.R], Mh, Mz, T1, Pa, self.code, self.w, need_A, need_B)
-                if need_A:
-                    new_A[l - 1] = sA / self.R
-                if need_B:
-                    new_B[l - 2] = sB / self.R
-            if l == L:
-                a = DPH.mean(0)
-                wsum = (PH * dt[None, :]).reshape(S, T1, Pa).sum(-1)
-                f_samples = DPH / self.gamma + self.lr * PH * np.repeat(np.cumsum(wsum, 1) - wsum, Pa, axis=1)
-        f_new = np.asarray(eq.readout(a, new_Phi[-1], dt, self.gamma, self.lr, strict))
-        ntk_t = eq.ntk_equal_time([Phi0] + new_Phi, new_G + [ones], T1, Pa)
-        f_new = np.asarray(eq.march(f_new, st["f"], y, mask, ntk_t, self.lr, self.P, T1, Pa))
-        new = {"f": f_new, "Phi": new_Phi, "G": new_G, "A": new_A, "B": new_B}
-        res = 0.0
-        damped = {}
-        for k in new:
-            olds = st[k] if isinstance(st[k], list) else [st[k]]
-            news = new[k] if isinstance(new[k], list) else [new[k]]
-            out = []
-            for o, nw in zip(olds, news):
-                res = max(res, float(np.max(np.abs(nw - o)) / max(np.max(np.abs(nw)), 1e-12)))
-                out.append(jnp.asarray((1.0 - damping) * o + damping * nw))
-            damped[k] = out if isinstance(new[k], list) else out[0]
-        fbar = f_samples.mean(0)
-        err = (fbar - y) * mask
-        dl = ((f_samples - fbar[None, :]) * err[None, :]).reshape(S, T1, Pa).sum(-1) / self.P
-        aux = {"loss_stderr": dl.std(0) / math.sqrt(S), "f_stderr": (f_samples.std(0) / math.sqrt(S)).reshape(T1, Pa)}
-        return damped, res, aux
+    def _paths(self, U, Rr, Mh, Mz, tangent):
+        H, Z, PH, G, DPH = _paths(np.ascontiguousarray(U), np.ascontiguousarray(Rr), np.asarray(Mh), np.asarray(Mz),
+                                  self.T1, self.Pa, self.code, self.w, bool(tangent))
+        return (jnp.asarray(x) for x in (H, Z, PH, G, DPH))
 
+    def _responses(self, h, z, Mh, Mz, need_A, need_B):
+        sA, sB = _responses(np.asarray(h), np.asarray(z), np.asarray(Mh), np.asarray(Mz), self.T1, self.Pa, self.code,
+                            self.w, need_A, need_B)
+        R = h.shape[0]
+        return (jnp.asarray(sA / R) if need_A else None), (jnp.asarray(sB / R) if need_B else None)
 
-def _chol(K, jitter=1e-10):
-    scale = max(float(np.max(np.abs(np.diag(K)))), 1e-300)
-    return np.linalg.cholesky(0.5 * (K + K.T) + jitter * scale * np.eye(K.shape[0]))
+    def step(self, state, damping, responses=True, horizon=None):
+        h = self.T1 if horizon is None else int(horizon)
+        return self._step_impl(self.consts, state, float(damping), bool(responses and self.depth > 1), h)

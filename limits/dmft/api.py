@@ -67,6 +67,8 @@ def solve_dmft(
     relu_width: float = 0.1,
     response_samples: int | str | None = "auto",
     qmc: bool = True,
+    responses: str = "stein",
+    stein_jitter: float = 1e-6,
 ) -> Trajectory:
     """Infinite-width DMFT of full-batch gradient descent for the pinned network.
 
@@ -172,51 +174,82 @@ def solve_dmft(
                                 qmc=qmc, response_samples=response_samples)
         return _mc.MonteCarloProblem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps,
                                      gamma=gamma, lr=lr, samples=S, seed=seed, relu_width=relu_width,
-                                     qmc=qmc, response_samples=response_samples)
+                                     qmc=qmc, response_samples=response_samples, responses=responses,
+                                     stein_jitter=stein_jitter)
 
     def _rebuild(S, seed_):
         return _mc.MonteCarloProblem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps,
                                      gamma=gamma, lr=lr, samples=S, seed=seed_, relu_width=relu_width,
-                                     qmc=qmc, response_samples=response_samples)
+                                     qmc=qmc, response_samples=response_samples, responses=responses,
+                                     stein_jitter=stein_jitter)
+
+    T1 = steps + 1
+
+    def blown(res, state):
+        return not math.isfinite(res) or res > 1e3 or not bool(np.all(np.isfinite(np.asarray(state["f"]))))
 
     def iterate(problem, n_iter, desc):
+        """Damped fixed-point iteration with causal continuation (``horizon``): converge times < T/4,
+        then < T/2, ... (the lazy initial guess can be far enough from the fixed point that
+        whole-trajectory iterates diverge or settle on a spurious state, e.g. depth-2 ReLU). Depth 1
+        iterates the whole trajectory first and continues only if that blows up. Stops at ``tol`` or, for Monte Carlo, once the residual is below a tenth of
+        the relative Monte Carlo error of the loss /50 (iterating further only follows the sampling
+        noise of the fixed point)."""
         nonlocal damping
-        state = state0
-        residuals = []
-        aux = {}
+        damping0 = damping
+        windows = sorted({max(1, math.ceil(T1 * k / 4)) for k in range(1, 5)})
+        if linear:
+            schedules = [[T1]]
+        elif depth == 1:
+            schedules = [[T1], windows]
+        else:  # the full-horizon iteration of depth >= 2 can settle on a spurious state (ReLU): always continue
+            schedules = [windows]
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n_iter, desc=desc, leave=False)
         try:
-            last = math.inf
-            for k in range(n_iter):
-                # response functions (the O(R n^3) part) are refreshed on every iteration (an earlier
-                # schedule reused stale ones on 3 of 4 iterations; with the fixed damping rule below the
-                # plain schedule converges in ~15 iterations at depth 2)
-                resp = True
-                state, res, aux = problem.step(state, damping, resp)
-                res = float(res)
-                # oscillating after having contracted: damp harder. Large residuals in the first iterations
-                # are the expected transient away from the lazy initial guess (depth-2 ReLU: 1, 2, 1e3, 45,
-                # 1.6, 0.03, ... then converged); damping them froze the iterate near the blown-up
-                # transient (residual still ~10 after 60 iterations)
-                if adaptive and last < 0.5 and res > 2.0 * last and damping > 0.1:
-                    damping = max(0.1, damping / 2)
-                last = res
-                residuals.append(res)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(residual=f"{res:.2e}")
-                if not math.isfinite(res):
-                    break
-                if res < tol and resp:
+            for horizons in schedules:
+                damping = damping0
+                state, residuals, aux, stop = state0, [], {}, "max_iter"
+                for h in horizons:
+                    final = h == T1
+                    tol_h = tol if final else max(tol, 1e-2)
+                    last = math.inf
+                    while len(residuals) < n_iter:
+                        state, res, aux = problem.step(state, damping, True, h)
+                        res = float(res)
+                        # oscillating after having contracted: damp harder (large residuals in the first
+                        # iterations are the expected transient away from the lazy initial guess)
+                        if adaptive and last < 0.5 and res > 2.0 * last and damping > 0.1:
+                            damping = max(0.1, damping / 2)
+                        last = res
+                        residuals.append(res)
+                        if bar is not None:
+                            bar.update(1)
+                            bar.set_postfix(residual=f"{res:.2e}", horizon=h)
+                        if blown(res, state):
+                            stop = "blew up"
+                            break
+                        if res < tol_h:
+                            stop = "tol"
+                            break
+                        if not linear and final and len(residuals) >= 3:
+                            lse = np.asarray(aux["loss_stderr"])
+                            loss_t = 0.5 * np.mean((np.asarray(state["f"]).reshape(T1, -1)[:, :P] - y) ** 2, axis=1)
+                            floor = min(1e-3, 0.02 * float(np.max(lse / np.maximum(loss_t, 1e-300))))
+                            if res < floor:
+                                stop = "monte carlo"
+                                break
+                    if stop == "blew up":
+                        break
+                if stop != "blew up":
                     break
         finally:
             if bar is not None:
                 bar.close()
-        return state, residuals, aux
+        return state, residuals, aux, stop
 
     sample_rule = None
     S = samples
@@ -228,7 +261,7 @@ def solve_dmft(
         losses_p = []
         for rep in range(3):
             pb = build(S0) if rep == 0 else _rebuild(S0, seed + 7919 * rep)
-            st, _, _ = iterate(pb, min(max_iter, 30), f"DMFT pilot {rep + 1}/3")
+            st, _, _, _ = iterate(pb, min(max_iter, 30), f"DMFT pilot {rep + 1}/3")
             f_p = np.asarray(st["f"]).reshape(steps + 1, -1)[:, :P]
             losses_p.append(0.5 * np.mean((f_p - y) ** 2, axis=1))
         losses_p = np.array(losses_p)
@@ -238,14 +271,14 @@ def solve_dmft(
         sample_rule = (f"3 pilots of {S0} paths: relative loss spread {rel:.3g} -> {S} paths for target "
                        f"{target_stderr:g} (stderr scaled as 1/sqrt(S))")
     problem = build(S if S is not None else 0)
-    state, residuals, aux = iterate(problem, max_iter, "DMFT fixed point")
+    state, residuals, aux, stop = iterate(problem, max_iter, "DMFT fixed point")
 
-    T1, Pa = steps + 1, P + Q
+    Pa = P + Q
     f_all = np.asarray(state["f"]).reshape(T1, Pa)
-    converged = bool(np.isfinite(residuals[-1]) and residuals[-1] < tol)
+    converged = stop in ("tol", "monte carlo")
     kernels_ok = all(np.all(np.isfinite(np.asarray(k))) for k in state["Phi"] + state["G"])
     f_blown = not np.all(np.isfinite(f_all)) or np.abs(f_all[:, :P]).max() > 1e6 * (1.0 + np.abs(y).max())
-    if not kernels_ok or not np.isfinite(residuals[-1]) or (f_blown and not converged):
+    if not kernels_ok or stop == "blew up" or (f_blown and not converged):
         # the iteration itself blew up (a converged fixed point with huge f is diverging GD, below)
         raise FloatingPointError(
             f"the DMFT fixed-point iteration blew up (non-finite or exploding iterates after "
@@ -286,6 +319,7 @@ def solve_dmft(
         se_kind = "first-order plain Monte Carlo estimate over paths (an upper bound for the QMC default)"
     diagnostics = {
         "iterations": len(residuals), "residuals": np.asarray(residuals), "converged": bool(converged),
+        "stopped": stop,
         "samples": None if linear else int(S), "samples_rule": sample_rule, "damping": float(damping),
         "loss_stderr_kind": se_kind,
         "method": "deep-linear kernel equations" if linear else f"Monte Carlo ({backend})",

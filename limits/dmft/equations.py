@@ -112,13 +112,31 @@ def march(f_image, f_old, y_flat, mask_flat, ntk_t, lr, P: int, T1: int, Pa: int
     return jnp.concatenate([F[:1], rest], axis=0).reshape(-1)
 
 
-def relax(state, new, damping):
+def within_horizon(new, horizon, T1: int, P: int):
+    """Freeze ``new`` after the horizon: every quantity at time ``t >= horizon`` is replaced by its
+    value at ``horizon - 1`` (kernels become those of a process frozen after ``horizon - 1``, so they
+    stay positive semi-definite). Causal continuation in time: quantities at times ``< horizon``
+    depend only on earlier times, so the early part can be converged first, and what the iterate
+    does beyond the horizon (it may blow up while the early kernels are still wrong) is discarded."""
+    t = jnp.minimum(jnp.arange(T1), horizon - 1)
+    idx = (t[:, None] * P + jnp.arange(P)[None, :]).reshape(-1)
+
+    def freeze(x):
+        return x[idx] if x.ndim == 1 else x[idx][:, idx]
+
+    return jax.tree_util.tree_map(freeze, new)
+
+
+def relax(state, new, damping, residual_keys=None):
     """Damped fixed-point update ``(1 - damping) state + damping new`` and the residual,
-    the largest relative change over all state components (pytrees of arrays)."""
+    the largest relative change over the state components named in ``residual_keys``
+    (all when None; dicts of arrays or lists of arrays)."""
     res = jnp.zeros(())
-    for old_x, new_x in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new)):
-        scale = jnp.maximum(jnp.max(jnp.abs(new_x)), 1e-12)
-        res = jnp.maximum(res, jnp.max(jnp.abs(new_x - old_x)) / scale)
+    keys = state.keys() if residual_keys is None else residual_keys
+    for k in keys:
+        for old_x, new_x in zip(jax.tree_util.tree_leaves(state[k]), jax.tree_util.tree_leaves(new[k])):
+            scale = jnp.maximum(jnp.max(jnp.abs(new_x)), 1e-12)
+            res = jnp.maximum(res, jnp.max(jnp.abs(new_x - old_x)) / scale)
     damped = jax.tree_util.tree_map(lambda o, nw: (1.0 - damping) * o + damping * nw, state, new)
     return damped, res
 

@@ -81,5 +81,5 @@ class LinearProblem:
         damped, res = eq.relax(state, new, damping)
         return damped, res, {}
 
-    def step(self, state, damping, responses=True):
+    def step(self, state, damping, responses=True, horizon=None):  # deterministic: no continuation needed
         return self._step(self.consts, state, jnp.asarray(damping, dtype=jnp.float64))

@@ -156,7 +156,11 @@ class MonteCarloProblem:
     """Static description of one DMFT problem; builds the jitted fixed-point step once."""
 
     def __init__(self, *, act, Kx_all, y_all, train_mask, depth, steps, gamma, lr, samples, seed, relu_width=0.1, qmc=True, response_samples=1024,
-                 chunk_bytes=2**28, response_blocks=8):
+                 chunk_bytes=2**28, response_blocks=8, responses="stein", stein_jitter=1e-6):
+        if responses not in ("stein", "tangent"):
+            raise ValueError(f"responses must be 'stein' or 'tangent', got {responses!r}")
+        self.responses = responses
+        self.stein_jitter = float(stein_jitter)
         self.act = act
         self.depth = int(depth)
         self.T1 = int(steps) + 1
@@ -368,8 +372,20 @@ class MonteCarloProblem:
         B = Sg[:, k - n :] / S if need_B else None
         return A, B
 
+    def _stein(self, X, eps, C, mask):
+        """Response function ``E[dX/dv]`` of path quantities ``X`` (S, n) to the source ``v = eps C^T``
+        by Gaussian integration by parts (Stein's lemma): ``E[X eps^T] = E[dX/d eps] = E[dX/dv] C``, so
+        ``E[dX/dv] = mask(E[(X - mean X) eps^T]) C^{-1}``. Unbiased for any activation (ReLU's kink
+        crossings included, no phi''), ``O(S n^2 + n^3)``. ``mask``: the causal pattern of the
+        expectation (entries that vanish exactly are set to zero, removing their sampling noise);
+        ``C`` lower triangular, so the result keeps the causal pattern."""
+        S = X.shape[0]
+        Xc = X - X.mean(0, keepdims=True)
+        M = mask * (Xc.T @ eps) / S
+        return jax.scipy.linalg.solve_triangular(C, M.T, lower=True, trans=1).T
+
     # ------------------------------------------------------------------ step
-    def _step_impl(self, consts, state, damping, responses=True):
+    def _step_impl(self, consts, state, damping, responses=True, horizon=None):
         y_flat, mask_flat, strict, incl = consts["y"], consts["mask"], consts["strict"], consts["incl"]
         Phi0, F1, eps_u, eps_r = consts["Phi0"], consts["F1"], consts["eps_u"], consts["eps_r"]
         G_top = jnp.ones_like(strict)
@@ -383,14 +399,17 @@ class MonteCarloProblem:
         f_samples = None
         for l in range(1, L + 1):
             Phi_prev, G_next, Mh, Mz = eq.layer_memory(l, L, c, dt, Phi0, G_top, new_Phi, new_A, state, strict, incl)
+            jit_src = self.stein_jitter if self.responses == "stein" else 1e-10
             if l == 1:
                 U = eps_u[0] @ F1.T
             else:
-                U = eps_u[l - 1] @ _chol(Phi_prev).T
+                Cu = _chol(Phi_prev, jit_src)
+                U = eps_u[l - 1] @ Cu.T
             if l == L:
                 Rr = jnp.broadcast_to(eps_r[l - 1], (S, self.n))
             else:
-                Rr = eps_r[l - 1] @ _chol(G_next).T
+                Cr = _chol(G_next, jit_src)
+                Rr = eps_r[l - 1] @ Cr.T
             h, z, ph, g, dph = self._paths(U, Rr, Mh, Mz, tangent=(l == L))
             new_Phi.append(ph.T @ ph / S)
             new_G.append(g.T @ g / S)
@@ -400,6 +419,11 @@ class MonteCarloProblem:
                     new_A[l - 1] = state["A"][l - 1]
                 if need_B:
                     new_B[l - 2] = state["B"][l - 2]
+            elif self.responses == "stein":
+                if need_A:
+                    new_A[l - 1] = self._stein(ph, eps_r[l - 1], Cr, strict)
+                if need_B:
+                    new_B[l - 2] = self._stein(g, eps_u[l - 1], Cu, incl)
             elif need_A or need_B:
                 A_l, B_lm1 = self._responses(h[: self.R], z[: self.R], Mh, Mz, need_A, need_B)
                 if need_A:
@@ -418,7 +442,10 @@ class MonteCarloProblem:
         ntk_t = eq.ntk_equal_time(Phi_all, G_all, self.T1, self.Pa)
         f_new = eq.march(f_new, state["f"], y_flat, mask_flat, ntk_t, self.lr, self.P, self.T1, self.Pa)
         new = {"f": f_new, "Phi": new_Phi, "G": new_G, "A": new_A, "B": new_B}
-        damped, res = eq.relax(state, new, damping)
+        new = eq.within_horizon(new, horizon, self.T1, self.Pa)
+        # the residual measures the outputs (predictions, kernels); the response functions are
+        # intermediate and, estimated by Stein's lemma, fluctuate at the Monte Carlo level
+        damped, res = eq.relax(state, new, damping, ("f", "Phi", "G"))
         # Monte Carlo standard error of the train loss (first order in the sample mean of f)
         T1, Pa = self.T1, self.Pa
         fbar = f_samples.mean(0)
@@ -428,6 +455,9 @@ class MonteCarloProblem:
         f_se = (jnp.std(f_samples, axis=0) / jnp.sqrt(S)).reshape(T1, Pa)
         return damped, res, {"loss_stderr": loss_se, "f_stderr": f_se}
 
-    def step(self, state, damping, responses=True):
-        """One damped fixed-point iteration; ``responses=False`` reuses A, B (skips the O(S n^3) part)."""
-        return self._step(self.consts, state, jnp.asarray(damping, dtype=jnp.float64), bool(responses and self.depth > 1))
+    def step(self, state, damping, responses=True, horizon=None):
+        """One damped fixed-point iteration; ``responses=False`` reuses A, B (skips the response part);
+        ``horizon``: only times ``t < horizon`` are updated (causal continuation, default all)."""
+        h = self.T1 if horizon is None else int(horizon)
+        return self._step(self.consts, state, jnp.asarray(damping, dtype=jnp.float64), bool(responses and self.depth > 1),
+                          jnp.asarray(h, dtype=jnp.int32))
