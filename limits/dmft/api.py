@@ -68,7 +68,7 @@ def solve_dmft(
     response_samples: int | str | None = "auto",
     qmc: bool = True,
     responses: str = "stein",
-    stein_jitter: float = 1e-6,
+    stein_jitter: float = 1e-3,
 ) -> Trajectory:
     """Infinite-width DMFT of full-batch gradient descent for the pinned network.
 

@@ -113,18 +113,34 @@ def march(f_image, f_old, y_flat, mask_flat, ntk_t, lr, P: int, T1: int, Pa: int
 
 
 def within_horizon(new, horizon, T1: int, P: int):
-    """Freeze ``new`` after the horizon: every quantity at time ``t >= horizon`` is replaced by its
-    value at ``horizon - 1`` (kernels become those of a process frozen after ``horizon - 1``, so they
-    stay positive semi-definite). Causal continuation in time: quantities at times ``< horizon``
-    depend only on earlier times, so the early part can be converged first, and what the iterate
-    does beyond the horizon (it may blow up while the early kernels are still wrong) is discarded."""
-    t = jnp.minimum(jnp.arange(T1), horizon - 1)
-    idx = (t[:, None] * P + jnp.arange(P)[None, :]).reshape(-1)
+    """Extend ``new`` beyond the horizon (causal continuation in time).
+
+    Quantities at times ``< horizon`` depend only on earlier times, so the early part can be
+    converged first; what the iterate does beyond the horizon (it may blow up while the early
+    kernels are still wrong) is discarded and replaced by a guess built from the early part:
+    predictions and kernels (``f``, ``Phi``, ``G``) of a process frozen after ``horizon - 1``
+    (kernels stay positive semi-definite), response functions (``A``, ``B``) continued at
+    constant lag, ``R(t, s) = R(horizon - 1, s - t + horizon - 1)`` (zero for negative arguments)."""
+    last = horizon - 1
+    t = jnp.arange(T1)
+    frozen = jnp.minimum(t, last)
+    idx = (frozen[:, None] * P + jnp.arange(P)[None, :]).reshape(-1)
+    # lag continuation: rows t > last read row `last` at column s - (t - last)
+    shift = jnp.maximum(t - last, 0)
+    rows = jnp.broadcast_to(jnp.minimum(t, last)[:, None], (T1, T1))
+    cols = t[None, :] - shift[:, None]
+    valid = (cols >= 0) & (t[None, :] <= jnp.maximum(t[:, None], last))
 
     def freeze(x):
         return x[idx] if x.ndim == 1 else x[idx][:, idx]
 
-    return jax.tree_util.tree_map(freeze, new)
+    def lagged(x):
+        K4 = x.reshape(T1, P, T1, P).transpose(0, 2, 1, 3)
+        K4 = jnp.where(valid[:, :, None, None], K4[rows, jnp.clip(cols, 0, T1 - 1)], 0.0)
+        return K4.transpose(0, 2, 1, 3).reshape(T1 * P, T1 * P)
+
+    out = {k: jax.tree_util.tree_map(lagged if k in ("A", "B") else freeze, v) for k, v in new.items()}
+    return out
 
 
 def relax(state, new, damping, residual_keys=None):
