@@ -4,8 +4,12 @@ Each row varies one factor from a base case (two-layer tanh muP, teacher data)
 and reports wall time (after a compile run of the same shapes), fixed-point
 iterations and seconds per iteration (``--quick``: tiny sizes, compile time included), so the scaling in the docstring of
 ``solve_dmft`` (paths O(L S n^2), response functions O((L-1) R n^3),
-n = (steps+1) P) can be read off. Usage:
-``python benchmarks/dmft_cost.py [--quick]``; writes ``benchmarks/out/dmft_cost.json``.
+n = (steps+1) P) can be read off. The ``responses`` rows time the depth-2 case with both
+estimators of the response functions in the same run (Stein's lemma, the default,
+O(S n^2 + n^3), against per-path tangent solves, O(R n^3)); the ratio is the speed-up.
+``--target`` adds the issue's target problem (depth 2, P = 16, 200 steps, 10^4 samples;
+minutes on 2 cores). Usage: ``python benchmarks/dmft_cost.py [--quick] [--target]``;
+writes ``benchmarks/out/dmft_cost.json``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from pathlib import Path
 import limits
 
 
-def _time(depth: int, P: int, steps: int, samples: int, activation: str = "tanh", warm: bool = True) -> dict:
+def _time(depth: int, P: int, steps: int, samples: int, activation: str = "tanh", warm: bool = True,
+          responses: str = "stein") -> dict:
     data = limits.datasets.teacher(P=P, D=4, seed=0)
-    kw = dict(X=data.X, y=data.y, activation=activation, lr=0.5, steps=steps, samples=samples, progress=False)
+    kw = dict(X=data.X, y=data.y, activation=activation, lr=0.5, steps=steps, samples=samples, progress=False,
+              responses=responses)
     if warm:
         limits.solve_dmft("mup", depth, **kw)  # compile these shapes
     start = time.perf_counter()
@@ -28,10 +34,10 @@ def _time(depth: int, P: int, steps: int, samples: int, activation: str = "tanh"
     wall = time.perf_counter() - start
     its = int(traj.diagnostics.get("iterations", 0)) or 1
     return {"depth": depth, "P": P, "steps": steps, "samples": samples, "activation": activation,
-            "seconds": wall, "iterations": its, "seconds_per_iteration": wall / its}
+            "responses": responses, "seconds": wall, "iterations": its, "seconds_per_iteration": wall / its}
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, target: bool = False) -> list[dict]:
     base = dict(depth=1, P=4 if quick else 8, steps=10 if quick else 40, samples=1024 if quick else 4096)
     grid = {
         "P": [base["P"], 2 * base["P"]],
@@ -48,17 +54,31 @@ def run(quick: bool) -> list[dict]:
             row = _time(**case, warm=not quick)
             row["varied"] = factor
             rows.append(row)
+    resp_case = dict(base, depth=2, steps=5 if quick else 20)
+    for method in ("stein", "tangent"):
+        row = _time(**resp_case, warm=not quick, responses=method)
+        row["varied"] = "responses"
+        rows.append(row)
+    if target:
+        row = _time(depth=2, P=16, steps=200, samples=10000, warm=False)
+        row["varied"] = "target"
+        rows.append(row)
     return rows
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    rows = run(parser.parse_args(argv).quick)
-    print(f"{'varied':>8} {'depth':>5} {'P':>4} {'steps':>5} {'samples':>7} {'iters':>5} {'s':>8} {'s/iter':>8}")
+    parser.add_argument("--target", action="store_true", help="also time depth 2, P=16, 200 steps, 1e4 samples")
+    args = parser.parse_args(argv)
+    rows = run(args.quick, args.target)
+    print(f"{'varied':>9} {'depth':>5} {'P':>4} {'steps':>5} {'samples':>7} {'resp.':>7} {'iters':>5} {'s':>8} {'s/iter':>8}")
     for r in rows:
-        print(f"{r['varied']:>8} {r['depth']:>5} {r['P']:>4} {r['steps']:>5} {r['samples']:>7} {r['iterations']:>5} "
-              f"{r['seconds']:>8.2f} {r['seconds_per_iteration']:>8.3f}")
+        print(f"{r['varied']:>9} {r['depth']:>5} {r['P']:>4} {r['steps']:>5} {r['samples']:>7} {r['responses']:>7} "
+              f"{r['iterations']:>5} {r['seconds']:>8.2f} {r['seconds_per_iteration']:>8.3f}")
+    st, ta = (next(r for r in rows if r["varied"] == "responses" and r["responses"] == m) for m in ("stein", "tangent"))
+    print(f"response functions: tangent / stein time per iteration = "
+          f"{ta['seconds_per_iteration'] / st['seconds_per_iteration']:.1f}x (depth 2, same run)")
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     (out / "dmft_cost.json").write_text(json.dumps(rows, indent=2))

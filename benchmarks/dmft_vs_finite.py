@@ -12,6 +12,8 @@ Writes ``benchmarks/out/dmft_vs_finite.json``.
     python benchmarks/dmft_vs_finite.py                  # full (~1 h on 2 cores)
     python benchmarks/dmft_vs_finite.py --quick          # two-layer tanh + deep linear, < 60 s
     python benchmarks/dmft_vs_finite.py --cases relu_d2  # one case of the full set
+    python benchmarks/dmft_vs_finite.py --stored --seeds 0 1 2   # all four cases against the stored
+                                                              # test ensembles, three DMFT seeds
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ FULL = {
     "tanh_d1": dict(depth=1, activation="tanh", lr=0.5, steps=20, P=6, widths=(512, 1024, 2048), seeds=(1024, 512, 256), samples=16384),
     "linear_d3": dict(depth=3, activation="linear", lr=0.05, steps=20, P=6, widths=(256, 512, 1024), seeds=(512, 256, 128), samples=None),
     "tanh_d2": dict(depth=2, activation="tanh", lr=0.5, steps=20, P=6, widths=(512, 1024, 2048), seeds=(512, 256, 128), samples=8192),
-    "relu_d2": dict(depth=2, activation="relu", lr=0.5, steps=20, P=6, widths=(512, 1024, 2048), seeds=(512, 256, 128), samples=4096),
+    "relu_d2": dict(depth=2, activation="relu", lr=0.5, steps=20, P=6, widths=(512, 1024, 2048), seeds=(512, 256, 128), samples=16384),
 }
 QUICK = {
     "tanh_d1": dict(depth=1, activation="tanh", lr=0.5, steps=20, P=6, widths=(256, 1024), seeds=(256, 128), samples=8192),
@@ -55,38 +57,52 @@ def extrapolate(widths, means, stderr):
     return np.array(ext), np.array(sig)
 
 
-def run(cases):
+def _stored(name):
+    """Finite-width ensembles stored for the tests (tests/data/dmft_reference.json, same data and
+    schedule): (widths, seeds, means, stderrs)."""
+    ref = json.loads((ROOT / "tests" / "data" / "dmft_reference.json").read_text())[name]
+    return ref["widths"], ref["seeds"], [np.asarray(m) for m in ref["mean"]], [np.asarray(s) for s in ref["stderr"]]
+
+
+def run(cases, stored=False, seeds=(0,)):
     out = {}
     for name, c in cases.items():
         d = limits.datasets.teacher(P=c["P"], D=8, seed=0)
         t0 = time.perf_counter()
-        tr = solve_dmft("mup", c["depth"], X=d.X, y=d.y, activation=c["activation"], lr=c["lr"], steps=c["steps"],
-                        samples=c["samples"], progress=False, tol=1e-6)
-        t_dmft = time.perf_counter() - t0
-        means, ses, errs = [], [], []
+        runs = [solve_dmft("mup", c["depth"], X=d.X, y=d.y, activation=c["activation"], lr=c["lr"], steps=c["steps"],
+                           samples=c["samples"], progress=False, tol=1e-6, seed=s) for s in seeds]
+        tr = runs[0]
+        t_dmft = (time.perf_counter() - t0) / len(seeds)
         t0 = time.perf_counter()
-        for N, S in zip(c["widths"], c["seeds"]):
-            fin = limits.simulate("mup", c["depth"], N, X=d.X, y=d.y, activation=c["activation"], lr=c["lr"],
-                                  steps=c["steps"], seeds=S, seed=N, record=None, progress=False)
-            means.append(np.asarray(fin.loss))
-            ses.append(np.asarray(fin.loss_stderr))
-            errs.append(float(np.abs(np.log(means[-1] / tr.loss)).max()))
+        if stored:
+            widths, nseeds, means, ses = _stored(name)
+            c = dict(c, widths=tuple(widths), seeds=tuple(nseeds))
+        else:
+            means, ses = [], []
+            for N, S in zip(c["widths"], c["seeds"]):
+                fin = limits.simulate("mup", c["depth"], N, X=d.X, y=d.y, activation=c["activation"], lr=c["lr"],
+                                      steps=c["steps"], seeds=S, seed=N, record=None, progress=False)
+                means.append(np.asarray(fin.loss))
+                ses.append(np.asarray(fin.loss_stderr))
+        errs = [float(np.abs(np.log(m / tr.loss)).max()) for m in means]
         t_fin = time.perf_counter() - t0
         ext, sig = extrapolate(c["widths"], np.array(means), np.array(ses))
-        dev = np.abs(np.log(ext / tr.loss))
-        err_ext, two_sig = float(dev.max()), float(np.max(2 * sig / ext))
+        devs = [float(np.abs(np.log(ext / r.loss)).max()) for r in runs]
+        err_ext, two_sig = devs[0], float(np.max(2 * sig / ext))
         alpha = float(-np.polyfit(np.log(c["widths"]), np.log(errs), 1)[0])
         print(f"{name}: DMFT {t_dmft:.0f}s ({tr.diagnostics['iterations']} it, samples {tr.diagnostics['samples']}), "
               f"finite {t_fin:.0f}s, loss {tr.loss[0]:.3g} -> {tr.loss[-1]:.3g}")
         for N, S, e in zip(c["widths"], c["seeds"], errs):
             print(f"   N = {N:5d} ({S} seeds): max |dlog L| = {e:.4f}")
-        print(f"   fitted exponent err ~ N^-{alpha:.2f};  1/N-extrapolated: max |dlog L| = {err_ext:.4f} "
-              f"(extrapolation 2 sigma <= {two_sig:.4f})", flush=True)
+        print(f"   fitted exponent err ~ N^-{alpha:.2f};  1/N-extrapolated: max |dlog L| = "
+              f"{' / '.join(f'{e:.4f}' for e in devs)} (DMFT seeds {list(seeds)}; extrapolation 2 sigma <= {two_sig:.4f})",
+              flush=True)
         out[name] = dict(case={k: v for k, v in c.items()}, dmft_loss=tr.loss.tolist(),
                          dmft_stderr=tr.loss_stderr.tolist(), finite_mean=[m.tolist() for m in means],
                          finite_stderr=[s.tolist() for s in ses], extrapolated=ext.tolist(),
                          extrapolated_stderr=sig.tolist(), errors=errs, exponent=alpha,
-                         extrapolated_error=err_ext, extrapolated_two_sigma=two_sig,
+                         extrapolated_error=err_ext, extrapolated_errors_by_seed=devs, extrapolated_two_sigma=two_sig,
+                         reference="stored (tests/data)" if stored else "simulated in this run",
                          dmft_seconds=t_dmft, finite_seconds=t_fin)
     return out
 
@@ -95,12 +111,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--cases", nargs="*", default=None, help=f"subset of {list(FULL)}")
+    ap.add_argument("--stored", action="store_true",
+                    help="compare with the finite-width ensembles stored in tests/data instead of simulating")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="DMFT source seeds (spread = Monte Carlo error)")
     args = ap.parse_args(argv)
     cases = QUICK if args.quick else FULL
     if args.cases:
         cases = {k: FULL[k] for k in args.cases}
     t0 = time.perf_counter()
-    res = run(cases)
+    res = run(cases, stored=args.stored, seeds=tuple(args.seeds))
     path = ROOT / "benchmarks" / "out" / "dmft_vs_finite.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=1))

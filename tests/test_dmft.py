@@ -181,12 +181,6 @@ def test_blown_up_fixed_point_iteration_is_reported_as_such(small, monkeypatch):
 
 
 # ----------------------------------------------------- finite-width accuracy
-SLOW = pytest.mark.skipif(
-    __import__("os").environ.get("LIMITS_SLOW_TESTS") != "1",
-    reason="depth-2 Monte Carlo DMFT takes 30-90 s on 2 shared cores; set LIMITS_SLOW_TESTS=1",
-)
-
-
 def _extrapolation_sigma(ref):
     """Standard error of the 1/N extrapolation (from the seed standard errors), relative."""
     widths = np.asarray(ref["widths"], float)
@@ -198,8 +192,7 @@ def _extrapolation_sigma(ref):
 
 @pytest.mark.parametrize(
     "name,samples",
-    [("tanh_d1", 8192), ("linear_d3", None), pytest.param("tanh_d2", 4096, marks=SLOW),
-     pytest.param("relu_d2", 16384, marks=SLOW)],
+    [("tanh_d1", 8192), ("linear_d3", None), ("tanh_d2", 4096), ("relu_d2", 16384)],
 )
 def test_accuracy_against_extrapolated_finite_width(data, name, samples):
     """max_t |log L_dmft - log L_ext| <= 2% + 2 sigma of the finite-width extrapolation."""
@@ -251,6 +244,17 @@ def test_blocked_paths_and_causal_continuation_reach_the_same_fixed_point(small)
     for k in ("f", "Phi", "G", "A", "B"):
         for a, b in zip(jax_leaves(finals[0][k]), jax_leaves(finals[1][k])):
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("responses", ["stein", "tangent"])
+def test_numba_backend_matches_jax_on_the_same_sources(small, responses):
+    kw = dict(X=small.X, y=small.y, activation="tanh", lr=0.5, steps=4, samples=64, progress=False, tol=1e-9,
+              responses=responses, response_samples=None)
+    a = solve_dmft("mup", 2, backend="jax", **kw)
+    b = solve_dmft("mup", 2, backend="numba", **kw)
+    assert b.diagnostics["method"] == "Monte Carlo (numba)"
+    np.testing.assert_allclose(b.loss, a.loss, rtol=1e-8)
+    np.testing.assert_allclose(b.kernels["g1"], a.kernels["g1"], rtol=1e-7, atol=1e-10)
 
 
 def jax_leaves(x):

@@ -171,7 +171,8 @@ def solve_dmft(
 
             return NumbaProblem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps,
                                 gamma=gamma, lr=lr, samples=S, seed=seed, relu_width=relu_width,
-                                qmc=qmc, response_samples=response_samples)
+                                qmc=qmc, response_samples=response_samples, responses=responses,
+                                stein_jitter=stein_jitter)
         return _mc.MonteCarloProblem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps,
                                      gamma=gamma, lr=lr, samples=S, seed=seed, relu_width=relu_width,
                                      qmc=qmc, response_samples=response_samples, responses=responses,

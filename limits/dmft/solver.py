@@ -144,6 +144,25 @@ def _chol(K, jitter=1e-10):
     return jnp.linalg.cholesky(0.5 * (K + K.T) + jitter * scale * jnp.eye(n))
 
 
+def _whiten(eps):
+    """``(e, W)`` with ``eps = e W^T``, ``W`` lower triangular and ``e^T e / S = I`` exactly
+    (``W W^T`` = the sample second moment of the sources; time-major order is kept, so
+    ``e_b`` depends only on ``eps_{<=b}``). Needs more samples than coordinates; otherwise
+    (or for a rank-deficient sample) returns ``(eps, I)``."""
+    S, d = eps.shape
+    eps = np.asarray(eps)
+    if S <= d + 1:
+        return jnp.asarray(eps), jnp.eye(d)
+    try:
+        W = np.linalg.cholesky(eps.T @ eps / S)
+    except np.linalg.LinAlgError:
+        return jnp.asarray(eps), jnp.eye(d)
+    from scipy.linalg import solve_triangular
+
+    e = solve_triangular(W, eps.T, lower=True).T
+    return jnp.asarray(e), jnp.asarray(W)
+
+
 def _largest_divisor(S, cap):
     cap = max(1, min(S, cap))
     for c in range(cap, 0, -1):
@@ -193,7 +212,8 @@ class MonteCarloProblem:
         self.dphi = act.deriv
         self.d2phi = second_derivative(act, relu_width)
         self.consts = {"y": self.y_flat, "mask": self.mask_flat, "strict": self.strict, "incl": self.incl,
-                       "Phi0": self.Phi0, "F1": self.F1, "eps_u": self.eps_u, "eps_r": self.eps_r}
+                       "Phi0": self.Phi0, "F1": self.F1, "eps_u": self.eps_u, "eps_r": self.eps_r,
+                       "white_u": [_whiten(e) for e in self.eps_u], "white_r": [_whiten(e) for e in self.eps_r]}
         self._step = jax.jit(self._step_impl, static_argnums=(3,))
 
     # ------------------------------------------------------------------ paths
@@ -393,17 +413,24 @@ class MonteCarloProblem:
         B = Sg[:, k - n :] / S if need_B else None
         return A, B
 
-    def _stein(self, X, eps, C, mask):
+    def _stein(self, X, white, C, mask):
         """Response function ``E[dX/dv]`` of path quantities ``X`` (S, n) to the source ``v = eps C^T``
-        by Gaussian integration by parts (Stein's lemma): ``E[X eps^T] = E[dX/d eps] = E[dX/dv] C``, so
-        ``E[dX/dv] = mask(E[(X - mean X) eps^T]) C^{-1}``. Unbiased for any activation (ReLU's kink
-        crossings included, no phi''), ``O(S n^2 + n^3)``. ``mask``: the causal pattern of the
-        expectation (entries that vanish exactly are set to zero, removing their sampling noise);
-        ``C`` lower triangular, so the result keeps the causal pattern."""
+        by Gaussian integration by parts (Stein's lemma): ``E[X eps^T] = E[dX/d eps] = E[dX/dv] C``.
+
+        ``white = (e, W)``: the sources whitened on the sample, ``eps = e W^T`` with ``W`` lower
+        triangular and ``e^T e / S = I`` exactly (:func:`_whiten`), so that ``v = e (C W)^T`` and
+        ``E[dX/dv] = mask(E[(X - mean X) e^T]) (C W)^{-1}``. On the sample this is the least-squares
+        coefficient of X on the sources: the part of X linear in the sources is recovered exactly,
+        and only the nonlinear remainder contributes sampling noise. Unbiased for any activation
+        (ReLU's kink crossings included, no phi''); ``O(S n^2 + n^3)``. ``mask``: the causal pattern
+        of the expectation (entries that vanish exactly are set to zero, removing their noise); the
+        triangular factors keep it."""
+        e, W = white
         S = X.shape[0]
         Xc = X - X.mean(0, keepdims=True)
-        M = mask * (Xc.T @ eps) / S
-        return jax.scipy.linalg.solve_triangular(C, M.T, lower=True, trans=1).T
+        M = mask * (Xc.T @ e) / S
+        M = jax.scipy.linalg.solve_triangular(W, M.T, lower=True, trans=1).T  # M W^{-1}
+        return jax.scipy.linalg.solve_triangular(C, M.T, lower=True, trans=1).T  # ... C^{-1}
 
     # ------------------------------------------------------------------ step
     def _step_impl(self, consts, state, damping, responses=True, horizon=None):
@@ -442,9 +469,9 @@ class MonteCarloProblem:
                     new_B[l - 2] = state["B"][l - 2]
             elif self.responses == "stein":
                 if need_A:
-                    new_A[l - 1] = self._stein(ph, eps_r[l - 1], Cr, strict)
+                    new_A[l - 1] = self._stein(ph, consts["white_r"][l - 1], Cr, strict)
                 if need_B:
-                    new_B[l - 2] = self._stein(g, eps_u[l - 1], Cu, incl)
+                    new_B[l - 2] = self._stein(g, consts["white_u"][l - 1], Cu, incl)
             elif need_A or need_B:
                 A_l, B_lm1 = self._responses(h[: self.R], z[: self.R], Mh, Mz, need_A, need_B)
                 if need_A:
