@@ -86,20 +86,22 @@ def solve_dmft(
     ``target_stderr``, from a pilot solve with 1024 paths, 1024..32768).
 
     Cost per fixed-point iteration with ``n = (steps+1) (P + Q)`` (Q test points),
-    ``S`` samples, ``L = depth``: ``O(L S n^2)`` for the sample paths and kernels,
-    plus ``O((L-1) S n^3)`` for the response functions A, B (depth >= 2 only),
-    ``O(L n^3)`` for the Gaussian factors; memory ``O(L n^2 + S n)``. Deep linear:
-    ``O(L n^3)`` per iteration. Iterations: typically 10-40 (``tol`` on the largest
-    relative change of the state, with ``damping``).
+    ``S`` samples, ``L = depth``: ``O(L S n^2)`` for the sample paths, kernels and the
+    Stein response functions A, B (depth >= 2), ``O(L n^3)`` for the Gaussian factors and
+    triangular solves; memory ``O(L n^2 + S n)``. ``responses="tangent"`` estimates A, B by
+    per-path tangent solves instead, ``O((L-1) R n^3)`` with ``R = response_samples``. Deep
+    linear: ``O(L n^3)`` per iteration. Iterations: typically 10-30 (``tol`` on the largest
+    relative change of the predictions and kernels, or the Monte Carlo floor, with
+    ``damping``; depth >= 2 converges the trajectory in four causal windows).
 
     ``record``: ``"equal_time"`` (kernels ``phi1..phiL``, ``g1..gL`` at t = s, shape
     (steps+1, P, P)), ``"two_time"`` (also ``phi1_tt``..., (steps+1, steps+1, P, P)),
-    or ``"none"``. ReLU: phi'' = delta is smoothed to a Gaussian of std ``relu_width``
-    inside the response functions. ``response_samples``: paths used for the response
-    functions A, B (depth >= 2); ``"auto"`` = 512 for smooth activations and all
-    ``samples`` for ReLU, whose smoothed delta makes the response estimates noisy and
-    (through the nonlinear fixed point) biases the loss by ~ +1/R (docs/theory/dmft.md
-    section 7); ``None`` = all samples.
+    or ``"none"``. ``responses``: ``"stein"`` (default) estimates the response functions by
+    Gaussian integration by parts on the sample paths (unbiased for every activation, ReLU
+    included; ``stein_jitter`` bounds its noise amplification, bias O(jitter), see
+    docs/theory/dmft.md section 4a); ``"tangent"`` by per-path linearization over the first
+    ``response_samples`` paths (``"auto"`` = 512 for smooth activations, all for ReLU,
+    whose phi'' = delta is smoothed to a Gaussian of std ``relu_width``, a biased estimate).
     """
     from . import resnet as _resnet
 
@@ -122,6 +124,10 @@ def solve_dmft(
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2):
         raise ValueError(f"samples must be an integer >= 2 or None, got {samples!r}")
     act = _acts.get(activation)
+    if responses not in ("stein", "tangent"):
+        raise ValueError(f"responses must be 'stein' or 'tangent', got {responses!r}")
+    if not (isinstance(stein_jitter, (int, float)) and 0 < stein_jitter < 1):
+        raise ValueError(f"stein_jitter must be in (0, 1), got {stein_jitter!r}")
     if response_samples == "auto":
         response_samples = None if act.name == "relu" else 512
     elif response_samples is not None and (isinstance(response_samples, bool) or not isinstance(response_samples, (int, np.integer)) or response_samples < 1):

@@ -12,14 +12,12 @@ Cost per fixed-point iteration, ``n = (steps + 1) * P`` (P counts test points
 too), ``S`` samples, ``L`` = depth:
 
 - sources: one Cholesky factor per hidden layer, ``O(L n^3 / 3)``;
-- sample paths (forward scan over time): ``O(L S n^2)`` flops, memory ``O(S n)``;
+- sample paths (forward march over time, blocked): ``O(L S n^2)`` flops, memory ``O(S n)``;
 - feature/gradient kernels: ``O(L S n^2)``;
-- response functions A^l, B^l (depth >= 2 only): one causal (unit lower
-  triangular) solve per sample path, ``O((L - 1) S n^3)`` flops, memory
-  ``O(chunk n^2)``; the march is blocked in time (``response_blocks``), which skips the
-  causally zero blocks (~0.4 of the dense flops) and turns the per-step GEMMs with
-  P rows into one GEMM per block (4.9x faster at depth 2, P = 8, 50 steps). This term dominates for deep nets at large ``n``; the
-  two-layer network (depth 1) needs only a tangent path, ``O(S n^2)``;
+- response functions A^l, B^l (depth >= 2 only), default ``responses="stein"``: Gaussian
+  integration by parts on the same paths, two GEMMs and two triangular solves per layer,
+  ``O(S n^2 + n^3)``; ``responses="tangent"``: one causal (unit lower triangular) solve per
+  path over ``R`` paths, ``O((L - 1) R n^3)``, blocked in time (``response_blocks``);
 - storage of the state: ``O(L n^2)`` (two-time kernels are kept internally;
   only the equal-time blocks are returned unless ``record="two_time"``).
 """
