@@ -12,6 +12,11 @@ feature updates grow with depth, so the optimum shrinks).
 
     python benchmarks/depth_transfer.py            # depths 4..64, width 64, 4 seeds
     python benchmarks/depth_transfer.py --quick    # depths 4..32, width 32, 2 seeds
+    python benchmarks/depth_transfer.py --tables depth-mup completep resnet --optimizer adam
+
+With ``--optimizer adam`` the lr grid is shifted down (Adam's raw step is ~lr per
+coordinate) and the tables use their Adam block-lr exponents (depth-mup L^-1/2,
+completep L^0; ``limits.param``).
 
 Prints the loss tables and a summary (optimal lr vs depth for both tables,
 fitted exponents) and writes ``benchmarks/out/depth_transfer.json``.
@@ -34,17 +39,19 @@ TABLES = ("depth-mup", "resnet")
 
 
 def sweep(quick: bool, *, width: int | None = None, steps: int = 5, seeds: int | None = None,
-          activation: str = "tanh", cache_dir=None, progress: bool = False) -> dict:
-    """Run the depth sweep for both tables; returns {table: DepthTransferResult}."""
+          activation: str = "tanh", cache_dir=None, progress: bool = False, tables=TABLES,
+          optimizer: str = "sgd") -> dict:
+    """Run the depth sweep for each table; returns {table: DepthTransferResult}."""
     depths = [4, 8, 16, 32] if quick else [4, 8, 16, 32, 64]
     width = width or (32 if quick else 64)
     seeds = seeds or (2 if quick else 4)
-    lrs = np.geomspace(1 / 16, 16, 17)
+    lrs = np.geomspace(1 / 16, 16, 17) if optimizer == "sgd" else np.geomspace(1 / 64, 16, 17)
     data = limits.datasets.teacher()
     return {
         name: transfer(name, None, [width], lrs, depths=depths, X=data.X, y=data.y, activation=activation,
-                       steps=steps, seeds=seeds, limit=False, cache_dir=cache_dir, progress=progress)
-        for name in TABLES
+                       steps=steps, seeds=seeds, limit=False, cache_dir=cache_dir, progress=progress,
+                       optimizer=optimizer)
+        for name in tables
     }
 
 
@@ -67,11 +74,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--activation", default="tanh")
+    parser.add_argument("--tables", nargs="*", default=list(TABLES), help="residual presets to sweep")
+    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "depth_transfer.json"))
     args = parser.parse_args()
     start = time.perf_counter()
     results = sweep(args.quick, width=args.width, steps=args.steps, seeds=args.seeds, activation=args.activation,
-                    progress=True)
+                    progress=True, tables=tuple(args.tables), optimizer=args.optimizer)
     wall = time.perf_counter() - start
     for r in results.values():
         print(r.table(), "\n")
@@ -88,7 +97,8 @@ def main() -> None:
         }
         for name, r in results.items()
     }
-    record["settings"] = {"quick": args.quick, "steps": args.steps, "activation": args.activation, "wall_s": wall}
+    record["settings"] = {"quick": args.quick, "steps": args.steps, "activation": args.activation, "wall_s": wall,
+                          "optimizer": args.optimizer, "tables": args.tables}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, default=str))
