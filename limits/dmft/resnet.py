@@ -245,7 +245,7 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
         raise ValueError(f"residual DMFT records 'equal_time' or 'none', got {record!r}")
     act = _acts.get(activation)
     if not (act.is_linear and act is _acts.get("linear")):
-        # limits/dmft/resnet_mc.py (Monte Carlo, Stein responses) is work in progress, not yet validated
+        # the Monte Carlo solver for nonlinear residual nets is on branch wip/resnet-mc (not yet landed)
         raise ValueError("residual DMFT currently supports activation='linear'; "
                          "use limits.simulate for nonlinear ResNets")
     infinite = isinstance(depth, float) and math.isinf(depth) and depth > 0
