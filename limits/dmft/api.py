@@ -167,28 +167,18 @@ def solve_dmft(
     state0 = _mc.initial_state(act, Kx, y_all, mask, lr, gamma, depth, steps)
     _check_divergence(np.asarray(state0["f"]).reshape(steps + 1, -1)[:, :P], y, lr)
 
-    def build(S):
+    def build(S, seed_=seed):
         if linear:
             from .linear import LinearProblem
 
             return LinearProblem(Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps, gamma=gamma, lr=lr)
         if backend == "numba":
-            from ._numba import NumbaProblem
-
-            return NumbaProblem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps,
-                                gamma=gamma, lr=lr, samples=S, seed=seed, relu_width=relu_width,
-                                qmc=qmc, response_samples=response_samples, responses=responses,
-                                stein_jitter=stein_jitter)
-        return _mc.MonteCarloProblem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps,
-                                     gamma=gamma, lr=lr, samples=S, seed=seed, relu_width=relu_width,
-                                     qmc=qmc, response_samples=response_samples, responses=responses,
-                                     stein_jitter=stein_jitter)
-
-    def _rebuild(S, seed_):
-        return _mc.MonteCarloProblem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps,
-                                     gamma=gamma, lr=lr, samples=S, seed=seed_, relu_width=relu_width,
-                                     qmc=qmc, response_samples=response_samples, responses=responses,
-                                     stein_jitter=stein_jitter)
+            from ._numba import NumbaProblem as Problem
+        else:
+            Problem = _mc.MonteCarloProblem
+        return Problem(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps, gamma=gamma, lr=lr,
+                       samples=S, seed=seed_, relu_width=relu_width, qmc=qmc, response_samples=response_samples,
+                       responses=responses, stein_jitter=stein_jitter)
 
     T1 = steps + 1
 
@@ -267,7 +257,7 @@ def solve_dmft(
         S0 = 256
         losses_p = []
         for rep in range(3):
-            pb = build(S0) if rep == 0 else _rebuild(S0, seed + 7919 * rep)
+            pb = build(S0, seed + 7919 * rep)
             st, _, _, _ = iterate(pb, min(max_iter, 30), f"DMFT pilot {rep + 1}/3")
             f_p = np.asarray(st["f"]).reshape(steps + 1, -1)[:, :P]
             losses_p.append(0.5 * np.mean((f_p - y) ** 2, axis=1))

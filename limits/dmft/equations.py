@@ -31,7 +31,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["masks", "memory_matrices", "readout", "ntk_equal_time", "equal_time", "tile_static"]
+__all__ = ["ProblemGrid", "masks", "memory_matrices", "readout", "ntk_equal_time", "equal_time", "tile_static"]
+
+
+class ProblemGrid:
+    """Set-up shared by every DMFT problem (Monte Carlo and deep linear): the time-major grid
+    ``n = (steps + 1) P`` (P counts test points), the flattened targets and train mask ``(n,)``,
+    the causal masks and the input kernel ``Phi^0`` ``(n, n)``; ``consts`` holds the arrays
+    passed to the jitted step."""
+
+    def __init__(self, *, Kx_all, y_all, train_mask, depth, steps, gamma, lr):
+        self.depth = int(depth)
+        self.T1 = int(steps) + 1
+        self.Pa = int(Kx_all.shape[0])
+        self.n = self.T1 * self.Pa
+        self.gamma, self.lr = float(gamma), float(lr)
+        self.P = int(np.sum(train_mask))
+        self.y_flat = jnp.asarray(np.tile(y_all, self.T1))
+        self.mask_flat = jnp.asarray(np.tile(train_mask.astype(np.float64), self.T1))
+        strict, incl = masks(self.T1, self.Pa)
+        self.strict, self.incl = jnp.asarray(strict), jnp.asarray(incl)
+        self.Phi0 = jnp.asarray(tile_static(Kx_all, self.T1))
+        self.consts = {"y": self.y_flat, "mask": self.mask_flat, "strict": self.strict, "incl": self.incl,
+                       "Phi0": self.Phi0}
 
 
 def masks(T1: int, P: int):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-import numpy as np
 
 from . import equations as eq
 
@@ -28,23 +27,12 @@ jax.config.update("jax_enable_x64", True)
 __all__ = ["LinearProblem"]
 
 
-class LinearProblem:
+class LinearProblem(eq.ProblemGrid):
     """Deep linear DMFT; ``step(state, damping)`` has the same contract as the Monte Carlo solver."""
 
     def __init__(self, *, Kx_all, y_all, train_mask, depth, steps, gamma, lr):
-        self.depth = int(depth)
-        self.T1 = int(steps) + 1
-        self.Pa = int(Kx_all.shape[0])
-        self.n = self.T1 * self.Pa
-        self.gamma, self.lr = float(gamma), float(lr)
-        self.P = int(np.sum(train_mask))
-        self.y_flat = jnp.asarray(np.tile(y_all, self.T1))
-        self.mask_flat = jnp.asarray(np.tile(train_mask.astype(np.float64), self.T1))
-        strict, incl = eq.masks(self.T1, self.Pa)
-        self.strict, self.incl = jnp.asarray(strict), jnp.asarray(incl)
-        self.Phi0 = jnp.asarray(eq.tile_static(Kx_all, self.T1))
-        self.G_top = jnp.ones((self.n, self.n))
-        self.consts = {"y": self.y_flat, "mask": self.mask_flat, "strict": self.strict, "incl": self.incl, "Phi0": self.Phi0}
+        super().__init__(Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, depth=depth, steps=steps, gamma=gamma,
+                         lr=lr)
         self._step = jax.jit(self._step_impl)
 
     def _step_impl(self, consts, state, damping):

@@ -169,7 +169,7 @@ def _largest_divisor(S, cap):
     return 1
 
 
-class MonteCarloProblem:
+class MonteCarloProblem(eq.ProblemGrid):
     """Static description of one DMFT problem; builds the jitted fixed-point step once."""
 
     def __init__(self, *, act, Kx_all, y_all, train_mask, depth, steps, gamma, lr, samples, seed, relu_width=0.1, qmc=True, response_samples=1024,
@@ -179,21 +179,10 @@ class MonteCarloProblem:
         self.responses = responses
         self.path_blocks = int(path_blocks)
         self.stein_jitter = float(stein_jitter)
+        super().__init__(Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, depth=depth, steps=steps, gamma=gamma,
+                         lr=lr)
         self.act = act
-        self.depth = int(depth)
-        self.T1 = int(steps) + 1
-        self.Pa = int(Kx_all.shape[0])
-        self.n = self.T1 * self.Pa
-        self.gamma = float(gamma)
-        self.lr = float(lr)
         self.S = int(samples)
-        self.P = int(np.sum(train_mask))
-        self.y_flat = jnp.asarray(np.tile(y_all, self.T1))
-        self.mask_flat = jnp.asarray(np.tile(train_mask.astype(np.float64), self.T1))
-        strict, incl = eq.masks(self.T1, self.Pa)
-        self.strict, self.incl = jnp.asarray(strict), jnp.asarray(incl)
-        self.Phi0 = jnp.asarray(eq.tile_static(Kx_all, self.T1))
-        self.G_top = jnp.ones((self.n, self.n))
         # static Gaussian factor of u^1: constant in time, covariance Kx
         Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(self.Pa))
         self.F1 = jnp.asarray(np.tile(Lx, (self.T1, 1)))  # (n, Pa)
@@ -209,9 +198,8 @@ class MonteCarloProblem:
         self.phi = act.fn
         self.dphi = act.deriv
         self.d2phi = second_derivative(act, relu_width)
-        self.consts = {"y": self.y_flat, "mask": self.mask_flat, "strict": self.strict, "incl": self.incl,
-                       "Phi0": self.Phi0, "F1": self.F1, "eps_u": self.eps_u, "eps_r": self.eps_r,
-                       "white_u": [_whiten(e) for e in self.eps_u], "white_r": [_whiten(e) for e in self.eps_r]}
+        self.consts = dict(self.consts, F1=self.F1, eps_u=self.eps_u, eps_r=self.eps_r,
+                           white_u=[_whiten(e) for e in self.eps_u], white_r=[_whiten(e) for e in self.eps_r])
         self._step = jax.jit(self._step_impl, static_argnums=(3,))
 
     # ------------------------------------------------------------------ paths
