@@ -246,6 +246,37 @@ def test_blocked_paths_and_causal_continuation_reach_the_same_fixed_point(small)
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
 
 
+def test_coarse_start_reaches_the_fixed_point_of_the_full_problem(small):
+    """Converging on few paths first (other sources) and then on all of them from there reaches the
+    same sampled fixed point as the causal windows on all paths from the lazy guess."""
+    from limits.dmft import solver as mc
+    from limits.dmft.iteration import causal_windows, fixed_point
+
+    X, y = small.X, small.y
+    act = limits.activations.get("tanh")
+    Kx, P, T = X @ X.T / X.shape[1], len(y), 7
+    st0 = mc.initial_state(act, Kx, y, np.ones(P), 0.5, 1.0, 2, T)
+    kw = dict(act=act, Kx_all=Kx, y_all=y, train_mask=np.ones(P), depth=2, steps=T, gamma=1.0, lr=0.5)
+    fine, coarse = mc.MonteCarloProblem(samples=256, seed=0, **kw), mc.MonteCarloProblem(samples=64, seed=5, **kw)
+    run = dict(y=y, tol=1e-11, max_iter=300, monte_carlo=False)
+    direct = fixed_point(fine, st0, schedules=[causal_windows(T + 1)], **run)
+    st_c = fixed_point(coarse, st0, schedules=[causal_windows(T + 1)], **run)[0]
+    warm = fixed_point(fine, st_c, schedules=[[T + 1]], **run)
+    assert direct[3] == warm[3] == "tol"
+    assert len(warm[1]) < len(direct[1])  # the coarse state is the better start
+    for k in ("f", "Phi", "G"):
+        for a, b in zip(jax_leaves(direct[0][k]), jax_leaves(warm[0][k])):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
+    # through solve_dmft: the coarse stage runs and the answer is that of the full problem
+    d = dict(X=X, y=y, lr=0.5, steps=T, samples=256, progress=False)
+    tr_c = limits.solve_dmft("mup", 2, coarse_samples=64, **d)
+    tr_d = limits.solve_dmft("mup", 2, coarse_samples=None, **d)
+    assert tr_c.diagnostics["coarse_iterations"] > 0 and tr_c.diagnostics["coarse_samples"] == 64
+    assert np.abs(np.log(tr_c.loss / tr_d.loss)).max() < 2e-3  # both stop at the Monte Carlo floor
+    with pytest.raises(ValueError, match="coarse_samples"):
+        limits.solve_dmft("mup", 2, coarse_samples=256, **d)
+
+
 @pytest.mark.parametrize("responses", ["stein", "tangent"])
 def test_numba_backend_matches_jax_on_the_same_sources(small, responses):
     kw = dict(X=small.X, y=small.y, activation="tanh", lr=0.5, steps=4, samples=64, progress=False, tol=1e-9,

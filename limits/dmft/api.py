@@ -11,6 +11,7 @@ import numpy as np
 from .. import activations as _acts
 from ..data import validate
 from ..trajectory import Trajectory
+from .iteration import causal_windows, check_divergence, fixed_point
 
 __all__ = ["solve_dmft"]
 
@@ -32,15 +33,15 @@ def _resolve(param, depth, gamma0, width):
     return p, cls
 
 
-def _check_divergence(f_traj, y, lr):
-    """Raise naming the first step where the predictions blow up."""
-    bad = ~np.isfinite(f_traj).all(axis=1) | (np.abs(f_traj).max(axis=1) > 1e6 * (1.0 + np.abs(y).max()))
-    if bad.any():
-        t = int(np.argmax(bad))
-        raise FloatingPointError(
-            f"the gradient-descent dynamics diverge at step {t} (predictions grow without bound) with lr={lr:g}; "
-            f"use a smaller lr (e.g. lr={lr / 4:g})"
-        )
+def _coarse_samples(coarse, S, n):
+    """Number of paths of the coarse start (None: no coarse start); see ``solve_dmft``."""
+    if coarse == "auto":
+        return S // 8 if S >= 8192 and n >= 400 else None
+    if coarse is None:
+        return None
+    if isinstance(coarse, bool) or not isinstance(coarse, (int, np.integer)) or not 2 <= coarse < S:
+        raise ValueError(f"coarse_samples must be 'auto', None or an integer in [2, samples={S}), got {coarse!r}")
+    return int(coarse)
 
 
 def solve_dmft(
@@ -68,7 +69,8 @@ def solve_dmft(
     response_samples: int | str | None = "auto",
     qmc: bool = True,
     responses: str = "stein",
-    stein_jitter: float = 1e-3,
+    stein_jitter: float | None = None,
+    coarse_samples: int | str | None = "auto",
 ) -> Trajectory:
     """Infinite-width DMFT of full-batch gradient descent for the pinned network.
 
@@ -83,7 +85,12 @@ def solve_dmft(
     equations (no sampling); any other activation the Monte Carlo fixed point
     (``backend="jax"`` or ``"numba"``) with ``samples`` single-site paths per layer
     (``None``: chosen so the relative standard error of the loss is about
-    ``target_stderr``, from a pilot solve with 1024 paths, 1024..32768).
+    ``target_stderr``, from three pilot solves with 256 paths, 1024..32768).
+
+    Residual tables (``"depth-mup"``, ``"completep"``, ``"resnet"``; ``depth`` = number of
+    blocks, or ``math.inf`` for linear activations) go to :func:`limits.dmft.resnet.solve_resnet_dmft`:
+    exact equations for linear activations, Monte Carlo with Stein responses otherwise
+    (``samples=None``: 8192 paths; ``backend`` and the ``responses`` options do not apply).
 
     Cost per fixed-point iteration with ``n = (steps+1) (P + Q)`` (Q test points),
     ``S`` samples, ``L = depth``: ``O(L S n^2)`` for the sample paths, kernels and the
@@ -98,17 +105,26 @@ def solve_dmft(
     (steps+1, P, P)), ``"two_time"`` (also ``phi1_tt``..., (steps+1, steps+1, P, P)),
     or ``"none"``. ``responses``: ``"stein"`` (default) estimates the response functions by
     Gaussian integration by parts on the sample paths (unbiased for every activation, ReLU
-    included; ``stein_jitter`` bounds its noise amplification, bias O(jitter), see
+    included; ``stein_jitter`` (default 1e-3, residual tables 1e-4) bounds its noise amplification, bias O(jitter), see
     docs/theory/dmft.md section 4a); ``"tangent"`` by per-path linearization over the first
     ``response_samples`` paths (``"auto"`` = 512 for smooth activations, all for ReLU,
     whose phi'' = delta is smoothed to a Gaussian of std ``relu_width``, a biased estimate).
+
+    ``coarse_samples``: converge the causal windows on that many paths first (other Sobol
+    sources, so a different but nearby sampled fixed point), then the full trajectory on all
+    ``samples`` from there; falls back to the windows on all paths if that blows up. The
+    answer is the fixed point on the ``samples`` paths either way; only the cost changes (most
+    iterations run on the cheap problem). ``"auto"``: ``samples // 8`` when ``samples >= 8192``
+    and ``n >= 400``, where the iterations, not the extra compilation, dominate; ``None``: off.
     """
     from . import resnet as _resnet
 
     if _resnet.is_residual_request(param):  # residual tables (depth may be math.inf): limits/dmft/resnet.py
+        exact = _acts.get(activation) is _acts.get("linear")  # deterministic equations: converge tightly
         return _resnet.solve_resnet_dmft(param, depth, width, X=X, y=y, activation=activation, gamma0=gamma0, lr=lr,
-                                         steps=steps, X_test=X_test, record=record, tol=min(tol, 1e-10),
-                                         damping=damping, progress=False)
+                                         steps=steps, X_test=X_test, record=record, tol=min(tol, 1e-10) if exact else tol,
+                                         max_iter=max_iter, damping=damping, progress=progress and not exact,
+                                         samples=samples, seed=seed, qmc=qmc, stein_jitter=stein_jitter)
     t_start = time.perf_counter()
     X, y, X_test = validate(X, y, X_test)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
@@ -126,6 +142,7 @@ def solve_dmft(
     act = _acts.get(activation)
     if responses not in ("stein", "tangent"):
         raise ValueError(f"responses must be 'stein' or 'tangent', got {responses!r}")
+    stein_jitter = 1e-3 if stein_jitter is None else stein_jitter
     if not (isinstance(stein_jitter, (int, float)) and 0 < stein_jitter < 1):
         raise ValueError(f"stein_jitter must be in (0, 1), got {stein_jitter!r}")
     if response_samples == "auto":
@@ -158,14 +175,11 @@ def solve_dmft(
     y_all = np.concatenate([y, np.zeros(Q)])
     mask = np.concatenate([np.ones(P), np.zeros(Q)])
     linear = act.is_linear and act is _acts.get("linear")
-    adaptive = damping is None
-    if adaptive:
-        damping = 1.0
-    if not 0 < damping <= 1:
+    if damping is not None and not 0 < damping <= 1:
         raise ValueError(f"damping must be in (0, 1], got {damping!r}")
 
     state0 = _mc.initial_state(act, Kx, y_all, mask, lr, gamma, depth, steps)
-    _check_divergence(np.asarray(state0["f"]).reshape(steps + 1, -1)[:, :P], y, lr)
+    check_divergence(np.asarray(state0["f"]).reshape(steps + 1, -1)[:, :P], y, lr)
 
     def build(S, seed_=seed):
         if linear:
@@ -182,71 +196,16 @@ def solve_dmft(
 
     T1 = steps + 1
 
-    def blown(res, state):
-        return not math.isfinite(res) or res > 1e3 or not bool(np.all(np.isfinite(np.asarray(state["f"]))))
+    if linear:
+        schedules = [[T1]]
+    elif depth == 1:  # the whole trajectory first; causal continuation only if that blows up
+        schedules = [[T1], causal_windows(T1)]
+    else:  # the whole-trajectory iteration of depth >= 2 can settle on a spurious state (ReLU): always continue
+        schedules = [causal_windows(T1)]
 
-    def iterate(problem, n_iter, desc):
-        """Damped fixed-point iteration with causal continuation (``horizon``): converge times < T/4,
-        then < T/2, ... (the lazy initial guess can be far enough from the fixed point that
-        whole-trajectory iterates diverge or settle on a spurious state, e.g. depth-2 ReLU). Depth 1
-        iterates the whole trajectory first and continues only if that blows up. Stops at ``tol`` or, for Monte Carlo, once the residual is below a tenth of
-        the relative Monte Carlo error of the loss /50 (iterating further only follows the sampling
-        noise of the fixed point)."""
-        nonlocal damping
-        damping0 = damping
-        windows = sorted({max(1, math.ceil(T1 * k / 4)) for k in range(1, 5)})
-        if linear:
-            schedules = [[T1]]
-        elif depth == 1:
-            schedules = [[T1], windows]
-        else:  # the full-horizon iteration of depth >= 2 can settle on a spurious state (ReLU): always continue
-            schedules = [windows]
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_iter, desc=desc, leave=False)
-        try:
-            for horizons in schedules:
-                damping = damping0
-                state, residuals, aux, stop = state0, [], {}, "max_iter"
-                for h in horizons:
-                    final = h == T1
-                    tol_h = tol if final else max(tol, 1e-2)
-                    last = math.inf
-                    while len(residuals) < n_iter:
-                        state, res, aux = problem.step(state, damping, True, h)
-                        res = float(res)
-                        # oscillating after having contracted: damp harder (large residuals in the first
-                        # iterations are the expected transient away from the lazy initial guess)
-                        if adaptive and last < 0.5 and res > 2.0 * last and damping > 0.1:
-                            damping = max(0.1, damping / 2)
-                        last = res
-                        residuals.append(res)
-                        if bar is not None:
-                            bar.update(1)
-                            bar.set_postfix(residual=f"{res:.2e}", horizon=h)
-                        if blown(res, state):
-                            stop = "blew up"
-                            break
-                        if res < tol_h:
-                            stop = "tol"
-                            break
-                        if not linear and final and len(residuals) >= 3:
-                            lse = np.asarray(aux["loss_stderr"])
-                            loss_t = 0.5 * np.mean((np.asarray(state["f"]).reshape(T1, -1)[:, :P] - y) ** 2, axis=1)
-                            floor = min(1e-3, 0.02 * float(np.max(lse / np.maximum(loss_t, 1e-300))))
-                            if res < floor:
-                                stop = "monte carlo"
-                                break
-                    if stop == "blew up":
-                        break
-                if stop != "blew up":
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        return state, residuals, aux, stop
+    def iterate(problem, n_iter, desc="DMFT fixed point"):
+        return fixed_point(problem, state0, schedules=schedules, y=y, tol=tol, max_iter=n_iter, damping=damping,
+                           monte_carlo=not linear, progress=progress, desc=desc)
 
     sample_rule = None
     S = samples
@@ -258,7 +217,7 @@ def solve_dmft(
         losses_p = []
         for rep in range(3):
             pb = build(S0, seed + 7919 * rep)
-            st, _, _, _ = iterate(pb, min(max_iter, 30), f"DMFT pilot {rep + 1}/3")
+            st = iterate(pb, min(max_iter, 30), f"DMFT pilot {rep + 1}/3")[0]
             f_p = np.asarray(st["f"]).reshape(steps + 1, -1)[:, :P]
             losses_p.append(0.5 * np.mean((f_p - y) ** 2, axis=1))
         losses_p = np.array(losses_p)
@@ -268,7 +227,19 @@ def solve_dmft(
         sample_rule = (f"3 pilots of {S0} paths: relative loss spread {rel:.3g} -> {S} paths for target "
                        f"{target_stderr:g} (stderr scaled as 1/sqrt(S))")
     problem = build(S if S is not None else 0)
-    state, residuals, aux, stop = iterate(problem, max_iter, "DMFT fixed point")
+    coarse = None if linear else _coarse_samples(coarse_samples, S, T1 * (P + Q))
+    coarse_iterations = 0
+    if coarse is None:
+        state, residuals, aux, stop, damp = iterate(problem, max_iter)
+    else:
+        state_c, res_c, _, stop_c, _ = iterate(build(coarse, seed + 104729), max_iter, f"DMFT coarse ({coarse} paths)")
+        coarse_iterations = len(res_c)
+        stop = "blew up"
+        if stop_c != "blew up":
+            state, residuals, aux, stop, damp = fixed_point(
+                problem, state_c, schedules=[[T1]], y=y, tol=tol, max_iter=max_iter, damping=damping, progress=progress)
+        if stop == "blew up":  # the coarse state was no good start: the causal windows on all paths
+            state, residuals, aux, stop, damp = iterate(problem, max_iter)
 
     Pa = P + Q
     f_all = np.asarray(state["f"]).reshape(T1, Pa)
@@ -279,11 +250,11 @@ def solve_dmft(
         # the iteration itself blew up (a converged fixed point with huge f is diverging GD, below)
         raise FloatingPointError(
             f"the DMFT fixed-point iteration blew up (non-finite or exploding iterates after "
-            f"{len(residuals)} iterations; lr={lr:g}, gamma={gamma:g}, damping={damping:g}); this is the "
+            f"{len(residuals)} iterations; lr={lr:g}, gamma={gamma:g}, damping={damp:g}); this is the "
             f"solver's iteration, not necessarily gradient descent: pass damping=0.5 (or smaller) and/or "
             f"use a smaller lr"
         )
-    _check_divergence(f_all[:, :P], y, lr)
+    check_divergence(f_all[:, :P], y, lr)
     if not converged:
         warnings.warn(
             f"DMFT fixed point not converged after {len(residuals)} iterations (residual {residuals[-1]:.2e} > tol "
@@ -317,7 +288,8 @@ def solve_dmft(
     diagnostics = {
         "iterations": len(residuals), "residuals": np.asarray(residuals), "converged": bool(converged),
         "stopped": stop,
-        "samples": None if linear else int(S), "samples_rule": sample_rule, "damping": float(damping),
+        "samples": None if linear else int(S), "samples_rule": sample_rule, "damping": float(damp),
+        "coarse_samples": coarse, "coarse_iterations": coarse_iterations,
         "loss_stderr_kind": se_kind,
         "method": "deep-linear kernel equations" if linear else f"Monte Carlo ({backend})",
         "wall_time": time.perf_counter() - t_start,

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..trajectory import Trajectory
+from .iteration import check_divergence
 
 __all__ = ["solve_resnet_dmft", "is_residual_request"]
 
@@ -220,12 +221,17 @@ def _check_table(p, gamma):
 
 def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear", gamma0=1.0, lr=0.5, steps=100,
                       X_test=None, record="equal_time", max_iter=200, tol=1e-10, damping=None, progress=False,
-                      depth_steps: int = 64, **_ignored) -> Trajectory:
+                      depth_steps: int = 64, samples=None, seed=0, qmc=True, stein_jitter=None, method="auto",
+                      **_ignored) -> Trajectory:
     """Infinite-width DMFT of full-batch GD for a residual table (``depth-mup``, ``completep``, ``resnet``).
 
     ``depth``: number of blocks ``L`` (int) or ``math.inf`` (layer-time ODEs, tables whose
     ``classify_depth().stable`` is True; ``depth_steps`` Heun steps in ``tau``, error O(depth_steps^-2)).
-    Only ``activation="linear"`` (deterministic equations; see docs/theory/resnet_dmft.md).
+    ``activation="linear"``: deterministic equations (docs/theory/resnet_dmft.md sections 1-4);
+    any other activation, finite ``depth`` only: Monte Carlo over ``samples`` single-site paths
+    (default 8192, scrambled-Sobol sources from ``seed``; :mod:`limits.dmft.resnet_mc`, section 5),
+    whose fixed point stops at ``tol`` or at its Monte Carlo floor. ``method="monte carlo"`` samples
+    linear activations too (a cross-check of the two solvers); ``"auto"`` picks as above.
     Returns a :class:`Trajectory` with loss, predictions, test predictions, the lr-weighted NTK and,
     with ``record="equal_time"``, the equal-time kernels ``phi1..phi{L+1}``, ``g1..g{L+1}`` (finite L)
     or ``phi_tau``, ``g_tau`` of shape (depth_steps+1, steps+1, P, P) (L = inf).
@@ -241,14 +247,19 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if record not in ("equal_time", "none"):
-        raise ValueError(f"residual DMFT records 'equal_time' or 'none', got {record!r}")
     act = _acts.get(activation)
-    if not (act.is_linear and act is _acts.get("linear")):
-        # the Monte Carlo solver for nonlinear residual nets is on branch wip/resnet-mc (not yet landed)
-        raise ValueError("residual DMFT currently supports activation='linear'; "
-                         "use limits.simulate for nonlinear ResNets")
+    if method not in ("auto", "monte carlo"):
+        raise ValueError(f"method must be 'auto' or 'monte carlo', got {method!r}")
+    linear = act.is_linear and act is _acts.get("linear") and method == "auto"
+    if record not in ("equal_time", "none") + (() if linear else ("two_time",)):
+        raise ValueError(f"residual DMFT records 'equal_time'{'' if linear else ', ' + repr('two_time')} or 'none', "
+                         f"got {record!r}")
     infinite = isinstance(depth, float) and math.isinf(depth) and depth > 0
+    if infinite and not linear:
+        raise ValueError(f"the infinite-depth (depth=math.inf) DMFT of nonlinear residual networks "
+                         f"(activation={act.name!r}) is not implemented; use a finite number of blocks (Monte Carlo "
+                         f"DMFT, e.g. limits.solve_dmft('depth-mup', 16, activation={act.name!r})) or "
+                         f"activation='linear' for the layer-time limit")
     if not infinite and (isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1):
         raise ValueError(f"depth must be an integer >= 1 (number of residual blocks) or math.inf, got {depth!r}")
     if infinite:
@@ -270,6 +281,15 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
     _check_table(p, float(gamma0))
     if not math.isfinite(gamma) or gamma <= 0:
         raise ValueError(f"effective richness gamma = {gamma} of {p.name!r} at width {width} is not positive and finite")
+    if damping is not None and not 0 < damping <= 1:
+        raise ValueError(f"damping must be in (0, 1], got {damping!r}")
+    if not linear:
+        from .resnet_mc import solve_monte_carlo
+
+        return solve_monte_carlo(p, int(depth), width, gamma, X=X, y=y, X_test=X_test, act=act, gamma0=gamma0, lr=lr,
+                                 steps=int(steps), record=record, samples=samples, seed=seed, qmc=qmc,
+                                 stein_jitter=stein_jitter, max_iter=max_iter, tol=tol, damping=damping,
+                                 progress=progress, t_start=t_start)
 
     steps = int(steps)
     P, D = X.shape
@@ -310,12 +330,10 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
     if not infinite:
         S0[0] = None
     state = {"f": f.reshape(-1), "Phi": Phi, "G": G, "R": R, "S": S0}
-    _check_div(f[:, :P], y, lr, 0)
+    check_divergence(f[:, :P], y, lr)
 
     adaptive = damping is None
     damp = 1.0 if adaptive else float(damping)
-    if not 0 < damp <= 1:
-        raise ValueError(f"damping must be in (0, 1], got {damping!r}")
     residuals = []
     ntk_t = None
 
@@ -379,7 +397,7 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
         warnings.warn(f"residual DMFT fixed point not converged after {len(residuals)} iterations (residual "
                       f"{residuals[-1]:.2e} > tol {tol:g}); increase max_iter or lower damping", RuntimeWarning, stacklevel=2)
     f_all = state["f"].reshape(T1, Pa)
-    _check_div(f_all[:, :P], y, lr, 1)
+    check_divergence(f_all[:, :P], y, lr)
     preds = f_all[:, :P]
     loss = 0.5 * np.mean((preds - y) ** 2, axis=1)
     kernels = {}
@@ -407,11 +425,3 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
     return Trajectory(loss=loss, predictions=preds, test_predictions=None if Q == 0 else f_all[:, P:],
                       loss_stderr=np.zeros(T1), prediction_cov=np.zeros((T1, P, P)), ntk=ntk, kernels=kernels,
                       kernel_steps=np.arange(T1) if record != "none" else None, meta=meta, diagnostics=diagnostics)
-
-
-def _check_div(f_traj, y, lr, where):
-    bad = ~np.isfinite(f_traj).all(axis=1) | (np.abs(f_traj).max(axis=1) > 1e6 * (1.0 + np.abs(y).max()))
-    if bad.any():
-        t = int(np.argmax(bad))
-        raise FloatingPointError(f"the gradient-descent dynamics diverge at step {t} (predictions grow without bound) "
-                                 f"with lr={lr:g}; use a smaller lr (e.g. lr={lr / 4:g})")
