@@ -33,17 +33,6 @@ def _resolve(param, depth, gamma0, width):
     return p, cls
 
 
-def _coarse_samples(coarse, S, n):
-    """Number of paths of the coarse start (None: no coarse start); see ``solve_dmft``."""
-    if coarse == "auto":
-        return S // 8 if S >= 8192 and n >= 400 else None
-    if coarse is None:
-        return None
-    if isinstance(coarse, bool) or not isinstance(coarse, (int, np.integer)) or not 2 <= coarse < S:
-        raise ValueError(f"coarse_samples must be 'auto', None or an integer in [2, samples={S}), got {coarse!r}")
-    return int(coarse)
-
-
 def solve_dmft(
     param="mup",
     depth: int = 1,
@@ -70,7 +59,7 @@ def solve_dmft(
     qmc: bool = True,
     responses: str = "stein",
     stein_jitter: float | None = None,
-    coarse_samples: int | str | None = "auto",
+    depth_steps: int = 64,
 ) -> Trajectory:
     """Infinite-width DMFT of full-batch gradient descent for the pinned network.
 
@@ -90,7 +79,8 @@ def solve_dmft(
     Residual tables (``"depth-mup"``, ``"completep"``, ``"resnet"``; ``depth`` = number of
     blocks, or ``math.inf`` for linear activations) go to :func:`limits.dmft.resnet.solve_resnet_dmft`:
     exact equations for linear activations, Monte Carlo with Stein responses otherwise
-    (``samples=None``: 8192 paths; ``backend`` and the ``responses`` options do not apply).
+    (``samples=None``: 8192 paths; ``backend`` and the ``responses`` options do not apply);
+    ``depth_steps``: Heun steps in layer time ``tau`` at ``depth=math.inf`` (error O(depth_steps^-2)).
 
     Cost per fixed-point iteration with ``n = (steps+1) (P + Q)`` (Q test points),
     ``S`` samples, ``L = depth``: ``O(L S n^2)`` for the sample paths, kernels and the
@@ -109,13 +99,6 @@ def solve_dmft(
     docs/theory/dmft.md section 4a); ``"tangent"`` by per-path linearization over the first
     ``response_samples`` paths (``"auto"`` = 512 for smooth activations, all for ReLU,
     whose phi'' = delta is smoothed to a Gaussian of std ``relu_width``, a biased estimate).
-
-    ``coarse_samples``: converge the causal windows on that many paths first (other Sobol
-    sources, so a different but nearby sampled fixed point), then the full trajectory on all
-    ``samples`` from there; falls back to the windows on all paths if that blows up. The
-    answer is the fixed point on the ``samples`` paths either way; only the cost changes (most
-    iterations run on the cheap problem). ``"auto"``: ``samples // 8`` when ``samples >= 8192``
-    and ``n >= 400``, where the iterations, not the extra compilation, dominate; ``None``: off.
     """
     from . import resnet as _resnet
 
@@ -124,7 +107,8 @@ def solve_dmft(
         return _resnet.solve_resnet_dmft(param, depth, width, X=X, y=y, activation=activation, gamma0=gamma0, lr=lr,
                                          steps=steps, X_test=X_test, record=record, tol=min(tol, 1e-10) if exact else tol,
                                          max_iter=max_iter, damping=damping, progress=progress and not exact,
-                                         samples=samples, seed=seed, qmc=qmc, stein_jitter=stein_jitter)
+                                         samples=samples, seed=seed, qmc=qmc, stein_jitter=stein_jitter,
+                                         depth_steps=depth_steps)
     t_start = time.perf_counter()
     X, y, X_test = validate(X, y, X_test)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
@@ -227,19 +211,7 @@ def solve_dmft(
         sample_rule = (f"3 pilots of {S0} paths: relative loss spread {rel:.3g} -> {S} paths for target "
                        f"{target_stderr:g} (stderr scaled as 1/sqrt(S))")
     problem = build(S if S is not None else 0)
-    coarse = None if linear else _coarse_samples(coarse_samples, S, T1 * (P + Q))
-    coarse_iterations = 0
-    if coarse is None:
-        state, residuals, aux, stop, damp = iterate(problem, max_iter)
-    else:
-        state_c, res_c, _, stop_c, _ = iterate(build(coarse, seed + 104729), max_iter, f"DMFT coarse ({coarse} paths)")
-        coarse_iterations = len(res_c)
-        stop = "blew up"
-        if stop_c != "blew up":
-            state, residuals, aux, stop, damp = fixed_point(
-                problem, state_c, schedules=[[T1]], y=y, tol=tol, max_iter=max_iter, damping=damping, progress=progress)
-        if stop == "blew up":  # the coarse state was no good start: the causal windows on all paths
-            state, residuals, aux, stop, damp = iterate(problem, max_iter)
+    state, residuals, aux, stop, damp = iterate(problem, max_iter)
 
     Pa = P + Q
     f_all = np.asarray(state["f"]).reshape(T1, Pa)
@@ -289,7 +261,6 @@ def solve_dmft(
         "iterations": len(residuals), "residuals": np.asarray(residuals), "converged": bool(converged),
         "stopped": stop,
         "samples": None if linear else int(S), "samples_rule": sample_rule, "damping": float(damp),
-        "coarse_samples": coarse, "coarse_iterations": coarse_iterations,
         "loss_stderr_kind": se_kind,
         "method": "deep-linear kernel equations" if linear else f"Monte Carlo ({backend})",
         "wall_time": time.perf_counter() - t_start,

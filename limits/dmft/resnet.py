@@ -11,7 +11,7 @@ Gaussian system, coupled up (h) and down (g) the depth. It is solved exactly by
 a Riccati sweep in depth: down the network ``g^l = Pi_l h^l + nu_l`` (nu_l built
 from the sources of layers >= l), up the network ``h^l = Y_l + R_l nu_l``
 (Y_l independent of nu_l). All equations, and their layer-time limit (ODEs in
-``tau = l/L``, integrated with Heun's method), are derived in
+``tau = (l - 1)/L``, integrated with Heun's method), are derived in
 ``docs/theory/resnet_dmft.md``.
 
 Per-block weights: ``sd = b^2`` (variance injected by a block at init) and
