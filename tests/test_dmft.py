@@ -222,7 +222,8 @@ def test_stein_responses_agree_with_tangent_responses(small):
 
 def test_blocked_paths_and_causal_continuation_reach_the_same_fixed_point(small):
     """The time-blocked path march equals the unblocked one, and converging the trajectory window
-    by window (horizon T/4, T/2, ...) reaches the fixed point of the whole-trajectory iteration."""
+    by window (horizon T/4, T/2, ...), on the full grid or as the windows' own smaller problems
+    (``window_problems``), reaches the fixed point of the whole-trajectory iteration."""
     from limits.dmft import solver as mc
 
     X, y = small.X, small.y
@@ -230,9 +231,9 @@ def test_blocked_paths_and_causal_continuation_reach_the_same_fixed_point(small)
     Kx, P, T = X @ X.T / X.shape[1], len(y), 7
     st0 = mc.initial_state(act, Kx, y, np.ones(P), 0.5, 1.0, 2, T)
     finals = []
-    for nb, horizons in ((1, [T + 1]), (3, [2, 4, 6, T + 1])):
+    for nb, horizons, own in ((1, [T + 1], False), (3, [2, 4, 6, T + 1], False), (3, [2, 4, 6, T + 1], True)):
         pb = mc.MonteCarloProblem(act=act, Kx_all=Kx, y_all=y, train_mask=np.ones(P), depth=2, steps=T, gamma=1.0,
-                                  lr=0.5, samples=256, seed=0, path_blocks=nb)
+                                  lr=0.5, samples=256, seed=0, path_blocks=nb, window_problems=own)
         st = st0
         for h in horizons:
             for _ in range(60):
@@ -242,8 +243,9 @@ def test_blocked_paths_and_causal_continuation_reach_the_same_fixed_point(small)
         assert float(res) < 1e-11
         finals.append(st)
     for k in ("f", "Phi", "G", "A", "B"):
-        for a, b in zip(jax_leaves(finals[0][k]), jax_leaves(finals[1][k])):
-            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
+        for other in finals[1:]:
+            for a, b in zip(jax_leaves(finals[0][k]), jax_leaves(other[k])):
+                np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9 * np.abs(b).max())
 
 
 def test_fixed_point_driver_reaches_the_same_fixed_point_from_another_start(small):

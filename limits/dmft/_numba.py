@@ -136,6 +136,5 @@ class NumbaProblem(MonteCarloProblem):
         R = h.shape[0]
         return (jnp.asarray(sA / R) if need_A else None), (jnp.asarray(sB / R) if need_B else None)
 
-    def step(self, state, damping, responses=True, horizon=None):
-        h = self.T1 if horizon is None else int(horizon)
-        return self._step_impl(self.consts, state, float(damping), bool(responses and self.depth > 1), h)
+    def _run_step(self, state, damping, responses, horizon):
+        return self._step_impl(self.consts, state, float(damping), responses, int(horizon))

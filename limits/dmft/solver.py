@@ -24,6 +24,7 @@ too), ``S`` samples, ``L`` = depth:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -173,7 +174,8 @@ class MonteCarloProblem(eq.ProblemGrid):
     """Static description of one DMFT problem; builds the jitted fixed-point step once."""
 
     def __init__(self, *, act, Kx_all, y_all, train_mask, depth, steps, gamma, lr, samples, seed, relu_width=0.1, qmc=True, response_samples=1024,
-                 chunk_bytes=2**28, response_blocks=8, responses="stein", stein_jitter=1e-3, path_blocks=8):
+                 chunk_bytes=2**28, response_blocks=8, responses="stein", stein_jitter=1e-3, path_blocks=8,
+                 window_problems="auto"):
         if responses not in ("stein", "tangent"):
             raise ValueError(f"responses must be 'stein' or 'tangent', got {responses!r}")
         self.responses = responses
@@ -200,6 +202,10 @@ class MonteCarloProblem(eq.ProblemGrid):
         self.d2phi = second_derivative(act, relu_width)
         self.consts = dict(self.consts, F1=self.F1, eps_u=self.eps_u, eps_r=self.eps_r,
                            white_u=[_whiten(e) for e in self.eps_u], white_r=[_whiten(e) for e in self.eps_r])
+        # causal windows t < h solved as problems of their own size (exact: every coupling is causal and the
+        # sources are time-major); "auto": when the n^2 work outweighs the extra compilations
+        self.window_problems = self.n >= 512 if window_problems == "auto" else bool(window_problems)
+        self._windows = {}
         self._step = jax.jit(self._step_impl, static_argnums=(3,))
 
     # ------------------------------------------------------------------ paths
@@ -491,7 +497,59 @@ class MonteCarloProblem(eq.ProblemGrid):
 
     def step(self, state, damping, responses=True, horizon=None):
         """One damped fixed-point iteration; ``responses=False`` reuses A, B (skips the response part);
-        ``horizon``: only times ``t < horizon`` are updated (causal continuation, default all)."""
+        ``horizon``: only times ``t < horizon`` are updated (causal continuation, default all), by the
+        window's own problem of ``horizon`` time points when ``window_problems`` (cost ``(horizon/T1)^2``
+        of a full step), else on the full grid with the later times overwritten."""
         h = self.T1 if horizon is None else int(horizon)
-        return self._step(self.consts, state, jnp.asarray(damping, dtype=jnp.float64), bool(responses and self.depth > 1),
-                          jnp.asarray(h, dtype=jnp.int32))
+        responses = bool(responses and self.depth > 1)
+        if h >= self.T1 or not self.window_problems:
+            return self._run_step(state, damping, responses, h)
+        m = h * self.Pa
+        part = jax.tree_util.tree_map(lambda x: x[:m] if x.ndim == 1 else x[:m, :m], state)
+        part, res, aux = self._window(h)._run_step(part, damping, responses, h)
+        return _extend(part, state, h, self.T1, self.Pa), res, _pad_errors(aux, self.T1)
+
+    def _run_step(self, state, damping, responses, horizon):
+        return self._step(self.consts, state, jnp.asarray(damping, dtype=jnp.float64), responses,
+                          jnp.asarray(horizon, dtype=jnp.int32))
+
+    def _window(self, h):
+        """This problem restricted to the first ``h`` time points (same paths, sources, constants)."""
+        if h not in self._windows:
+            import copy
+
+            m, n = h * self.Pa, self.n
+            sub = copy.copy(self)
+            sub.T1, sub.n, sub.window_problems, sub._windows = h, m, False, {}
+
+            def cols(x):  # a source (S, d): its first m columns when it is time-major over the grid
+                return x[:, :m] if x.shape[1] == n else x
+
+            c = self.consts
+            sub.consts = dict(c, y=c["y"][:m], mask=c["mask"][:m], strict=c["strict"][:m, :m],
+                              incl=c["incl"][:m, :m], Phi0=c["Phi0"][:m, :m], F1=c["F1"][:m],
+                              eps_u=[cols(e) for e in c["eps_u"]], eps_r=[cols(e) for e in c["eps_r"]],
+                              white_u=[(cols(e), W[:m, :m]) for e, W in c["white_u"]],
+                              white_r=[(cols(e), W[:m, :m]) for e, W in c["white_r"]])
+            sub.F1 = sub.consts["F1"]
+            sub._step = jax.jit(sub._step_impl, static_argnums=(3,))
+            self._windows[h] = sub
+        return self._windows[h]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _extend(part, state, h, T1, Pa):
+    """Embed the window state ``part`` (times < h) into the full grid and continue it beyond the horizon
+    (:func:`limits.dmft.equations.within_horizon`, which reads only times < h)."""
+    m = h * Pa
+
+    def embed(p, full):
+        return full.at[:m].set(p) if full.ndim == 1 else full.at[:m, :m].set(p)
+
+    full = jax.tree_util.tree_map(embed, part, state)
+    return eq.within_horizon(full, h, T1, Pa)
+
+
+def _pad_errors(aux, T1):
+    """Window error estimates, (h,) and (h, Pa), padded to T1 time points with their last entry."""
+    return {k: jnp.concatenate([v, jnp.repeat(v[-1:], T1 - v.shape[0], axis=0)], axis=0) for k, v in aux.items()}
