@@ -140,7 +140,7 @@ def gaussian_sources(S, dims, seed, qmc=True):
 def _chol(K, jitter=1e-10):
     n = K.shape[0]
     scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(K))), 1e-300)
-    return jnp.linalg.cholesky(0.5 * (K + K.T) + jitter * scale * jnp.eye(n))
+    return jnp.linalg.cholesky(0.5 * (K + K.T) + jitter * scale * jnp.eye(n, dtype=K.dtype))
 
 
 def _whiten(eps):
@@ -175,7 +175,7 @@ class MonteCarloProblem(eq.ProblemGrid):
 
     def __init__(self, *, act, Kx_all, y_all, train_mask, depth, steps, gamma, lr, samples, seed, relu_width=0.1, qmc=True, response_samples=1024,
                  chunk_bytes=2**28, response_blocks=8, responses="stein", stein_jitter=1e-3, path_blocks=8,
-                 window_problems="auto"):
+                 window_problems="auto", dtype="float64"):
         if responses not in ("stein", "tangent"):
             raise ValueError(f"responses must be 'stein' or 'tangent', got {responses!r}")
         self.responses = responses
@@ -206,6 +206,14 @@ class MonteCarloProblem(eq.ProblemGrid):
         # sources are time-major); "auto": when the n^2 work outweighs the extra compilations
         self.window_problems = self.n >= 512 if window_problems == "auto" else bool(window_problems)
         self._windows = {}
+        # float32: about twice the GEMM throughput; the sources are drawn and whitened in float64 first
+        self.dtype = jnp.dtype(dtype)
+        if self.dtype not in (jnp.float32, jnp.float64):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        if self.dtype != jnp.float64:
+            if responses != "stein":
+                raise ValueError("float32 needs responses='stein'")
+            self.consts = jax.tree_util.tree_map(lambda x: x.astype(self.dtype), self.consts)
         self._step = jax.jit(self._step_impl, static_argnums=(3,))
 
     # ------------------------------------------------------------------ paths
@@ -233,7 +241,7 @@ class MonteCarloProblem(eq.ProblemGrid):
                     dZb = 1.0 + jnp.concatenate(dph_blocks, 1) @ Mz[p0:m, :p0].T
             else:
                 Ub, Rb = U[:, p0:m], Rr[:, p0:m]
-                dHb, dZb = jnp.zeros((S, bl)), jnp.ones((S, bl))
+                dHb, dZb = jnp.zeros((S, bl), U.dtype), jnp.ones((S, bl), U.dtype)
             Mh_b, Mz_b = Mh[p0:m, p0:m], Mz[p0:m, p0:m]
 
             def body(carry, j, Ub=Ub, Rb=Rb, dHb=dHb, dZb=dZb, Mh_b=Mh_b, Mz_b=Mz_b, bl=bl):
@@ -253,7 +261,7 @@ class MonteCarloProblem(eq.ProblemGrid):
                     dg = jax.lax.dynamic_update_slice(dg, d2phi(h_t) * z_t * dh_t + d1 * dz_t, (0, r0))
                 return (ph, g, dph, dg), (h_t, z_t)
 
-            zb = jnp.zeros((S, bl))
+            zb = jnp.zeros((S, bl), U.dtype)
             (ph, g, dph, dg), (hs, zs) = jax.lax.scan(body, (zb, zb, zb, zb), jnp.arange(t1 - t0))
             ph_blocks.append(ph)
             g_blocks.append(g)
@@ -510,7 +518,8 @@ class MonteCarloProblem(eq.ProblemGrid):
         return _extend(part, state, h, self.T1, self.Pa), res, _pad_errors(aux, self.T1)
 
     def _run_step(self, state, damping, responses, horizon):
-        return self._step(self.consts, state, jnp.asarray(damping, dtype=jnp.float64), responses,
+        state = jax.tree_util.tree_map(lambda x: x.astype(self.dtype), state)
+        return self._step(self.consts, state, jnp.asarray(damping, dtype=self.dtype), responses,
                           jnp.asarray(horizon, dtype=jnp.int32))
 
     def _window(self, h):
