@@ -61,6 +61,7 @@ def solve_dmft(
     stein_jitter: float | None = None,
     depth_steps: int = 64,
     dtype: str = "float64",
+    window_problems: bool | str = "auto",
 ) -> Trajectory:
     """Infinite-width DMFT of full-batch gradient descent for the pinned network.
 
@@ -84,6 +85,8 @@ def solve_dmft(
     ``dtype="float32"``: Monte Carlo paths, kernels and Stein responses in single precision (JAX
     backend; about twice the GEMM throughput on CPU, more on GPU; the answer moves by far less than
     its Monte Carlo error, see docs/theory/dmft.md section 7).
+    ``window_problems``: solve the causal windows ``t < T/4, T/2, ...`` as problems of their own
+    size (same fixed point, cost ``(window/T)^2`` per iteration; ``"auto"``: when ``n >= 512``).
     ``depth_steps``: Heun steps in layer time ``tau`` at ``depth=math.inf`` (error O(depth_steps^-2)).
 
     Cost per fixed-point iteration with ``n = (steps+1) (P + Q)`` (Q test points),
@@ -184,8 +187,8 @@ def solve_dmft(
         if backend == "numba":
             from ._numba import NumbaProblem
 
-            return NumbaProblem(**kw)
-        return _mc.MonteCarloProblem(dtype=dtype, **kw)
+            return NumbaProblem(window_problems=window_problems, **kw)
+        return _mc.MonteCarloProblem(dtype=dtype, window_problems=window_problems, **kw)
 
     T1 = steps + 1
 
