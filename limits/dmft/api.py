@@ -222,6 +222,13 @@ def solve_dmft(
         pilot_sd = losses_p.std(0, ddof=1) * math.sqrt(S0 / S)
         sample_rule = (f"3 pilots of {S0} paths: relative loss spread {rel:.3g} -> {S} paths for target "
                        f"{target_stderr:g} (stderr scaled as 1/sqrt(S))")
+    n = T1 * (P + Q)
+    if not linear and depth >= 2 and responses == "stein" and S < 8 * n:
+        warnings.warn(
+            f"samples={S} is below 8 n = {8 * n} (n = (steps+1) x points = {n}): the Stein estimates of the response "
+            f"functions are then noisy enough that the fixed-point iteration can stall (measured: depth 2, "
+            f"S/n = 3.4 hovered at residual 3e-2, S/n = 10 converged); use samples >= {8 * n}, or fewer steps or "
+            f"points", RuntimeWarning, stacklevel=2)
     problem = build(S if S is not None else 0)
     state, residuals, aux, stop, damp = iterate(problem, max_iter)
 

@@ -30,13 +30,15 @@ def fixed_point(problem, state0, *, schedules, y, tol, max_iter, damping=None, m
     ``[[T1], causal_windows(T1)]``: the whole trajectory first, continuation if that blows up). A window
     of a continuation (a list of several horizons) that blows up is retried from the last converged one
     with half the extension (the lazy guess, or the frozen continuation, is worse the further it
-    reaches: depth 2, P = 16, lr 0.5 converges from the lazy guess on 26 steps, not on 51). On each
+    reaches: depth 2, P = 16, lr 0.5 converges from the lazy guess on 26 steps, not on 51); so is a window
+    that stalls (residual still above 0.5 after 8 iterations: oscillating at O(1)). On each
     horizon but the last the iteration stops at ``max(tol, 1e-2)`` (an intermediate guess), on the last
     at ``tol`` or, with ``monte_carlo``, at the Monte Carlo floor ``min(1e-3, 0.02 x the largest relative
     standard error of the loss)``: iterating further only follows the sampling noise of the fixed point.
     ``damping=None``: adaptive, start at 1 and halve (down to 0.1) whenever the residual more than doubles
     after having contracted below 0.5 (large residuals right after the lazy guess or a horizon extension
-    are the expected transient). ``y`` (P,): train targets, for the relative loss error.
+    are the expected transient), or has not reached a new low in this window for 6 iterations (a slow
+    oscillation: depth 2, P = 16, 125 steps cycled between residuals 2e-2 and 7e-2 undamped). ``y`` (P,): train targets, for the relative loss error.
 
     Returns ``(state, residuals, aux, stop, damping)``, ``stop`` one of ``"tol"``, ``"monte carlo"``,
     ``"max_iter"``, ``"blew up"``.
@@ -58,12 +60,14 @@ def fixed_point(problem, state0, *, schedules, y, tol, max_iter, damping=None, m
                 h = pending[0]
                 final = h == horizons[-1]
                 tol_h = tol if final else max(tol, 1e-2)
-                last, stop = math.inf, "max_iter"
+                last, stop, start, since_best = math.inf, "max_iter", len(residuals), 0
                 while len(residuals) < max_iter:
                     state, res, aux = problem.step(state, damp, horizon=h)
                     res = float(res)
-                    if adaptive and last < 0.5 and res > 2.0 * last and damp > 0.1:
-                        damp = max(0.1, damp / 2)
+                    best = min(residuals[start:], default=math.inf)
+                    since_best = 0 if res < best else since_best + 1
+                    if adaptive and damp > 0.1 and ((last < 0.5 and res > 2.0 * last) or since_best >= 6):
+                        damp, since_best = max(0.1, damp / 2), 0  # oscillating: damp harder
                     last = res
                     residuals.append(res)
                     if bar is not None:
@@ -74,6 +78,9 @@ def fixed_point(problem, state0, *, schedules, y, tol, max_iter, damping=None, m
                         break
                     if res < tol_h:
                         stop = "tol"
+                        break
+                    if len(horizons) > 1 and len(residuals) - start >= 8 and min(residuals[start:]) > 0.5:
+                        stop = "blew up"  # stalled: no contraction in 8 iterations (oscillating at O(1))
                         break
                     if monte_carlo and final and len(residuals) >= 3:
                         f = np.asarray(state["f"]).reshape(problem.T1, -1)
