@@ -10,8 +10,10 @@ O(S n^2 + n^3), against per-path tangent solves, O(R n^3)); the ratio is the spe
 The ``speed:`` rows time the solver's speed options against the plain iteration on one
 problem in the same run: the causal windows solved as their own smaller problems
 (``window_problems``), and single precision on top (``dtype="float32"``).
-``--target`` adds the issue's target problem (depth 2, P = 16, 200 steps, 8192 ~ 10^4 samples,
-float32; about ten minutes on 2 cores). Usage: ``python benchmarks/dmft_cost.py [--quick] [--target]``;
+``--large`` adds depth 2, P = 16, 100 steps, 16384 samples in float32 (S/n = 10, a few minutes);
+``--target`` adds the issue's target size (depth 2, P = 16, 200 steps) with the 32768 paths its
+n = 3216 needs (S/n = 10; with ~10^4 paths the iteration stalls, docs/theory/dmft.md section 7),
+float32, tens of minutes. Usage: ``python benchmarks/dmft_cost.py [--quick] [--large] [--target]``;
 writes ``benchmarks/out/dmft_cost.json``.
 """
 
@@ -41,7 +43,7 @@ def _time(depth: int, P: int, steps: int, samples: int, activation: str = "tanh"
             "iterations": its, "seconds_per_iteration": wall / its, "loss_final": float(traj.loss[-1])}
 
 
-def run(quick: bool, target: bool = False) -> list[dict]:
+def run(quick: bool, target: bool = False, large: bool = False) -> list[dict]:
     base = dict(depth=1, P=4 if quick else 8, steps=10 if quick else 40, samples=1024 if quick else 4096)
     grid = {
         "P": [base["P"], 2 * base["P"]],
@@ -71,8 +73,12 @@ def run(quick: bool, target: bool = False) -> list[dict]:
         row = _time(**speed_case, warm=False, **opts)
         row["varied"] = f"speed:{label}"
         rows.append(row)
+    if large:
+        row = _time(depth=2, P=16, steps=100, samples=16384, warm=False, dtype="float32")
+        row["varied"] = "large"
+        rows.append(row)
     if target:
-        row = _time(depth=2, P=16, steps=200, samples=8192, warm=False, dtype="float32")
+        row = _time(depth=2, P=16, steps=200, samples=32768, warm=False, dtype="float32")
         row["varied"] = "target"
         rows.append(row)
     return rows
@@ -81,9 +87,11 @@ def run(quick: bool, target: bool = False) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--target", action="store_true", help="also time depth 2, P=16, 200 steps, 8192 samples, float32")
+    parser.add_argument("--large", action="store_true", help="also time depth 2, P=16, 100 steps, 16384 samples, "
+                        "float32 (S/n = 10; about 3 minutes)")
+    parser.add_argument("--target", action="store_true", help="also time depth 2, P=16, 200 steps, 32768 samples, float32")
     args = parser.parse_args(argv)
-    rows = run(args.quick, args.target)
+    rows = run(args.quick, args.target, args.large)
     print(f"{'varied':>14} {'depth':>5} {'P':>4} {'steps':>5} {'samples':>7} {'resp.':>7} {'dtype':>7} {'iters':>5} "
           f"{'s':>8} {'s/iter':>8}")
     for r in rows:
