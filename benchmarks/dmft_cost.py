@@ -67,7 +67,7 @@ def run(quick: bool, target: bool = False, large: bool = False) -> list[dict]:
         rows.append(row)
     # the solver's speed options against the plain iteration, same problem, same run (compilation included:
     # the windows' own problems are extra compilations, which is what a user pays)
-    speed_case = dict(depth=2, P=8 if quick else 16, steps=20 if quick else 50, samples=1024 if quick else 8192)
+    speed_case = dict(depth=2, P=8 if quick else 16, steps=20 if quick else 50, samples=2048 if quick else 8192)
     for label, opts in (("plain", dict(window_problems=False)), ("windows", dict(window_problems=True)),
                         ("float32", dict(window_problems=True, dtype="float32"))):
         row = _time(**speed_case, warm=False, **opts)
