@@ -19,17 +19,15 @@ import pathlib
 import numpy as np
 
 import limits
+from limits.analysis import extrapolate_in_width
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CASES = {"tanh_L2": (2, "tanh"), "relu_L2": (2, "relu"), "tanh_L4": (4, "tanh")}
 
 
 def extrapolate(entry):
-    """Least-squares ``v(N) = v_inf + c/N`` per step: ``(v_inf, its standard error)``."""
-    W = np.asarray(entry["widths"], float)
-    coef = np.linalg.pinv(np.stack([np.ones_like(W), 1.0 / W], axis=1))[0]
-    mean, se = np.asarray(entry["mean"]), np.asarray(entry["stderr"])
-    return coef @ mean, np.sqrt((coef[:, None] ** 2 * se**2).sum(0))
+    """The stored ensembles of one case extrapolated to infinite width: ``(v_inf, its standard error)``."""
+    return extrapolate_in_width(entry["widths"], entry["mean"], entry["stderr"])
 
 
 def main(argv=None) -> int:

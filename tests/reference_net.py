@@ -99,10 +99,9 @@ def ensemble_loss(X, y, widths, **kw):
 
 def extrapolate(widths, values):
     """Least-squares fit ``v(N) = v_inf + b / N`` per time step; returns ``v_inf``."""
-    widths = np.asarray(widths, dtype=float)
-    A = np.stack([np.ones_like(widths), 1.0 / widths], axis=1)
-    coef, *_ = np.linalg.lstsq(A, np.asarray(values), rcond=None)
-    return coef[0]
+    from limits.analysis import extrapolate_in_width
+
+    return extrapolate_in_width(widths, values)
 
 
 # ---------------------------------------------------------------------------

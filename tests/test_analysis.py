@@ -6,13 +6,24 @@ import numpy as np
 import pytest
 
 import limits
-from limits.analysis import compare, coord_check, fit_power_law, optimal_lr, transfer
+from limits.analysis import compare, coord_check, extrapolate_in_width, fit_power_law, optimal_lr, transfer
 from limits.trajectory import Trajectory
 
 DATA = limits.datasets.teacher(P=8, D=4, seed=1)
 
 
 # ------------------------------------------------------------------ fits
+def test_extrapolate_in_width_is_exact_on_a_plus_b_over_n():
+    widths = np.array([256.0, 512.0, 1024.0])
+    a, b = np.array([0.5, 0.1]), np.array([3.0, -2.0])
+    means = a[None, :] + b[None, :] / widths[:, None]  # (widths, steps)
+    np.testing.assert_allclose(extrapolate_in_width(widths, means), a, rtol=1e-12)
+    v, se = extrapolate_in_width(widths, means, np.full_like(means, 0.01))
+    np.testing.assert_allclose(v, a, rtol=1e-12)
+    coef = np.linalg.pinv(np.stack([np.ones(3), 1 / widths], axis=1))[0]  # v_inf = coef . means
+    np.testing.assert_allclose(se, 0.01 * np.sqrt(np.sum(coef**2)), rtol=1e-12)
+
+
 def test_fit_power_law_recovers_exponent_and_interval():
     rng = np.random.default_rng(0)
     x = np.array([64, 128, 256, 512, 1024])

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import limits
+from limits.analysis import extrapolate_in_width
 from limits.dmft import solve_dmft
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -183,11 +184,8 @@ def test_blown_up_fixed_point_iteration_is_reported_as_such(small, monkeypatch):
 # ----------------------------------------------------- finite-width accuracy
 def _extrapolation_sigma(ref):
     """Standard error of the 1/N extrapolation (from the seed standard errors), relative."""
-    widths = np.asarray(ref["widths"], float)
-    A = np.stack([np.ones_like(widths), 1.0 / widths], axis=1)
-    w = np.linalg.pinv(A)[0]
-    se = np.asarray(ref["stderr"])
-    return np.sqrt((w[:, None] ** 2 * se**2).sum(0)) / np.asarray(ref["extrapolated"])
+    _, se = extrapolate_in_width(ref["widths"], ref["mean"], ref["stderr"])
+    return se / np.asarray(ref["extrapolated"])
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import limits
+from limits.analysis import extrapolate_in_width
 from limits.dmft.resnet import solve_resnet_dmft
 
 
@@ -30,11 +31,8 @@ CASES = {"tanh_L2": (2, "tanh"), "tanh_L4": (4, "tanh"), "relu_L2": (2, "relu")}
 
 
 def extrapolate(entry):
-    """Least-squares ``v(N) = v_inf + c/N`` per step: ``(v_inf, its standard error)``, each (steps+1,)."""
-    W = np.asarray(entry["widths"], float)
-    coef = np.linalg.pinv(np.stack([np.ones_like(W), 1.0 / W], axis=1))[0]
-    mean, se = np.asarray(entry["mean"]), np.asarray(entry["stderr"])
-    return coef @ mean, np.sqrt((coef[:, None] ** 2 * se**2).sum(0))
+    """The stored ensembles of one case extrapolated in 1/N: ``(v_inf, its standard error)``, each (steps+1,)."""
+    return extrapolate_in_width(entry["widths"], entry["mean"], entry["stderr"])
 
 
 @pytest.fixture(scope="module")

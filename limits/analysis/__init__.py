@@ -10,7 +10,7 @@
 from .compare import Comparison, compare
 from .coord_check import CoordCheck, coord_check
 from .depth import KernelCommutation, kernel_commutation
-from .fits import PowerLawFit, fit_power_law, local_slopes
+from .fits import PowerLawFit, extrapolate_in_width, fit_power_law, local_slopes
 from .transfer import DepthTransferResult, TransferResult, optimal_lr, transfer
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "fit_power_law",
     "PowerLawFit",
     "local_slopes",
+    "extrapolate_in_width",
 ]

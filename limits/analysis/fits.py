@@ -16,7 +16,7 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["PowerLawFit", "fit_power_law", "local_slopes"]
+__all__ = ["PowerLawFit", "fit_power_law", "local_slopes", "extrapolate_in_width"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,3 +100,16 @@ def local_slopes(x, y) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.diff(np.log(y)) / np.diff(np.log(x))
+
+
+def extrapolate_in_width(widths, means, stderr=None):
+    """Least-squares ``v(N) = v_inf + b / N`` per entry, for finite-width ensemble means ``means``
+    (n_widths, ...) at ``widths`` (n_widths,). Returns ``v_inf`` (...) and, with the ensembles' standard
+    errors ``stderr`` (same shape as ``means``, independent across widths), its standard error."""
+    w = np.asarray(widths, dtype=float)
+    coef = np.linalg.pinv(np.stack([np.ones_like(w), 1.0 / w], axis=1))[0]  # (n_widths,): v_inf = coef @ means
+    v_inf = np.tensordot(coef, np.asarray(means, dtype=float), axes=1)
+    if stderr is None:
+        return v_inf
+    se = np.asarray(stderr, dtype=float)
+    return v_inf, np.sqrt(np.tensordot(coef**2, se**2, axes=1))

@@ -36,9 +36,9 @@ __all__ = ["ProblemGrid", "masks", "memory_matrices", "readout", "ntk_equal_time
 
 class ProblemGrid:
     """Set-up shared by every DMFT problem (Monte Carlo and deep linear): the time-major grid
-    ``n = (steps + 1) P`` (P counts test points), the flattened targets and train mask ``(n,)``,
-    the causal masks and the input kernel ``Phi^0`` ``(n, n)``; ``consts`` holds the arrays
-    passed to the jitted step."""
+    ``n = (steps + 1) P`` (P counts test points) and ``consts``, the arrays passed to the jitted
+    step (their one home): the flattened targets and train mask ``y``, ``mask`` (n,), the causal
+    masks ``strict``, ``incl`` and the input kernel ``Phi0`` (n, n)."""
 
     def __init__(self, *, Kx_all, y_all, train_mask, depth, steps, gamma, lr):
         self.depth = int(depth)
@@ -47,13 +47,11 @@ class ProblemGrid:
         self.n = self.T1 * self.Pa
         self.gamma, self.lr = float(gamma), float(lr)
         self.P = int(np.sum(train_mask))
-        self.y_flat = jnp.asarray(np.tile(y_all, self.T1))
-        self.mask_flat = jnp.asarray(np.tile(train_mask.astype(np.float64), self.T1))
         strict, incl = masks(self.T1, self.Pa)
-        self.strict, self.incl = jnp.asarray(strict), jnp.asarray(incl)
-        self.Phi0 = jnp.asarray(tile_static(Kx_all, self.T1))
-        self.consts = {"y": self.y_flat, "mask": self.mask_flat, "strict": self.strict, "incl": self.incl,
-                       "Phi0": self.Phi0}
+        self.consts = {"y": jnp.asarray(np.tile(y_all, self.T1)),
+                       "mask": jnp.asarray(np.tile(train_mask.astype(np.float64), self.T1)),
+                       "strict": jnp.asarray(strict), "incl": jnp.asarray(incl),
+                       "Phi0": jnp.asarray(tile_static(Kx_all, self.T1))}
 
 
 def masks(T1: int, P: int):

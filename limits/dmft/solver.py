@@ -187,12 +187,12 @@ class MonteCarloProblem(eq.ProblemGrid):
         self.S = int(samples)
         # static Gaussian factor of u^1: constant in time, covariance Kx
         Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(self.Pa))
-        self.F1 = jnp.asarray(np.tile(Lx, (self.T1, 1)))  # (n, Pa)
+        F1 = jnp.asarray(np.tile(Lx, (self.T1, 1)))  # (n, Pa)
         L = self.depth
         dims = [(self.Pa if l == 0 else self.n) for l in range(L)] + [(1 if l == L - 1 else self.n) for l in range(L)]
         eps = gaussian_sources(self.S, dims, seed, qmc=qmc)
-        self.eps_u = [jnp.asarray(e) for e in eps[:L]]
-        self.eps_r = [jnp.asarray(e) for e in eps[L:]]
+        eps_u = [jnp.asarray(e) for e in eps[:L]]
+        eps_r = [jnp.asarray(e) for e in eps[L:]]
         # response functions average over the first R paths (a balanced Sobol subset when R is a power of 2)
         self.R = int(min(self.S, response_samples)) if response_samples else self.S
         self.chunk = _largest_divisor(self.R, max(1, chunk_bytes // (8 * 8 * self.n * self.n)))
@@ -200,8 +200,8 @@ class MonteCarloProblem(eq.ProblemGrid):
         self.phi = act.fn
         self.dphi = act.deriv
         self.d2phi = second_derivative(act, relu_width)
-        self.consts = dict(self.consts, F1=self.F1, eps_u=self.eps_u, eps_r=self.eps_r,
-                           white_u=[_whiten(e) for e in self.eps_u], white_r=[_whiten(e) for e in self.eps_r])
+        self.consts = dict(self.consts, F1=F1, eps_u=eps_u, eps_r=eps_r,
+                           white_u=[_whiten(e) for e in eps_u], white_r=[_whiten(e) for e in eps_r])
         # causal windows t < h solved as problems of their own size (exact: every coupling is causal and the
         # sources are time-major); "auto": when the n^2 work outweighs the extra compilations
         self.window_problems = self.n >= 512 if window_problems == "auto" else bool(window_problems)
@@ -540,7 +540,6 @@ class MonteCarloProblem(eq.ProblemGrid):
                               eps_u=[cols(e) for e in c["eps_u"]], eps_r=[cols(e) for e in c["eps_r"]],
                               white_u=[(cols(e), W[:m, :m]) for e, W in c["white_u"]],
                               white_r=[(cols(e), W[:m, :m]) for e, W in c["white_r"]])
-            sub.F1 = sub.consts["F1"]
             sub._step = jax.jit(sub._step_impl, static_argnums=(3,))
             self._windows[h] = sub
         return self._windows[h]
