@@ -59,7 +59,7 @@ def solve_dmft(
     qmc: bool = True,
     responses: str = "stein",
     stein_jitter: float | None = None,
-    depth_steps: int = 64,
+    depth_steps: int | None = None,
     dtype: str = "float64",
     window_problems: bool | str = "auto",
 ) -> Trajectory:
@@ -87,7 +87,9 @@ def solve_dmft(
     its Monte Carlo error, see docs/theory/dmft.md section 7).
     ``window_problems``: solve the causal windows ``t < T/4, T/2, ...`` as problems of their own
     size (same fixed point, cost ``(window/T)^2`` per iteration; ``"auto"``: when ``n >= 512``).
-    ``depth_steps``: Heun steps in layer time ``tau`` at ``depth=math.inf`` (error O(depth_steps^-2)).
+    ``depth_steps``: steps in layer time ``tau`` at ``depth=math.inf`` for residual tables: Heun steps of the
+    linear ODEs (default 64), or the Euler-Maruyama steps of the nonlinear Monte Carlo SDE (default 4, even),
+    Richardson-extrapolated with half as many; error O(depth_steps^-2) either way.
 
     Cost per fixed-point iteration with ``n = (steps+1) (P + Q)`` (Q test points),
     ``S`` samples, ``L = depth``: ``O(L S n^2)`` for the sample paths, kernels and the

@@ -36,6 +36,8 @@ from .iteration import check_divergence
 
 __all__ = ["solve_resnet_dmft", "is_residual_request"]
 
+DEFAULT_MC_DEPTH_STEPS = 4  # nonlinear layer time: Euler-Maruyama at 4 and 2 steps, Richardson-extrapolated
+
 
 def is_residual_request(param) -> bool:
     """True when ``param`` names (or is) a residual table."""
@@ -221,20 +223,24 @@ def _check_table(p, gamma):
 
 def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear", gamma0=1.0, lr=0.5, steps=100,
                       X_test=None, record="equal_time", max_iter=200, tol=1e-10, damping=None, progress=False,
-                      depth_steps: int = 64, samples=None, seed=0, qmc=True, stein_jitter=None, method="auto",
+                      depth_steps: int | None = None, samples=None, seed=0, qmc=True, stein_jitter=None, method="auto",
                       **_ignored) -> Trajectory:
     """Infinite-width DMFT of full-batch GD for a residual table (``depth-mup``, ``completep``, ``resnet``).
 
-    ``depth``: number of blocks ``L`` (int) or ``math.inf`` (layer-time ODEs, tables whose
-    ``classify_depth().stable`` is True; ``depth_steps`` Heun steps in ``tau``, error O(depth_steps^-2)).
+    ``depth``: number of blocks ``L`` (int) or ``math.inf`` (layer time ``tau`` in [0, 1], tables whose
+    ``classify_depth().stable`` is True). Linear: ODEs with ``depth_steps`` Heun steps (default 64, error
+    O(depth_steps^-2)). Nonlinear: the Monte Carlo SDE in ``tau`` with Euler-Maruyama at ``depth_steps`` and
+    ``depth_steps/2`` steps (default 4, even), Richardson-extrapolated (error O(depth_steps^-2); cost that of
+    finite-depth solves at those depths; :func:`limits.dmft.resnet_mc.solve_layer_time`).
     ``activation="linear"``: deterministic equations (docs/theory/resnet_dmft.md sections 1-4);
-    any other activation, finite ``depth`` only: Monte Carlo over ``samples`` single-site paths
+    any other activation: Monte Carlo over ``samples`` single-site paths
     (default 8192, scrambled-Sobol sources from ``seed``; :mod:`limits.dmft.resnet_mc`, section 5),
     whose fixed point stops at ``tol`` or at its Monte Carlo floor. ``method="monte carlo"`` samples
     linear activations too (a cross-check of the two solvers); ``"auto"`` picks as above.
     Returns a :class:`Trajectory` with loss, predictions, test predictions, the lr-weighted NTK and,
     with ``record="equal_time"``, the equal-time kernels ``phi1..phi{L+1}``, ``g1..g{L+1}`` (finite L)
-    or ``phi_tau``, ``g_tau`` of shape (depth_steps+1, steps+1, P, P) (L = inf).
+    or ``phi_tau``, ``g_tau`` of shape (depth_steps+1, steps+1, P, P) (L = inf; depth_steps/2 + 1 nodes
+    when nonlinear, ``meta['tau']``).
     Cost per fixed-point iteration ``O(L n^3)`` / ``O(depth_steps n^3)``, ``n = (steps+1)(P+Q)``.
     """
     from .. import activations as _acts
@@ -255,11 +261,8 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
         raise ValueError(f"residual DMFT records 'equal_time'{'' if linear else ', ' + repr('two_time')} or 'none', "
                          f"got {record!r}")
     infinite = isinstance(depth, float) and math.isinf(depth) and depth > 0
-    if infinite and not linear:
-        raise ValueError(f"the infinite-depth (depth=math.inf) DMFT of nonlinear residual networks "
-                         f"(activation={act.name!r}) is not implemented; use a finite number of blocks (Monte Carlo "
-                         f"DMFT, e.g. limits.solve_dmft('depth-mup', 16, activation={act.name!r})) or "
-                         f"activation='linear' for the layer-time limit")
+    if depth_steps is None:
+        depth_steps = 64 if linear else DEFAULT_MC_DEPTH_STEPS
     if not infinite and (isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1):
         raise ValueError(f"depth must be an integer >= 1 (number of residual blocks) or math.inf, got {depth!r}")
     if infinite:
@@ -284,12 +287,14 @@ def solve_resnet_dmft(param, depth, width=math.inf, *, X, y, activation="linear"
     if damping is not None and not 0 < damping <= 1:
         raise ValueError(f"damping must be in (0, 1], got {damping!r}")
     if not linear:
-        from .resnet_mc import solve_monte_carlo
+        from .resnet_mc import solve_layer_time, solve_monte_carlo
 
-        return solve_monte_carlo(p, int(depth), width, gamma, X=X, y=y, X_test=X_test, act=act, gamma0=gamma0, lr=lr,
-                                 steps=int(steps), record=record, samples=samples, seed=seed, qmc=qmc,
-                                 stein_jitter=stein_jitter, max_iter=max_iter, tol=tol, damping=damping,
-                                 progress=progress, t_start=t_start)
+        kw = dict(X=X, y=y, X_test=X_test, act=act, gamma0=gamma0, lr=lr, steps=int(steps), record=record,
+                  samples=samples, seed=seed, qmc=qmc, stein_jitter=stein_jitter, max_iter=max_iter, tol=tol,
+                  damping=damping, progress=progress, t_start=t_start)
+        if infinite:
+            return solve_layer_time(p, depth_steps, width, gamma, **kw)
+        return solve_monte_carlo(p, int(depth), width, gamma, **kw)
 
     steps = int(steps)
     P, D = X.shape

@@ -59,7 +59,7 @@ from .solver import _chol, gaussian_sources, kernel_gd
 
 jax.config.update("jax_enable_x64", True)
 
-__all__ = ["solve_monte_carlo", "ResNetMonteCarlo", "Config", "initial_kernels", "ntk_weights", "stein_response",
+__all__ = ["solve_monte_carlo", "solve_layer_time", "pair_blocks", "richardson_weights", "ResNetMonteCarlo", "Config", "initial_kernels", "ntk_weights", "stein_response",
            "stein_response_equal_time"]
 
 DEFAULT_SAMPLES = 8192
@@ -155,6 +155,17 @@ def split_sources(Z, L: int, T1: int, Pa: int):
     return [u0] + src[0::2] + src[1::2] + [top]
 
 
+def pair_blocks(eps, L: int):
+    """Sources of a problem with ``L/2`` blocks coupled to ``eps`` (layout of :func:`split_sources`, ``L`` blocks,
+    even): coarse block ``j`` gets ``(eps_{2j-1} + eps_{2j}) / sqrt 2`` for both its sources, the standard
+    normal of the summed Brownian increment over its two fine blocks (same u^0 and readout weight)."""
+    if L % 2:
+        raise ValueError(f"pair_blocks needs an even number of blocks, got {L}")
+    u, r = eps[1 : L + 1], eps[L + 1 : 2 * L + 1]
+    pair = lambda x: [(x[2 * j] + x[2 * j + 1]) / math.sqrt(2.0) for j in range(L // 2)]  # noqa: E731
+    return [eps[0]] + pair(u) + pair(r) + [eps[-1]]
+
+
 # ----------------------------------------------------------------------------- the equations
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -162,7 +173,9 @@ class Config:
 
     ``L`` blocks, ``S`` paths, ``T1 = steps + 1``, ``Pa`` points (train + test), ``P`` train points;
     ``skip=False`` drops the skip connections: the same equations then describe an MLP with L + 1
-    hidden layers (with ``b = kd = 1``), a cross-check against :mod:`limits.dmft.solver`."""
+    hidden layers (with ``b = kd = 1``), a cross-check against :mod:`limits.dmft.solver`.
+    ``responses=False`` (branches without noise, ``b = 0``: the CompleteP layer-time limit) skips the
+    Stein responses, which then vanish identically."""
 
     act: _acts.Activation
     L: int
@@ -171,6 +184,7 @@ class Config:
     Pa: int
     P: int
     skip: bool = True
+    responses: bool = True
 
     @property
     def n(self) -> int:
@@ -282,7 +296,10 @@ def _step_impl(cfg: Config, consts, state, damping, horizon):
     ph, g = paths(cfg, U, R, Mh, Mz)
     Phi = [ph[k].T @ ph[k] / S for k in range(L + 1)]
     G = [g[k].T @ g[k] / S for k in range(L + 1)]
-    A, B = responses(cfg, U, R, Mh, Mz, ph, g, Cu, Cr, consts)
+    if cfg.responses:
+        A, B = responses(cfg, U, R, Mh, Mz, ph, g, Cu, Cr, consts)
+    else:
+        A, B = state["A"], state["B"]  # zeros: b = 0
     ra = readout_response(cfg, U, R, Mh, Mz, ph[L], consts["eps_top"])
     f_img = eq.readout(ra.mean(0), Phi[L], dt, gamma, lr, strict)
     ntk_t = ntk_equal_time(consts["Phi0"], Phi, G, consts["kd"], T1, Pa)
@@ -314,19 +331,26 @@ class ResNetMonteCarlo(eq.ProblemGrid):
     (the grid, targets and causal masks of :class:`limits.dmft.equations.ProblemGrid`).
 
     State (dict of JAX arrays): ``f`` (n,), ``Phi = [Phi^1..Phi^{L+1}]``, ``G = [G^1..G^{L+1}]``,
-    ``A = [A^1..A^L]``, ``B = [B^1..B^L]``, each (n, n). ``sd = b^2``, ``kd = eta b^2`` per block."""
+    ``A = [A^1..A^L]``, ``B = [B^1..B^L]``, each (n, n). ``sd = b^2``, ``kd = eta b^2`` per block.
+    ``eps``: the standard normal sources in the layout of :func:`split_sources` (default: drawn from
+    ``seed``; :func:`pair_blocks` couples a problem with half the blocks to another's)."""
 
     def __init__(self, *, act, Kx_all, y_all, train_mask, depth, steps, gamma, lr, sd, kd, samples, seed,
-                 qmc=True, stein_jitter=1e-4, skip=True):
+                 qmc=True, stein_jitter=1e-4, skip=True, eps=None):
         super().__init__(Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, depth=depth, steps=steps, gamma=gamma,
                          lr=lr)
         S, T1, Pa, L = int(samples), self.T1, self.Pa, self.depth
-        self.cfg = Config(act=_acts.get(act), L=L, S=S, T1=T1, Pa=Pa, P=self.P, skip=bool(skip))
+        self.cfg = Config(act=_acts.get(act), L=L, S=S, T1=T1, Pa=Pa, P=self.P, skip=bool(skip),
+                          responses=float(sd) > 0)
         self.sd, self.kd = float(sd), float(kd)
         self.Kx = np.asarray(Kx_all, dtype=np.float64)
         self.y_all, self.train_mask = np.asarray(y_all, float), np.asarray(train_mask, float)
-        (Z,) = gaussian_sources(S, [1 + Pa + 2 * L * T1 * Pa], seed, qmc=qmc)
-        eps = [jnp.asarray(e) for e in split_sources(Z, L, T1, Pa)]
+        if eps is None:
+            (Z,) = gaussian_sources(S, [1 + Pa + 2 * L * T1 * Pa], seed, qmc=qmc)
+            eps = split_sources(Z, L, T1, Pa)
+        if len(eps) != 2 * L + 2 or any(e.shape[0] != S for e in eps):
+            raise ValueError(f"eps must be {2 * L + 2} source arrays with {S} rows (split_sources), got {len(eps)}")
+        eps = [jnp.asarray(e) for e in eps]
         Lx = np.linalg.cholesky(self.Kx + 1e-12 * np.max(np.diag(self.Kx)) * np.eye(Pa))
         scalar = lambda v: jnp.asarray(float(v), dtype=jnp.float64)  # noqa: E731  (traced: no recompilation)
         self.consts.update({
@@ -357,6 +381,72 @@ class ResNetMonteCarlo(eq.ProblemGrid):
 
 
 # ----------------------------------------------------------------------------- driver
+def _checked(samples, stein_jitter):
+    if samples is None:
+        samples = DEFAULT_SAMPLES
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
+        raise ValueError(f"samples must be an integer >= 2 (single-site paths; powers of 2 suit the Sobol "
+                         f"sources), got {samples!r}")
+    stein_jitter = 1e-4 if stein_jitter is None else stein_jitter
+    if not (isinstance(stein_jitter, (int, float)) and 0 < stein_jitter < 1):
+        raise ValueError(f"stein_jitter must be in (0, 1), got {stein_jitter!r}")
+    return int(samples), float(stein_jitter)
+
+
+def _problem(act, L, sd, kd, gamma, *, X, y, X_test, lr, steps, samples, seed, qmc, stein_jitter, eps=None):
+    """The :class:`ResNetMonteCarlo` problem of data ``X`` (P, D), ``y`` (P,), ``X_test`` (Q, D) or None."""
+    Q = 0 if X_test is None else X_test.shape[0]
+    X_all = X if X_test is None else np.concatenate([X, X_test], axis=0)
+    return ResNetMonteCarlo(act=act, Kx_all=X_all @ X_all.T / X.shape[1], y_all=np.concatenate([y, np.zeros(Q)]),
+                            train_mask=np.concatenate([np.ones(X.shape[0]), np.zeros(Q)]), depth=L, steps=steps,
+                            gamma=gamma, lr=lr, sd=sd, kd=kd, samples=samples, seed=seed, qmc=qmc,
+                            stein_jitter=stein_jitter, eps=eps)
+
+
+def _converge(problem, y, *, lr, gamma, tol, max_iter, damping, progress, desc):
+    """Drive ``problem`` to its fixed point (:func:`limits.dmft.iteration.fixed_point`, four causal windows).
+    Raises on blow-up or diverging gradient descent, warns if not converged. Returns
+    ``(state, residuals, aux, stop, damping)``."""
+    P, T1, Pa = y.shape[0], problem.T1, problem.Pa
+    state0 = problem.initial_state()
+    check_divergence(np.asarray(state0["f"]).reshape(T1, Pa)[:, :P], y, lr)
+    state, residuals, aux, stop, damp = fixed_point(problem, state0, schedules=[causal_windows(T1)], y=y,
+                                                    tol=float(tol), max_iter=int(max_iter), damping=damping,
+                                                    progress=progress, desc=desc)
+    if stop == "blew up" or not all(bool(jnp.all(jnp.isfinite(K))) for K in state["Phi"] + state["G"]):
+        raise FloatingPointError(f"the residual Monte Carlo DMFT iteration blew up after {len(residuals)} iterations "
+                                 f"(lr={lr:g}, gamma={gamma:g}, damping={damp:g}); pass damping=0.5 (or smaller) "
+                                 f"and/or use a smaller lr")
+    check_divergence(np.asarray(state["f"]).reshape(T1, Pa)[:, :P], y, lr)
+    if stop not in ("tol", "monte carlo"):
+        warnings.warn(f"residual Monte Carlo DMFT not converged after {len(residuals)} iterations (residual "
+                      f"{residuals[-1]:.2e} > tol {tol:g}); increase max_iter or lower damping", RuntimeWarning,
+                      stacklevel=4)
+    return state, residuals, aux, stop, damp
+
+
+def _equal_time_kernels(problem, state):
+    """Equal-time kernels of the train points, ``[Phi^1..Phi^{L+1}]`` and ``[G^1..G^{L+1}]``, each (T1, P, P)."""
+    T1, Pa, P = problem.T1, problem.Pa, problem.P
+    et = lambda K: np.asarray(eq.equal_time(K, T1, Pa))[:, :P, :P]  # noqa: E731
+    return [et(K) for K in state["Phi"]], [et(K) for K in state["G"]]
+
+
+def _ntk(problem, state):
+    """Equal-time lr-weighted NTK of the train points (T1, P, P)."""
+    ntk = ntk_equal_time(problem.consts["Phi0"], state["Phi"], state["G"], problem.kd, problem.T1, problem.Pa)
+    return np.asarray(ntk)[:, : problem.P, : problem.P]
+
+
+def _diagnostics(residuals, stop, samples, qmc, stein_jitter, damp, t_start, **extra):
+    return {"iterations": len(residuals), "residuals": np.asarray(residuals),
+            "converged": stop in ("tol", "monte carlo"), "stopped": stop, "samples": int(samples), "qmc": bool(qmc),
+            "stein_jitter": float(stein_jitter), "damping": damp,
+            "loss_stderr_kind": "first-order Monte Carlo estimate over paths (the noise of the estimated kernels and "
+                                "responses is not included; compare seeds for the full error)",
+            "wall_time": time.perf_counter() - t_start, **extra}
+
+
 def solve_monte_carlo(p, L: int, width, gamma: float, *, X, y, X_test, act, gamma0, lr, steps: int, record, samples,
                       seed, qmc, stein_jitter, max_iter, tol, damping, progress, t_start) -> Trajectory:
     """Monte Carlo DMFT of the validated residual table ``p`` with ``L`` blocks at richness ``gamma``
@@ -374,61 +464,124 @@ def solve_monte_carlo(p, L: int, width, gamma: float, *, X, y, X_test, act, gamm
     """
     from .resnet import _depth_weights
 
-    if samples is None:
-        samples = DEFAULT_SAMPLES
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
-        raise ValueError(f"samples must be an integer >= 2 (single-site paths; powers of 2 suit the Sobol "
-                         f"sources), got {samples!r}")
-    stein_jitter = 1e-4 if stein_jitter is None else stein_jitter
-    if not (isinstance(stein_jitter, (int, float)) and 0 < stein_jitter < 1):
-        raise ValueError(f"stein_jitter must be in (0, 1), got {stein_jitter!r}")
+    samples, stein_jitter = _checked(samples, stein_jitter)
     sd, kd = _depth_weights(p, L)
-    P = X.shape[0]
-    X_all = X if X_test is None else np.concatenate([X, X_test], axis=0)
-    Q = 0 if X_test is None else X_test.shape[0]
-    Pa, T1 = P + Q, steps + 1
-    problem = ResNetMonteCarlo(act=act, Kx_all=X_all @ X_all.T / X.shape[1], y_all=np.concatenate([y, np.zeros(Q)]),
-                               train_mask=np.concatenate([np.ones(P), np.zeros(Q)]), depth=L, steps=steps, gamma=gamma,
-                               lr=lr, sd=sd, kd=kd, samples=int(samples), seed=seed, qmc=qmc,
-                               stein_jitter=stein_jitter)
-    state0 = problem.initial_state()
-    check_divergence(np.asarray(state0["f"]).reshape(T1, Pa)[:, :P], y, lr)
-    state, residuals, aux, stop, damp = fixed_point(problem, state0, schedules=[causal_windows(T1)], y=y,
-                                                    tol=float(tol), max_iter=int(max_iter), damping=damping,
-                                                    progress=progress, desc="residual DMFT fixed point")
+    P, T1 = X.shape[0], steps + 1
+    problem = _problem(act, L, sd, kd, gamma, X=X, y=y, X_test=X_test, lr=lr, steps=steps, samples=samples, seed=seed,
+                       qmc=qmc, stein_jitter=stein_jitter)
+    Pa = problem.Pa
+    state, residuals, aux, stop, damp = _converge(problem, y, lr=lr, gamma=gamma, tol=tol, max_iter=max_iter,
+                                                  damping=damping, progress=progress, desc="residual DMFT fixed point")
     f_all = np.asarray(state["f"]).reshape(T1, Pa)
-    converged = stop in ("tol", "monte carlo")
-    if stop == "blew up" or not all(bool(jnp.all(jnp.isfinite(K))) for K in state["Phi"] + state["G"]):
-        raise FloatingPointError(f"the residual Monte Carlo DMFT iteration blew up after {len(residuals)} iterations "
-                                 f"(lr={lr:g}, gamma={gamma:g}, damping={damp:g}); pass damping=0.5 (or smaller) "
-                                 f"and/or use a smaller lr")
-    check_divergence(f_all[:, :P], y, lr)
-    if not converged:
-        warnings.warn(f"residual Monte Carlo DMFT not converged after {len(residuals)} iterations (residual "
-                      f"{residuals[-1]:.2e} > tol {tol:g}); increase max_iter or lower damping", RuntimeWarning,
-                      stacklevel=3)
     preds = f_all[:, :P]
     loss = 0.5 * np.mean((preds - y) ** 2, axis=1)
     kernels, ntk = {}, None
     if record != "none":
-        ntk = np.asarray(ntk_equal_time(problem.consts["Phi0"], state["Phi"], state["G"], kd, T1, Pa))[:, :P, :P]
+        ntk = _ntk(problem, state)
+        phis, gs = _equal_time_kernels(problem, state)
         for l in range(1, L + 2):
-            for name, K in (("phi", state["Phi"][l - 1]), ("g", state["G"][l - 1])):
-                K = np.asarray(K)
-                kernels[f"{name}{l}"] = np.asarray(eq.equal_time(K, T1, Pa))[:, :P, :P]
-                if record == "two_time":
-                    kernels[f"{name}{l}_tt"] = K.reshape(T1, Pa, T1, Pa)[:, :P, :, :P].transpose(0, 2, 1, 3)
+            kernels[f"phi{l}"], kernels[f"g{l}"] = phis[l - 1], gs[l - 1]
+            if record == "two_time":
+                for name, K in (("phi", state["Phi"][l - 1]), ("g", state["G"][l - 1])):
+                    kernels[f"{name}{l}_tt"] = np.asarray(K).reshape(T1, Pa, T1, Pa)[:, :P, :, :P].transpose(0, 2, 1, 3)
     meta = {"solver": "dmft", "parametrization": p.name, "regime": "feature_learning", "width": width,
             "depth": L, "activation": act.name, "lr": float(lr), "gamma0": float(gamma0), "gamma": gamma,
             "steps": steps, "residual": True, "branch_weight_per_block": sd, "lr_weight_per_block": kd, "seed": seed}
-    diagnostics = {"iterations": len(residuals), "residuals": np.asarray(residuals), "converged": bool(converged),
-                   "stopped": stop, "samples": int(samples), "qmc": bool(qmc), "stein_jitter": float(stein_jitter),
-                   "damping": damp, "prediction_stderr": np.asarray(aux["f_stderr"])[:, :P],
-                   "loss_stderr_kind": "first-order Monte Carlo estimate over paths (the noise of the estimated "
-                                       "kernels and responses is not included; compare seeds for the full error)",
-                   "method": "residual Monte Carlo DMFT (joint single-site process over depth, Stein responses)",
-                   "wall_time": time.perf_counter() - t_start}
-    return Trajectory(loss=loss, predictions=preds, test_predictions=None if Q == 0 else f_all[:, P:],
+    diagnostics = _diagnostics(residuals, stop, samples, qmc, stein_jitter, damp, t_start,
+                               prediction_stderr=np.asarray(aux["f_stderr"])[:, :P],
+                               method="residual Monte Carlo DMFT (joint single-site process over depth, Stein "
+                                      "responses)")
+    return Trajectory(loss=loss, predictions=preds, test_predictions=None if Pa == P else f_all[:, P:],
                       loss_stderr=np.asarray(aux["loss_stderr"]), prediction_cov=np.zeros((T1, P, P)), ntk=ntk,
                       kernels=kernels, kernel_steps=np.arange(T1) if record != "none" else None, meta=meta,
                       diagnostics=diagnostics)
+
+
+def richardson_weights(m: int):
+    """Weights ``w`` (m,) of the extrapolation ``sum_i w_i X(2^i h)`` that cancels the terms ``h, .., h^(m-1)`` of
+    an expansion ``X(h) = X(0) + e1 h + e2 h^2 + ..`` (``m = 2``: ``(2, -1)``; ``m = 3``: ``(8/3, -2, 1/3)``)."""
+    V = np.array([[2.0 ** (i * k) for i in range(m)] for k in range(m)])
+    return np.linalg.solve(V, np.eye(m)[0])
+
+
+def solve_layer_time(p, K: int, width, gamma: float, *, X, y, X_test, act, gamma0, lr, steps: int, record, samples,
+                     seed, qmc, stein_jitter, max_iter, tol, damping, progress, t_start) -> Trajectory:
+    """Infinite-depth (``L -> inf`` after ``N -> inf``) Monte Carlo DMFT of a nonlinear residual table ``p``.
+
+    In layer time ``tau = (l - 1)/L`` the single-site process becomes a forward-backward SDE: ``h`` is driven
+    up by the Brownian source ``sigma dU(tau)`` (``Cov dU = Phi(tau) dtau``) with drift
+    ``[sigma2 A(tau) + kappa c Phi(tau) Dt] g(tau) dtau``, ``g`` down by ``phi'(h) [sigma dR(tau) + (sigma2 B(tau)
+    + kappa c G(tau) Dt) phi(h) dtau]`` (``sigma2 = lim L b^2``, ``kappa = lim L eta b^2``, ``A = lim <dphi/dr>/b``,
+    ``B`` likewise; docs/theory/resnet_dmft.md section 6). Its Euler-Maruyama scheme with ``K`` steps is the
+    finite-depth process of :class:`ResNetMonteCarlo` with per-block weights ``sd = sigma2/K``, ``kd = kappa/K``,
+    whose weak error has an expansion ``e1/K + e2/K^2 + ..`` (Talay-Tubaro). The solver runs ``K``, ``K/2`` and
+    (when ``4 | K``) ``K/4`` steps and combines them with :func:`richardson_weights`, which cancels the terms
+    through ``K^-2`` (``K^-1`` with two levels). Each coarser level runs on the summed Brownian increments of
+    the finer one (:func:`pair_blocks`), so their Monte Carlo errors largely cancel in the combination.
+
+    ``K``: even number of layer-time steps (default 4 through ``solve_dmft``). Returns a :class:`Trajectory` with
+    the extrapolated predictions, loss and NTK, and with ``record="equal_time"`` the kernels ``phi_tau``,
+    ``g_tau`` (k + 1, steps+1, P, P) on the coarsest level's nodes ``meta["tau"] = j/k``;
+    ``diagnostics["depth_error"]`` (steps+1,) is ``|loss - loss_K|``, the error of the plain ``K``-step
+    solution that the extrapolation removed, and ``loss_stderr`` bounds the Monte Carlo error of the
+    combination by ``sqrt(sum_i w_i^2 s_i^2)`` (no credit for the coupling).
+    Cost: finite-depth solves at ``K``, ``K/2`` (and ``K/4``) blocks, ``O(K^2 S n^2)`` per iteration.
+    """
+    from .resnet import _depth_weights
+
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2 or K % 2:
+        raise ValueError(f"depth_steps must be an even integer >= 2 for the nonlinear layer-time solver (Richardson "
+                         f"extrapolation from depth_steps, depth_steps/2, ..), got {K!r}")
+    if record == "two_time":
+        raise ValueError("record='two_time' is not available at depth=math.inf; use 'equal_time' or a finite depth")
+    samples, stein_jitter = _checked(samples, stein_jitter)
+    s2, k2 = _depth_weights(p, math.inf)
+    P, T1 = X.shape[0], steps + 1
+    levels = [K, K // 2] + ([K // 4] if K % 4 == 0 else [])
+    w = richardson_weights(len(levels))
+    common = dict(X=X, y=y, X_test=X_test, lr=lr, steps=steps, samples=samples, seed=seed, qmc=qmc,
+                  stein_jitter=stein_jitter)
+    problems, runs, eps = [], [], None
+    for k in levels:
+        prob = _problem(act, k, s2 / k, k2 / k, gamma, eps=eps, **common)
+        eps = pair_blocks(list(prob.consts["eps_u"]) + list(prob.consts["eps_r"]) + [prob.consts["eps_top"]], k) \
+            if k % 2 == 0 else None
+        problems.append(prob)
+        runs.append(_converge(prob, y, lr=lr, gamma=gamma, tol=tol, max_iter=max_iter, damping=damping,
+                              progress=progress, desc=f"layer-time DMFT, {k} steps in tau"))
+    combine = lambda xs: sum(wi * x for wi, x in zip(w, xs))  # noqa: E731
+    Pa = problems[0].Pa
+    fs = [np.asarray(run[0]["f"]).reshape(T1, Pa) for run in runs]
+    f_all = combine(fs)
+    check_divergence(f_all[:, :P], y, lr)
+    preds = f_all[:, :P]
+    loss = 0.5 * np.mean((preds - y) ** 2, axis=1)
+    loss_levels = {k: 0.5 * np.mean((f[:, :P] - y) ** 2, axis=1) for k, f in zip(levels, fs)}
+    kernels, ntk = {}, None
+    if record != "none":
+        ntk = combine([_ntk(prob, run[0]) for prob, run in zip(problems, runs)])
+        ets = [_equal_time_kernels(prob, run[0]) for prob, run in zip(problems, runs)]
+        k_min = levels[-1]
+        for name, idx in (("phi_tau", 0), ("g_tau", 1)):
+            kernels[name] = np.stack([combine([et[idx][j * k // k_min] for k, et in zip(levels, ets)])
+                                      for j in range(k_min + 1)])
+    stderr = np.sqrt(sum((wi * np.asarray(run[2]["loss_stderr"])) ** 2 for wi, run in zip(w, runs)))
+    f_err = np.sqrt(sum((wi * np.asarray(run[2]["f_stderr"])) ** 2 for wi, run in zip(w, runs)))[:, :P]
+    stops = [run[3] for run in runs]
+    stop = next((st for st in stops if st not in ("tol", "monte carlo")), stops[0])
+    residuals = [r for run in runs for r in run[1]]
+    meta = {"solver": "dmft", "parametrization": p.name.replace("depth 4", "depth inf"), "regime": "feature_learning",
+            "width": width, "depth": math.inf, "activation": act.name, "lr": float(lr), "gamma0": float(gamma0),
+            "gamma": gamma, "steps": steps, "residual": True, "seed": seed, "depth_steps": int(K),
+            "depth_levels": levels, "richardson_weights": w, "tau": np.arange(levels[-1] + 1) / levels[-1],
+            "branch_variance_density": s2, "lr_density": k2}
+    diagnostics = _diagnostics(residuals, stop, samples, qmc, stein_jitter, min(run[4] for run in runs), t_start,
+                               prediction_stderr=f_err, depth_error=np.abs(loss - loss_levels[K]),
+                               loss_depth_steps=loss_levels,
+                               iterations_per_solve={k: len(run[1]) for k, run in zip(levels, runs)},
+                               method=f"layer-time Monte Carlo DMFT (Euler-Maruyama in tau with "
+                                      f"{'/'.join(map(str, levels))} steps on coupled sources, Richardson "
+                                      f"extrapolation)")
+    return Trajectory(loss=loss, predictions=preds, test_predictions=None if Pa == P else f_all[:, P:],
+                      loss_stderr=stderr, prediction_cov=np.zeros((T1, P, P)), ntk=ntk, kernels=kernels,
+                      kernel_steps=np.arange(T1) if record != "none" else None, meta=meta, diagnostics=diagnostics)
