@@ -99,8 +99,6 @@ def test_dispatch_and_trajectory(small):
 
 def test_bad_inputs(small):
     X, y = small
-    with pytest.raises(ValueError, match="infinite-depth .* not implemented.*finite number of blocks"):
-        limits.solve_dmft("depth-mup", math.inf, X=X, y=y, activation="tanh", steps=3)
     with pytest.raises(ValueError, match="samples"):
         solve_resnet_mc("depth-mup", 2, X=X, y=y, activation="tanh", steps=3, samples=1)
     with pytest.raises(ValueError, match="depth"):
