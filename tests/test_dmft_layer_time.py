@@ -53,20 +53,20 @@ def test_linear_layer_time_matches_the_ode_limit(teacher):
     mc = solve_resnet_dmft("depth-mup", math.inf, method="monte carlo", depth_steps=4, samples=4096, **kw)
     assert mc.meta["depth_levels"] == [4, 2, 1] and mc.meta["depth"] == math.inf
     # (a) the Monte Carlo SDE solver reproduces the deterministic finite-depth equations it discretizes:
-    #     the same Richardson combination of exact finite-L solves (measured: 0.1% of L(0))
+    #     the same Richardson combination of exact finite-L solves (measured: 0.04% / 0.03% of L(0), seeds 0 / 1)
     exact = {L: limits.solve_dmft("depth-mup", L, **kw) for L in (1, 2, 4)}
     w = richardson_weights(3)
     f_rich = sum(wi * exact[L].predictions for wi, L in zip(w, (4, 2, 1)))
     loss_rich = 0.5 * np.mean((f_rich - y) ** 2, axis=1)
-    assert np.abs(mc.loss - loss_rich).max() < 0.01 * ode.loss[0]
+    assert np.abs(mc.loss - loss_rich).max() < 0.005 * ode.loss[0]
     # (b) the extrapolation removes most of the depth error of the plain 4-step solution
-    #     (measured: 8.7% -> 1.6% of L(0); the deterministic combination gives 1.55%)
+    #     (measured: 8.7% -> 1.6% of L(0), a ratio of 0.18; the deterministic combination gives 1.55%)
     err_plain = np.abs(mc.diagnostics["loss_depth_steps"][4] - ode.loss).max()
     err_rich = np.abs(mc.loss - ode.loss).max()
     assert err_rich < 0.3 * err_plain, (err_rich, err_plain)
     assert err_rich < 0.03 * ode.loss[0]
-    # NTK and kernels on the coarsest level's nodes tau = 0, 1 (measured 12% / 7% of the largest entry, the
-    # O(K^-3) error of 4 steps; 3.5% / 2.2% with depth_steps=8)
+    # NTK and kernels on the coarsest level's nodes tau = 0, 1 (measured 12% / 6.7% of the largest entry, the
+    # remaining depth error of 4 steps; 3.5% / 2.2% with depth_steps=8)
     assert np.abs(mc.ntk - ode.ntk).max() < 0.2 * np.abs(ode.ntk).max()
     assert mc.kernels["phi_tau"].shape == (2, 7, 4, 4)
     assert np.abs(mc.kernels["phi_tau"] - ode.kernels["phi_tau"][[0, -1]]).max() < 0.12 * np.abs(ode.kernels["phi_tau"]).max()
@@ -86,7 +86,7 @@ def test_tanh_levels_converge_at_first_order(tanh_limit):
     t = slice(2, None)
     assert np.all(d1[t] > 0) and np.all(d2[t] > 0)  # deeper -> lower loss at every step here
     ratio = np.sum(d1[t]) / np.sum(d2[t])
-    assert 1.4 < ratio < 2.8, ratio  # O(1/L): 2 asymptotically
+    assert 1.5 < ratio < 2.6, ratio  # O(1/L): 2 asymptotically; measured 2.06 / 1.93 / 1.82 (seeds 0 / 1 / 2)
     np.testing.assert_allclose(inf.diagnostics["depth_error"], np.abs(inf.loss - lv[4]))
     assert inf.loss_stderr.shape == (7,) and np.all(np.isfinite(inf.loss_stderr))
     np.testing.assert_allclose(inf.predictions[0], 0.0, atol=1e-12)
@@ -96,8 +96,9 @@ def test_tanh_finite_depth_approaches_the_limit(tanh_limit):
     kw, inf = tanh_limit
     kw = dict(kw, seed=7)  # own sources, independent of those of the limit
     e = {L: np.abs(limits.solve_dmft("depth-mup", L, **kw).loss - inf.loss)[2:].sum() for L in (1, 8)}
-    # measured (seeds 0-2, sum over steps 2..6): e1 = 0.014-0.017, e8 = 0.002-0.003
-    assert e[8] < 0.35 * e[1], e
+    # O(1/L) predicts e8 / e1 = 1/8; measured (sum over steps 2..6, limit seeds 0 / 1 / 2 with finite-depth seeds
+    # 7 / 8 / 9): e1 = 0.030 / 0.036 / 0.043, e8 = 0.0032 / 0.0044 / 0.0037, ratios 0.11 / 0.12 / 0.085
+    assert e[8] < 0.25 * e[1], e
 
 
 def test_completep_layer_time_has_no_branch_noise(teacher):
