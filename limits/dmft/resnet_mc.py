@@ -1,4 +1,4 @@
-"""Monte Carlo DMFT of nonlinear residual networks at finite depth L (JAX, float64).
+"""Monte Carlo DMFT of nonlinear residual networks at finite depth L and in layer time (JAX, float64).
 
 Network (``limits/finite/network.py``; muP in width, DMFT units of DESIGN.md)::
 
@@ -34,6 +34,10 @@ coordinates given to the directions of largest variance): kernels are sample sec
 moments; ``A^l``, ``B^l`` and ``a`` come from Stein's lemma (no phi'': exact for ReLU), each
 with a control variate that has an exactly vanishing Stein expectation, the same paths
 with the source in question switched off (:func:`responses`, :func:`readout_response`).
+
+At ``depth=math.inf`` (:func:`solve_layer_time`) the same process, with per-block weights ``sigma2/K``,
+``kappa/K``, is the Euler-Maruyama scheme of the layer-time SDE; ``K``, ``K/2``, ``K/4`` steps on coupled
+sources (:func:`pair_blocks`) are Richardson-extrapolated (docs/theory/resnet_dmft.md section 6).
 
 Cost per fixed-point iteration: ``2 L + 2`` path computations (one scan over time each, the
 depth unrolled inside, ``O(L S n^2)`` each), kernels and Stein responses ``O(L S n^2)``,
