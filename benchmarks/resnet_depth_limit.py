@@ -46,27 +46,20 @@ def run(quick: bool) -> dict:
     return out
 
 
-def coupled_depths(K: int, seed: int, **kw) -> dict:
-    """Tanh depth-mup DMFT at L = K, K/2, .., 1 blocks on coupled sources (each level's sources are the summed
-    Brownian increments of the next finer one): {L: loss (steps+1,)}. The finite-depth DMFT is the
-    Euler-Maruyama scheme of the layer-time SDE, so the differences between these levels carry no
-    sampling noise of their own: they measure the depth convergence itself."""
+def coupled_depths(K: int, seed: int, *, data, lr, steps, samples) -> dict:
+    """Tanh depth-mup DMFT at L = K, K/2, .., 1 blocks on coupled sources
+    (:func:`limits.dmft.resnet_mc.euler_levels`; the finite-depth DMFT is the Euler-Maruyama scheme of the
+    layer-time SDE, so the differences between these levels carry no sampling noise of their own: they
+    measure the depth convergence itself): {L: loss (steps+1,)}."""
     from limits import activations
-    from limits.dmft.resnet_mc import _converge, _problem, pair_blocks
+    from limits.dmft.resnet_mc import euler_levels
 
-    d = kw["data"]
-    out, eps, L = {}, None, K
-    while L >= 1:
-        prob = _problem(activations.get("tanh"), L, 1.0 / L, 1.0 / L, 1.0, X=d.X, y=d.y, X_test=None, lr=kw["lr"],
-                        steps=kw["steps"], samples=kw["samples"], seed=seed, qmc=True, stein_jitter=1e-4, eps=eps)
-        state = _converge(prob, d.y, lr=kw["lr"], gamma=1.0, tol=1e-10, max_iter=200, damping=None, progress=False,
-                          desc="")[0]
-        f = np.asarray(state["f"]).reshape(kw["steps"] + 1, -1)
-        out[L] = 0.5 * np.mean((f - d.y) ** 2, axis=1)
-        if L > 1:
-            eps = pair_blocks(list(prob.consts["eps_u"]) + list(prob.consts["eps_r"]) + [prob.consts["eps_top"]], L)
-        L //= 2
-    return out
+    levels = [K >> i for i in range(K.bit_length())]
+    runs = euler_levels(activations.get("tanh"), levels, 1.0, 1.0, 1.0, X=data.X, y=data.y, X_test=None, lr=lr,
+                        steps=steps, samples=samples, seed=seed, qmc=True, stein_jitter=1e-4, tol=1e-10,
+                        max_iter=200, damping=None, progress=False)
+    return {L: 0.5 * np.mean((np.asarray(run[0]["f"]).reshape(steps + 1, -1) - data.y) ** 2, axis=1)
+            for L, (_, run) in zip(levels, runs)}
 
 
 def run_tanh(quick: bool, seeds) -> dict:

@@ -10,11 +10,8 @@ from limits.dmft.resnet import solve_resnet_dmft
 
 
 @pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((3, 8))
-    y = rng.standard_normal(3)
-    return X, y / np.sqrt(np.mean(y**2))
+def data(random_regression):
+    return random_regression(3)
 
 
 def test_lazy_limit_equals_kernel_gd(data):

@@ -36,11 +36,8 @@ def extrapolate(entry):
 
 
 @pytest.fixture(scope="module")
-def small():
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((4, 8))
-    y = rng.standard_normal(4)
-    return X, y / np.sqrt(np.mean(y**2))
+def small(random_regression):
+    return random_regression(4)
 
 
 @pytest.mark.parametrize("depth", [2, 3])

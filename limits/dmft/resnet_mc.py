@@ -63,7 +63,7 @@ from .solver import _chol, gaussian_sources, kernel_gd
 
 jax.config.update("jax_enable_x64", True)
 
-__all__ = ["solve_monte_carlo", "solve_layer_time", "pair_blocks", "richardson_weights", "ResNetMonteCarlo", "Config", "initial_kernels", "ntk_weights", "stein_response",
+__all__ = ["solve_monte_carlo", "solve_layer_time", "euler_levels", "pair_blocks", "richardson_weights", "ResNetMonteCarlo", "Config", "initial_kernels", "ntk_weights", "stein_response",
            "stein_response_equal_time"]
 
 DEFAULT_SAMPLES = 8192
@@ -508,6 +508,27 @@ def richardson_weights(m: int):
     return np.linalg.solve(V, np.eye(m)[0])
 
 
+def euler_levels(act, levels, s2, k2, gamma, *, X, y, X_test, lr, steps, samples, seed, qmc, stein_jitter, tol,
+                 max_iter, damping, progress):
+    """Euler-Maruyama solves of the layer-time SDE (densities ``s2 = sigma2``, ``k2 = kappa``) with ``k`` steps for
+    each ``k`` in ``levels`` (each the double of the next, e.g. ``[16, 8, 4, 2, 1]``), on coupled sources: the
+    finest draws them from ``seed``, each coarser one gets the summed increments of the previous
+    (:func:`pair_blocks`), so differences between levels carry little sampling noise. Returns
+    ``[(problem, (state, residuals, aux, stop, damping)), ...]`` in the order of ``levels``."""
+    if any(a != 2 * b for a, b in zip(levels, levels[1:])):
+        raise ValueError(f"levels must halve step by step, got {levels}")
+    out, eps = [], None
+    for k in levels:
+        prob = _problem(act, k, s2 / k, k2 / k, gamma, X=X, y=y, X_test=X_test, lr=lr, steps=steps, samples=samples,
+                        seed=seed, qmc=qmc, stein_jitter=stein_jitter, eps=eps)
+        out.append((prob, _converge(prob, y, lr=lr, gamma=gamma, tol=tol, max_iter=max_iter, damping=damping,
+                                    progress=progress, desc=f"layer-time DMFT, {k} steps in tau")))
+        if k != levels[-1]:
+            c = prob.consts
+            eps = pair_blocks(list(c["eps_u"]) + list(c["eps_r"]) + [c["eps_top"]], k)
+    return out
+
+
 def solve_layer_time(p, K: int, width, gamma: float, *, X, y, X_test, act, gamma0, lr, steps: int, record, samples,
                      seed, qmc, stein_jitter, max_iter, tol, damping, progress, t_start) -> Trajectory:
     """Infinite-depth (``L -> inf`` after ``N -> inf``) Monte Carlo DMFT of a nonlinear residual table ``p``.
@@ -543,16 +564,9 @@ def solve_layer_time(p, K: int, width, gamma: float, *, X, y, X_test, act, gamma
     P, T1 = X.shape[0], steps + 1
     levels = [K, K // 2] + ([K // 4] if K % 4 == 0 else [])
     w = richardson_weights(len(levels))
-    common = dict(X=X, y=y, X_test=X_test, lr=lr, steps=steps, samples=samples, seed=seed, qmc=qmc,
-                  stein_jitter=stein_jitter)
-    problems, runs, eps = [], [], None
-    for k in levels:
-        prob = _problem(act, k, s2 / k, k2 / k, gamma, eps=eps, **common)
-        eps = pair_blocks(list(prob.consts["eps_u"]) + list(prob.consts["eps_r"]) + [prob.consts["eps_top"]], k) \
-            if k % 2 == 0 else None
-        problems.append(prob)
-        runs.append(_converge(prob, y, lr=lr, gamma=gamma, tol=tol, max_iter=max_iter, damping=damping,
-                              progress=progress, desc=f"layer-time DMFT, {k} steps in tau"))
+    problems, runs = zip(*euler_levels(act, levels, s2, k2, gamma, X=X, y=y, X_test=X_test, lr=lr, steps=steps,
+                                       samples=samples, seed=seed, qmc=qmc, stein_jitter=stein_jitter, tol=tol,
+                                       max_iter=max_iter, damping=damping, progress=progress))
     combine = lambda xs: sum(wi * x for wi, x in zip(w, xs))  # noqa: E731
     Pa = problems[0].Pa
     fs = [np.asarray(run[0]["f"]).reshape(T1, Pa) for run in runs]
