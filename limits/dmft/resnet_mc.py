@@ -213,8 +213,8 @@ def sources(cfg: Config, state, consts):
     (plus ``stein_jitter`` times their largest diagonal entry: bounds the amplification of the Stein noise
     in nearly singular directions, and adds that much white noise to the sources)."""
     b, jit = consts["b"], consts["jitter"]
-    Cu = [_chol(K, jit) for K in state["Phi"][:-1]]
-    Cr = [_chol(K, jit) for K in state["G"][1:]]
+    Cu = [_chol(K, jit, cfg.Pa) for K in state["Phi"][:-1]]
+    Cr = [_chol(K, jit, cfg.Pa) for K in state["G"][1:]]
     U = [consts["eps_u"][0] @ consts["F0"].T] + [b * (e @ C.T) for e, C in zip(consts["eps_u"][1:], Cu)]
     R = [b * (e @ C.T) for e, C in zip(consts["eps_r"], Cr)]
     R.append(jnp.broadcast_to(consts["eps_top"], (cfg.S, cfg.n)))

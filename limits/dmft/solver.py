@@ -137,9 +137,12 @@ def gaussian_sources(S, dims, seed, qmc=True):
     return out
 
 
-def _chol(K, jitter=1e-10):
+def _chol(K, jitter=1e-10, block=None):
+    """Cholesky factor of ``K + jitter * scale * I`` with ``scale`` the largest diagonal entry of the first
+    time block (``block`` points; the whole diagonal when None): a causal choice, known at t = 0."""
     n = K.shape[0]
-    scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(K))), 1e-300)
+    d = jnp.diag(K) if block is None else jnp.diag(K)[:block]
+    scale = jnp.maximum(jnp.max(jnp.abs(d)), 1e-300)
     return jnp.linalg.cholesky(0.5 * (K + K.T) + jitter * scale * jnp.eye(n, dtype=K.dtype))
 
 
@@ -451,14 +454,14 @@ class MonteCarloProblem(eq.ProblemGrid):
             if l == 1:
                 U = eps_u[0] @ F1.T
             else:
-                Cu = _chol(Phi_prev, jit_src)
+                Cu = _chol(Phi_prev, jit_src, self.Pa)
                 U = eps_u[l - 1] @ Cu.T
             if l == L:
                 Rr = jnp.broadcast_to(eps_r[l - 1], (S, self.n))
             else:
-                Cr = _chol(G_next, jit_src)
+                Cr = _chol(G_next, jit_src, self.Pa)
                 Rr = eps_r[l - 1] @ Cr.T
-            h, z, ph, g, dph = self._paths(U, Rr, Mh, Mz, tangent=(l == L))
+            h, z, ph, g, _ = self._paths(U, Rr, Mh, Mz, tangent=False)
             new_Phi.append(ph.T @ ph / S)
             new_G.append(g.T @ g / S)
             need_A, need_B = l <= L - 1, l >= 2
@@ -479,11 +482,14 @@ class MonteCarloProblem(eq.ProblemGrid):
                 if need_B:
                     new_B[l - 2] = B_lm1
             if l == L:
-                a = dph.mean(0)
-                # per-sample readout f_i(t) = dphi_i(t)/gamma + lr phi_i(t) sum_{s<t} Dt(s).phi_i(s)
+                # readout response a = E[r^L phi(h^L)] (Stein) with the control variate phi(h^L)|_{r^L = 0}
+                ph_off = self._paths(U, jnp.zeros_like(Rr), Mh, Mz, tangent=False)[2]
+                ra = eps_r[l - 1] * (ph - ph_off)
+                a = ra.mean(0)
+                # per-sample readout f_i(t) = ra_i(t)/gamma + lr phi_i(t) sum_{s<t} Dt(s).phi_i(s)
                 w = (ph * dt[None, :]).reshape(S, self.T1, self.Pa).sum(-1)
                 w_before = jnp.cumsum(w, axis=1) - w  # sum over s < t
-                f_samples = dph / self.gamma + self.lr * ph * jnp.repeat(w_before, self.Pa, axis=1)
+                f_samples = ra / self.gamma + self.lr * ph * jnp.repeat(w_before, self.Pa, axis=1)
         f_new = eq.readout(a, new_Phi[-1], dt, self.gamma, self.lr, strict)
         Phi_all = [Phi0] + new_Phi
         G_all = new_G + [G_top]
