@@ -59,7 +59,8 @@ from .. import activations as _acts
 from ..trajectory import Trajectory
 from . import equations as eq
 from .iteration import causal_windows, check_divergence, fixed_point
-from .solver import _chol, gaussian_sources, kernel_gd
+from .solver import _chol, kernel_gd
+from .sources import gaussian_sources, pair_blocks, split_sources
 
 jax.config.update("jax_enable_x64", True)
 
@@ -144,30 +145,6 @@ def lazy_predictions(ntk, y_all, train_mask, lr, steps: int):
         inc = lr / P * (y_all[tr][None, :] - f_tr) @ ntk[np.ix_(~tr, tr)].T
         f[1:, ~tr] = np.cumsum(inc[:-1], axis=0)
     return f
-
-
-def split_sources(Z, L: int, T1: int, Pa: int):
-    """Split standard normals ``Z`` (S, 1 + Pa + 2 L n) into the sources, the leading (best stratified)
-    Sobol coordinates going to the directions of largest variance: ``r^{L+1}``, ``u^0``, then the time-0
-    columns of every block source (``u^1, r^1, u^2, r^2, ...``), then time 1, and so on (the columns of a
-    time-major Cholesky factor are the innovations of successive times, small when the kernels move slowly).
-    Returns ``[u^0 (S, Pa), u^1..u^L (S, n), r^1..r^L (S, n), r^{L+1} (S, 1)]``."""
-    S, n = Z.shape[0], T1 * Pa
-    top, u0, rest = Z[:, :1], Z[:, 1 : 1 + Pa], Z[:, 1 + Pa :]
-    blocks = rest.reshape(S, T1, 2 * L, Pa)  # (path, time, source u^1 r^1 u^2 r^2 .., point)
-    src = [blocks[:, :, j, :].reshape(S, n) for j in range(2 * L)]
-    return [u0] + src[0::2] + src[1::2] + [top]
-
-
-def pair_blocks(eps, L: int):
-    """Sources of a problem with ``L/2`` blocks coupled to ``eps`` (layout of :func:`split_sources`, ``L`` blocks,
-    even): coarse block ``j`` gets ``(eps_{2j-1} + eps_{2j}) / sqrt 2`` for both its sources, the standard
-    normal of the summed Brownian increment over its two fine blocks (same u^0 and readout weight)."""
-    if L % 2:
-        raise ValueError(f"pair_blocks needs an even number of blocks, got {L}")
-    u, r = eps[1 : L + 1], eps[L + 1 : 2 * L + 1]
-    pair = lambda x: [(x[2 * j] + x[2 * j + 1]) / math.sqrt(2.0) for j in range(L // 2)]  # noqa: E731
-    return [eps[0]] + pair(u) + pair(r) + [eps[-1]]
 
 
 # ----------------------------------------------------------------------------- the equations

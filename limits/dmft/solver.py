@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import activations as _acts
 from . import equations as eq
+from .sources import gaussian_sources, whiten
 
 jax.config.update("jax_enable_x64", True)
 
@@ -113,30 +114,6 @@ def initial_state(act, Kx_all, y, train_mask, lr, gamma, depth, steps):
     return state
 
 
-def gaussian_sources(S, dims, seed, qmc=True):
-    """Standard normal source matrices (S, d) for each d in ``dims``.
-
-    ``qmc``: one scrambled Sobol sequence over all source coordinates jointly,
-    mapped through the normal quantile function (randomized quasi-Monte Carlo:
-    unbiased, much smaller error than plain sampling when the integrand has low
-    effective dimension, e.g. the two-layer network whose sources are (u^1, w0));
-    falls back to pseudo-random normals above 21201 dimensions."""
-    from scipy.stats import norm, qmc as _qmc
-
-    total = int(sum(dims))
-    rng = np.random.default_rng(seed)
-    if qmc and total <= 21201:
-        pts = _qmc.Sobol(total, scramble=True, seed=rng).random(S)
-        Z = norm.ppf(np.clip(pts, 1e-16, 1 - 1e-16))
-    else:
-        Z = rng.standard_normal((S, total))
-    out, k = [], 0
-    for d in dims:
-        out.append(Z[:, k : k + d])
-        k += d
-    return out
-
-
 def _chol(K, jitter=1e-10, block=None):
     """Cholesky factor of ``K + jitter * scale * I`` with ``scale`` the largest diagonal entry of the first
     time block (``block`` points; the whole diagonal when None): a causal choice, known at t = 0."""
@@ -147,21 +124,7 @@ def _chol(K, jitter=1e-10, block=None):
 
 
 def _whiten(eps):
-    """``(e, W)`` with ``eps = e W^T``, ``W`` lower triangular and ``e^T e / S = I`` exactly
-    (``W W^T`` = the sample second moment of the sources; time-major order is kept, so
-    ``e_b`` depends only on ``eps_{<=b}``). Needs more samples than coordinates; otherwise
-    (or for a rank-deficient sample) returns ``(eps, I)``."""
-    S, d = eps.shape
-    eps = np.asarray(eps)
-    if S <= d + 1:
-        return jnp.asarray(eps), jnp.eye(d)
-    try:
-        W = np.linalg.cholesky(eps.T @ eps / S)
-    except np.linalg.LinAlgError:
-        return jnp.asarray(eps), jnp.eye(d)
-    from scipy.linalg import solve_triangular
-
-    e = solve_triangular(W, eps.T, lower=True).T
+    e, W = whiten(eps)
     return jnp.asarray(e), jnp.asarray(W)
 
 

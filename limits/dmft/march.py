@@ -1,0 +1,421 @@
+r"""The Monte Carlo DMFT solved in one causal pass over time (the *march*).
+
+One single-site process carries ``K`` fields ``h^1..h^K`` up the network and ``g^K..g^1`` down
+(an MLP with ``K`` hidden layers, or a residual network with ``K - 1`` blocks whose fields are the
+residual stream before and after each block). Weight ``k`` (``k = 1..K+1``) connects field
+``k - 1`` to field ``k`` (weight 1 is the input layer, ``K + 1`` the readout); it has a source
+scale ``b_k`` and a learning-rate weight ``kappa_k``. With ``c = lr gamma``, ``Dt = Delta / P``,
+``Delta = y - f`` and sums over the points implied,
+
+.. math::
+
+    h^k(t) &= [\text{skip}]\, h^{k-1}(t) + b_k u_k(t)
+             + \sum_{s<t} \big(b_k A^{k-1}(t,s) + c\,\kappa_k \Phi^{k-1}(t,s) Dt(s)\big) g^k(s) \\
+    z^k(t) &= b_{k+1} r_k(t) + \sum_{s\le t} b_{k+1} B^k(t,s) \phi(h^k(s))
+             + \sum_{s<t} c\,\kappa_{k+1} G^{k+1}(t,s) Dt(s) \phi(h^k(s)) \\
+    g^k(t) &= [\text{skip}]\, g^{k+1}(t) + \phi'(h^k(t))\, z^k(t)
+
+with unit Gaussian sources ``u_1 ~ N(0, Kx)`` (constant in time), ``u_k ~ GP(0, Phi^{k-1})``,
+``r_k ~ GP(0, G^{k+1})``, ``r_K = w(0) ~ N(0, 1)`` (``b_{K+1} = 1``, ``G^{K+1} = 1``, ``A^0 = B^K = 0``),
+kernels ``Phi^k = <phi(h^k) phi(h^k)>``, ``G^k = <g^k g^k>``, responses ``A^k = <d phi(h^k)/d r_k>``,
+``B^k = <d g^{k+1}/d u_{k+1}>`` and the readout
+
+.. math::  f(t) = a(t)/\gamma + lr\,\kappa_{K+1} \sum_{s<t} \Phi^K(t,s) Dt(s),\quad a = \langle r_K \phi(h^K)\rangle .
+
+Every coupling points back in time except the equal-time ``B^k(t,t)``, which comes from field
+``k + 1`` at the same ``t`` (docs/theory/dmft.md section 3). So a forward pass in time computes the
+solution: at step ``t``, up the fields (extend the Cholesky factor of ``Phi^{k-1}`` by one block row
+and draw ``u_k(t)`` conditionally on each path's past; the memory terms; the new rows of ``Phi^k``
+and ``A^k``), the readout ``f(t)``, then down the fields (the new rows of ``G^{k+1}``, ``B^k``, the
+source ``r_k(t)``, ``z^k(t)``, ``g^k(t)``). The fixed point of the sampled equations, which the
+iterative solver of earlier versions converged to (``tests/test_dmft_march.py`` checks the equality
+on stored fixed points), is what this pass produces; it costs about one iteration of that solver.
+
+Estimators of the responses (Stein's lemma, ``E[X eps^T] = E[dX/d eps]``, no ``phi''``, unbiased for
+ReLU): ``whitened`` regresses the path values on the sample-whitened sources (MLPs, whose fields
+decouple given the kernels); otherwise each response has a control variate, the same process with
+its source switched off, marched alongside (residual networks). The readout response ``a`` always
+has the control variate ``phi(h^K)|_{r_K = 0}``.
+
+Layout: paths at one time are ``(S, Pa)``; histories ``(S, m)`` time-major over the prefix
+``m = t1 Pa`` of the current time block ``[t0, t1)``; factors ``(m, m)``. The time blocks are
+jitted ``lax.scan`` s, compiled once per :class:`Process` and block shape (reused across calls).
+Cost: ``O(S n^2)`` per history product (a few per field and process), ``O(n^3)`` per source for
+the factors, ``n = (steps + 1) Pa``; memory ``O(S n)`` per history and source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import activations as _acts
+
+__all__ = ["Process", "march", "time_blocks", "extend_factor", "stein_row", "stein_row_diagonal"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Process:
+    """Static shape of one march (hashable: the jitted time blocks compile once per Process).
+
+    ``fields`` = K; ``skip``: residual stream (fields add up); ``S`` paths, ``T1 = steps + 1``,
+    ``Pa`` points (train + test), ``P`` train points; ``whitened``: sample-whitened Stein responses
+    instead of control variates; ``two_time``: keep the two-time kernels and responses (n, n)."""
+
+    act: _acts.Activation
+    fields: int
+    skip: bool
+    S: int
+    T1: int
+    Pa: int
+    P: int
+    whitened: bool
+    two_time: bool = False
+    dtype: str = "float64"
+
+    @property
+    def n(self) -> int:
+        return self.T1 * self.Pa
+
+    @property
+    def switched_off(self) -> tuple[tuple[str, int], ...]:
+        """Sources switched off in the control-variate processes: ``("r", K)`` for the readout response;
+        with control variates also ``("r", k)`` for ``A^k`` and ``("u", k + 1)`` for ``B^k``."""
+        K = self.fields
+        if self.whitened:
+            return (("r", K),)
+        return tuple(("r", k) for k in range(1, K)) + tuple(("u", k) for k in range(2, K + 1)) + (("r", K),)
+
+    def computed(self, proc) -> tuple[int, ...]:
+        """Fields that process ``proc`` (None: the main one) computes; without skip connections the fields
+        are coupled only through the kernels, so switching off a source changes its own field only."""
+        K = self.fields
+        return tuple(range(1, K + 1)) if proc is None or self.skip else (proc[1],)
+
+    def stored(self, proc) -> tuple[tuple[str, int], ...]:
+        """Histories ``(kind, field)`` kept for ``proc``: those that memory terms or kernel rows read
+        (``phi^k`` for k < K, ``g^k`` for k > 1; field 1 and the readout use running sums)."""
+        K, out = self.fields, []
+        for k in self.computed(proc):
+            if k < K or (proc is None and self.two_time):
+                out.append(("phi", k))
+            if k > 1 or (proc is None and self.two_time):
+                out.append(("g", k))
+        return tuple(out)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Two-time sources with a causal factor: ``u2..uK`` and ``r1..r(K-1)``."""
+        K = self.fields
+        return tuple(f"u{k}" for k in range(2, K + 1)) + tuple(f"r{k}" for k in range(1, K))
+
+
+def _name(proc) -> str:
+    return "main" if proc is None else f"{proc[0]}{proc[1]}"
+
+
+def time_blocks(T1: int, blocks: int) -> list[tuple[int, int]]:
+    """``blocks`` contiguous time blocks ``[t0, t1)`` covering ``0..T1-1``."""
+    edges = np.unique(np.round(np.linspace(0, T1, max(1, min(T1, blocks)) + 1)).astype(int))
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+# ----------------------------------------------------------------------------- row-block linear algebra
+def extend_factor(Ci, Krow, t, Pa: int, jitter, scale):
+    """One block row of the Cholesky factor ``C`` of ``K + j I`` (time-major, lower) and of ``C^{-1}``.
+
+    ``Ci`` (m, m): ``C^{-1}`` with rows ``< t Pa`` filled, zeros after; ``Krow`` (Pa, m): ``K[t, :]`` (columns
+    beyond time ``t`` are ignored). The jitter is ``j = jitter * scale``, ``scale`` the largest diagonal entry
+    of ``K(0, 0)`` (set at ``t = 0``; a causal choice). Block Cholesky:
+    ``C[t, <t] = K[t, <t] C_{<t}^{-T}``, ``C[t, t] = chol(K[t, t] + j I - C[t, <t] C[t, <t]^T)``,
+    ``C^{-1}[t, :] = -C[t, t]^{-1} C[t, <t] C^{-1}_{<t}`` plus ``C[t, t]^{-1}`` on the diagonal block.
+    Returns ``(Ci, Crow (Pa, m) = C[t, :], Ctt (Pa, Pa), scale)``; cost ``O(Pa m^2)``."""
+    m = Ci.shape[0]
+    start = t * Pa
+    Ktt = jax.lax.dynamic_slice(Krow, (0, start), (Pa, Pa))
+    Ktt = 0.5 * (Ktt + Ktt.T)
+    scale = jnp.where(t == 0, jnp.max(jnp.abs(jnp.diag(Ktt))), scale)
+    eye = jnp.eye(Pa, dtype=Ci.dtype)
+    Crow = (Krow * (jnp.arange(m) < start)) @ Ci.T
+    Ctt = jnp.linalg.cholesky(Ktt + jitter * jnp.maximum(scale, 1e-300) * eye - Crow @ Crow.T)
+    Ctt_inv = jax.scipy.linalg.solve_triangular(Ctt, eye, lower=True)
+    Ci_row = jax.lax.dynamic_update_slice(-(Ctt_inv @ (Crow @ Ci)), Ctt_inv, (0, start))
+    return (jax.lax.dynamic_update_slice(Ci, Ci_row, (start, 0)), jax.lax.dynamic_update_slice(Crow, Ctt, (0, start)),
+            Ctt, scale)
+
+
+def _centered_moment(X, e, t, Pa: int, inclusive: bool):
+    """``E[(X - <X>) e^T]`` (Pa, m) of path values ``X`` (S, Pa) at time ``t`` against sources ``e`` (S, m), with
+    the columns of times ``> t`` (``>= t`` unless ``inclusive``) set to zero: they vanish by causality."""
+    S, m = e.shape
+    M = (X - X.mean(0, keepdims=True)).T @ e / S
+    return M * (jnp.arange(m) < (t + int(inclusive)) * Pa)
+
+
+def stein_row(X, e, t, Pa: int, inclusive: bool, Ci, Wi=None):
+    """Row block ``t`` (Pa, m) of the response ``E[dX/dv]`` to the source ``v = e (C W)^T`` (Stein's lemma):
+    ``E[X e^T] = E[dX/dv] C W``, so ``E[dX/dv] = E[(X - <X>) e^T] W^{-1} C^{-1}`` on the causal columns.
+    ``Wi = W^{-1}`` (lower triangular) for sample-whitened sources (``e^T e / S = I``: the part of ``X``
+    linear in the sources is then recovered exactly), None for plain ones. ``O(S m Pa + Pa m^2)``."""
+    M = _centered_moment(X, e, t, Pa, inclusive)
+    if Wi is not None:
+        M = M @ Wi
+    return M @ Ci
+
+
+def stein_row_diagonal(X, e, t, Pa: int, Ci, Ctt):
+    """Row block ``t`` of a response ``B = E[dX/dv]`` whose equal-time block is diagonal (``v = e C^T``).
+
+    In the equal-time block Stein's lemma gives ``M(a, b) = B(a, a) C(a, b)`` (``b`` at the time of ``a``,
+    ``C`` lower triangular): ``B(a, a)`` is the least-squares fit to all those entries (instead of
+    ``M(a, a) / C(a, a)``, whose small denominators amplify noise). Linear in ``M``, so as unbiased as
+    Stein's estimate. ``Ctt`` (Pa, Pa): the equal-time block of ``C`` at ``t``."""
+    m = e.shape[1]
+    start = t * Pa
+    M = _centered_moment(X, e, t, Pa, inclusive=True)
+    Meq = jax.lax.dynamic_slice(M, (0, start), (Pa, Pa))
+    Ce = jnp.tril(Ctt)
+    diag = jnp.sum(Meq * Ce, axis=1) / jnp.maximum(jnp.sum(Ce * Ce, axis=1), 1e-300)
+    past = jnp.arange(m) < start
+    M = jax.lax.dynamic_update_slice(M * past, diag[:, None] * Ce, (0, start))
+    B = M @ Ci
+    eq = jax.lax.dynamic_update_slice(jnp.zeros_like(B), jnp.eye(Pa, dtype=B.dtype), (0, start))
+    return B * (past + eq)
+
+
+# ----------------------------------------------------------------------------- one time step
+def _kernel_row(X, hist, S: int):
+    """``<X(t) x(s)>`` (Pa, m) of path values ``X`` (S, Pa) against a history (S, m)."""
+    return X.T @ hist / S
+
+
+def _up(pr: Process, consts, carry, t, rows, vals):
+    """Fields ``1..K`` at time ``t`` for every process, with the rows ``Phi^k(t, :)``, ``A^k(t, :)``."""
+    K, Pa, S = pr.fields, pr.Pa, pr.S
+    b, kappa, c = consts["b"], consts["kappa"], consts["c"]
+    hist, Ci, scale, Dt = carry["hist"], carry["Ci"], carry["scale"], carry["Dt"]
+    m = Dt.shape[0]
+    start = t * Pa
+    past = jnp.arange(m) < start
+    procs = (None,) + pr.switched_off
+    for k in range(1, K + 1):
+        if k == 1:
+            src, Mrow = b[0] * consts["u1"], None
+        else:
+            Krow = rows[f"Phi{k - 1}"]
+            Ci[f"u{k}"], Crow, rows[f"Ctt_u{k}"], scale[f"u{k}"] = extend_factor(
+                Ci[f"u{k}"], Krow, t, Pa, consts["jitter"], scale[f"u{k}"])
+            CW = Crow @ consts[f"W_u{k}"] if pr.whitened else Crow
+            src = b[k - 1] * (consts[f"e_u{k}"] @ CW.T)
+            Mrow = (b[k - 1] * rows[f"A{k - 1}"] + c * kappa[k - 1] * Krow * Dt[None, :]) * past
+        for p in procs:
+            if k not in pr.computed(p):
+                continue
+            h = 0.0 if p == ("u", k) else src
+            if k == 1:
+                h = h + c * kappa[0] * (carry["run1"][_name(p)] @ consts["Kx"])
+            else:
+                h = h + hist[f"{_name(p)}/g{k}"] @ Mrow.T
+            if pr.skip and k > 1:
+                h = h + vals[_name(p)][f"h{k - 1}"]
+            v = vals[_name(p)]
+            v[f"h{k}"], v[f"phi{k}"], v[f"dphi{k}"] = h, pr.act.fn(h), pr.act.deriv(h)
+            if ("phi", k) in pr.stored(p):
+                hist[f"{_name(p)}/phi{k}"] = jax.lax.dynamic_update_slice(hist[f"{_name(p)}/phi{k}"], v[f"phi{k}"],
+                                                                          (0, start))
+        ph = vals["main"][f"phi{k}"]
+        if ("phi", k) in pr.stored(None):
+            rows[f"Phi{k}"] = _kernel_row(ph, hist[f"main/phi{k}"], S)
+        if k < K:
+            X = ph if pr.whitened else ph - vals[f"r{k}"][f"phi{k}"]
+            rows[f"A{k}"] = stein_row(X, consts[f"e_r{k}"], t, Pa, False, Ci[f"r{k}"],
+                                      consts[f"Wi_r{k}"] if pr.whitened else None)
+
+
+def _down(pr: Process, consts, carry, t, rows, vals):
+    """Fields ``K..1`` at time ``t`` for every process, with the rows ``G^k(t, :)``, ``B^k(t, :)``."""
+    K, Pa, S = pr.fields, pr.Pa, pr.S
+    b, kappa, c = consts["b"], consts["kappa"], consts["c"]
+    hist, Ci, scale, Dt = carry["hist"], carry["Ci"], carry["scale"], carry["Dt"]
+    m = Dt.shape[0]
+    start = t * Pa
+    cols = jnp.arange(m)
+    past, upto = cols < start, cols < start + Pa
+    procs = (None,) + pr.switched_off
+    for k in range(K, 0, -1):
+        if k == K:
+            src, Zrow = b[K] * consts["r_top"], None
+        else:
+            Grow = rows[f"G{k + 1}"]
+            Ci[f"r{k}"], Crow, _, scale[f"r{k}"] = extend_factor(Ci[f"r{k}"], Grow, t, Pa, consts["jitter"],
+                                                                  scale[f"r{k}"])
+            CW = Crow @ consts[f"W_r{k}"] if pr.whitened else Crow
+            src = b[k] * (consts[f"e_r{k}"] @ CW.T)
+            g_up = vals["main"][f"g{k + 1}"]
+            if pr.whitened:
+                B = stein_row(g_up, consts[f"e_u{k + 1}"], t, Pa, True, Ci[f"u{k + 1}"], consts[f"Wi_u{k + 1}"])
+            else:
+                B = stein_row_diagonal(g_up - vals[f"u{k + 1}"][f"g{k + 1}"], consts[f"e_u{k + 1}"], t, Pa,
+                                       Ci[f"u{k + 1}"], rows[f"Ctt_u{k + 1}"])
+            rows[f"B{k}"] = B
+            Zrow = b[k] * B * upto + c * kappa[k] * Grow * Dt[None, :] * past
+        for p in procs:
+            if k not in pr.computed(p):
+                continue
+            v = vals[_name(p)]
+            z = 0.0 if p == ("r", k) else src
+            if k == K:
+                z = z + c * kappa[K] * carry["runK"][_name(p)]
+            else:
+                z = z + hist[f"{_name(p)}/phi{k}"] @ Zrow.T
+            g = v[f"dphi{k}"] * z
+            if pr.skip and k < K:
+                g = g + v[f"g{k + 1}"]
+            v[f"g{k}"] = g
+            if ("g", k) in pr.stored(p):
+                hist[f"{_name(p)}/g{k}"] = jax.lax.dynamic_update_slice(hist[f"{_name(p)}/g{k}"], g, (0, start))
+        if ("g", k) in pr.stored(None):
+            rows[f"G{k}"] = _kernel_row(vals["main"][f"g{k}"], hist[f"main/g{k}"], S)
+
+
+def _readout(pr: Process, consts, carry, vals):
+    """Per-path predictions (S, Pa) at time t: ``r_K [phi(h^K) - phi(h^K)|_{r_K=0}] / gamma
+    + lr kappa_{K+1} phi(h^K) sum_{s<t} Dt(s).phi(h^K(s))``; their mean is ``f(t)``."""
+    K = pr.fields
+    top = vals["main"][f"phi{K}"]
+    ra = consts["r_top"] * (top - vals[f"r{K}"][f"phi{K}"])
+    return ra / consts["gamma"] + consts["lr"] * consts["kappa"][K] * top * carry["runK"]["main"]
+
+
+def step(pr: Process, consts, carry, t):
+    """One time step of the march (module docstring). ``carry``: histories, inverse factors, running sums,
+    ``Dt`` (m,) and, with ``two_time``, the (m, m) kernels and responses; returns ``(carry, outputs at t)``."""
+    K, Pa, S = pr.fields, pr.Pa, pr.S
+    carry = {k: (dict(v) if isinstance(v, dict) else v) for k, v in carry.items()}
+    start = t * Pa
+    vals = {_name(p): {} for p in (None,) + pr.switched_off}
+    rows = {}
+    _up(pr, consts, carry, t, rows, vals)
+    for p in pr.switched_off:  # fields an off process does not compute are the main process's
+        for k in set(range(1, K + 1)) - set(pr.computed(p)):
+            for q in ("h", "phi", "dphi"):
+                vals[_name(p)][f"{q}{k}"] = vals["main"][f"{q}{k}"]
+    f_paths = _readout(pr, consts, carry, vals)
+    f = f_paths.mean(0)
+    dt = (consts["y"] - f) * consts["mask"] / pr.P
+    _down(pr, consts, carry, t, rows, vals)
+    carry["Dt"] = jax.lax.dynamic_update_slice(carry["Dt"], dt, (start,))
+    for p in (None,) + pr.switched_off:
+        v, name = vals[_name(p)], _name(p)
+        if 1 in pr.computed(p):
+            carry["run1"][name] = carry["run1"][name] + v["g1"] * dt[None, :]
+        if K in pr.computed(p):
+            carry["runK"][name] = carry["runK"][name] + v[f"phi{K}"] @ dt[:, None]
+    if pr.two_time:
+        for key in carry["two"]:
+            carry["two"][key] = jax.lax.dynamic_update_slice(carry["two"][key], rows[key], (start, 0))
+    main = vals["main"]
+    err = (f - consts["y"]) * consts["mask"]
+    dl = (f_paths - f[None, :]) @ err / pr.P  # first-order change of the loss per path
+    out = {"f": f, "f_se": jnp.std(f_paths, axis=0) / math.sqrt(S), "loss_se": jnp.std(dl) / math.sqrt(S),
+           "phi": jnp.stack([main[f"phi{k}"].T @ main[f"phi{k}"] / S for k in range(1, K + 1)]),
+           "g": jnp.stack([main[f"g{k}"].T @ main[f"g{k}"] / S for k in range(1, K + 1)])}
+    return carry, out
+
+
+@functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
+def _block(pr: Process, consts, carry, ts):
+    return jax.lax.scan(functools.partial(step, pr, consts), carry, ts)
+
+
+# ----------------------------------------------------------------------------- driver
+def _grow(x, m: int, axes):
+    pad = [(0, m - x.shape[a]) if a in axes else (0, 0) for a in range(x.ndim)]
+    return jnp.pad(x, pad)
+
+
+def initial_carry(pr: Process, dtype):
+    """Empty histories, factors and running sums (prefix length 0, grown block by block)."""
+    S, Pa, K = pr.S, pr.Pa, pr.fields
+    zeros = lambda *shape: jnp.zeros(shape, dtype)  # noqa: E731
+    procs = (None,) + pr.switched_off
+    carry = {
+        "hist": {f"{_name(p)}/{kind}{k}": zeros(S, 0) for p in procs for kind, k in pr.stored(p)},
+        "run1": {_name(p): zeros(S, Pa) for p in procs if 1 in pr.computed(p)},
+        "runK": {_name(p): zeros(S, 1) for p in procs if K in pr.computed(p)},
+        "Ci": {s: zeros(0, 0) for s in pr.sources},
+        "scale": {s: zeros() for s in pr.sources},
+        "Dt": zeros(0),
+        "two": {},
+    }
+    if pr.two_time:
+        carry["two"] = {f"{q}{k}": zeros(0, 0) for k in range(1, K + 1) for q in ("Phi", "G")}
+        carry["two"].update({f"{q}{k}": zeros(0, 0) for k in range(1, K) for q in ("A", "B")})
+    return carry
+
+
+def _grown(carry, m: int):
+    """``carry`` with every prefix (histories, factors, two-time matrices, ``Dt``) extended to length ``m``."""
+    out = dict(carry)
+    out["hist"] = {k: _grow(v, m, (1,)) for k, v in carry["hist"].items()}
+    out["Ci"] = {k: _grow(v, m, (0, 1)) for k, v in carry["Ci"].items()}
+    out["two"] = {k: _grow(v, m, (0, 1)) for k, v in carry["two"].items()}
+    out["Dt"] = _grow(carry["Dt"], m, (0,))
+    return out
+
+
+def _prefix(consts, m: int, n: int):
+    """The constants restricted to the first ``m`` grid columns (sources (S, n) and factors (n, n))."""
+    out = {}
+    for k, v in consts.items():
+        if k.startswith("e_") and v.shape[1] == n:
+            out[k] = v[:, :m]
+        elif k.startswith(("W_", "Wi_")):
+            out[k] = v[:m, :m]
+        else:
+            out[k] = v
+    return out
+
+
+def march(pr: Process, consts, *, blocks: int, progress: bool = False, desc: str = "DMFT march"):
+    """Run the march over all ``T1`` time steps in ``blocks`` jitted time blocks.
+
+    ``consts``: the sources and numbers of the process (see :func:`limits.dmft.monte_carlo.build`).
+    Returns ``(outputs, carry)``: ``outputs`` maps ``f``, ``f_se`` (T1, Pa), ``loss_se`` (T1,), ``phi``, ``g``
+    (T1, K, Pa, Pa) (equal-time kernels) to NumPy arrays; ``carry`` holds the final state (two-time
+    matrices under ``"two"``). Stops early, with ``outputs["diverged_at"]`` the first bad step, when the
+    predictions become non-finite or explode (gradient descent diverging)."""
+    dtype = jnp.dtype(pr.dtype)
+    carry = initial_carry(pr, dtype)
+    outs, bar = [], None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=pr.T1, desc=desc, unit="step", leave=False)
+    ybound = 1e6 * (1.0 + float(np.max(np.abs(np.asarray(consts["y"])))))
+    diverged = None
+    try:
+        for t0, t1 in time_blocks(pr.T1, blocks):
+            m = t1 * pr.Pa
+            carry = _grown(carry, m)
+            carry, ys = _block(pr, _prefix(consts, m, pr.n), carry, jnp.arange(t0, t1))
+            ys = jax.tree_util.tree_map(np.asarray, ys)
+            outs.append(ys)
+            if bar is not None:
+                bar.update(t1 - t0)
+            f = ys["f"][:, : pr.P]
+            bad = ~np.isfinite(f).all(axis=1) | (np.abs(np.where(np.isfinite(f), f, 0.0)).max(axis=1) > ybound)
+            if bad.any():
+                diverged = t0 + int(np.argmax(bad))
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    out = {k: np.concatenate([o[k] for o in outs], axis=0) for k in outs[0]}
+    out["diverged_at"] = diverged
+    return out, carry

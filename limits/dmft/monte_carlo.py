@@ -1,0 +1,148 @@
+"""Monte Carlo DMFT problems: the sources and constants of one march (:mod:`limits.dmft.march`).
+
+:func:`mlp_sources` and :func:`resnet_sources` draw the standard normal sources (scrambled Sobol,
+:mod:`limits.dmft.sources`) in the layout of each architecture; :func:`build` turns them, the data
+and the per-weight constants of a compiled table (:class:`Weights`) into a :class:`~limits.dmft.march.Process`
+and its constants; :func:`solve` runs the march and returns a :class:`Solution`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from .. import activations as _acts
+from . import march as _march
+from .sources import gaussian_sources, split_sources, whiten
+
+__all__ = ["Weights", "Solution", "mlp_sources", "resnet_sources", "build", "solve", "default_blocks"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """Per-weight constants of the single-site process, ``K + 1`` entries each (weight ``k`` connects field
+    ``k - 1`` to field ``k``; weight 1 is the input layer, weight ``K + 1`` the readout): ``b`` scales the
+    Gaussian sources the weight injects, ``kappa`` is its learning-rate weight (its share of the NTK)."""
+
+    b: tuple[float, ...]
+    kappa: tuple[float, ...]
+
+    def __post_init__(self):
+        if len(self.b) != len(self.kappa) or len(self.b) < 2:
+            raise ValueError("Weights needs K + 1 >= 2 source scales and learning-rate weights")
+        if self.b[-1] != 1.0:
+            raise ValueError("the readout source scale b_{K+1} must be 1 (the readout's constant is in gamma)")
+
+    @property
+    def fields(self) -> int:
+        return len(self.b) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    """What a march returns (``T1 = steps + 1``, ``Pa`` points, ``K`` fields).
+
+    ``f``, ``f_se`` (T1, Pa): mean predictions and their first-order Monte Carlo standard errors;
+    ``loss_se`` (T1,): first-order standard error of the train loss; ``phi``, ``g`` (T1, K, Pa, Pa):
+    equal-time kernels ``Phi^k(t, t)``, ``G^k(t, t)``; ``two``: two-time kernels and responses (n, n) by
+    name (``Phi1``, ``G1``, ``A1``, ``B1``, ...) when recorded, else None; ``diverged_at``: first step where
+    the predictions blew up, or None."""
+
+    f: np.ndarray
+    f_se: np.ndarray
+    loss_se: np.ndarray
+    phi: np.ndarray
+    g: np.ndarray
+    two: dict | None
+    diverged_at: int | None
+
+
+def mlp_sources(S: int, K: int, T1: int, Pa: int, seed: int, qmc: bool = True) -> dict:
+    """Sources of an MLP with ``K`` hidden layers: ``u1`` (S, Pa), ``u2..uK``, ``r1..r(K-1)`` (S, n), ``r_top`` (S, 1)."""
+    n = T1 * Pa
+    eps = gaussian_sources(S, [Pa] + [n] * (2 * K - 2) + [1], seed, qmc=qmc)
+    out = {"u1": eps[0], "r_top": eps[-1]}
+    out.update({f"u{k}": eps[k - 1] for k in range(2, K + 1)})
+    out.update({f"r{k}": eps[K + k - 1] for k in range(1, K)})
+    return out
+
+
+def resnet_sources(S: int, K: int, T1: int, Pa: int, seed: int, qmc: bool = True, eps=None) -> dict:
+    """Sources of a residual network with ``K - 1`` blocks, drawn in the layout of
+    :func:`limits.dmft.sources.split_sources` (or given there as ``eps``, e.g. coupled by
+    :func:`limits.dmft.sources.pair_blocks`)."""
+    L = K - 1
+    if eps is None:
+        (Z,) = gaussian_sources(S, [1 + Pa + 2 * L * T1 * Pa], seed, qmc=qmc)
+        eps = split_sources(Z, L, T1, Pa)
+    if len(eps) != 2 * L + 2 or any(np.shape(e)[0] != S for e in eps):
+        raise ValueError(f"eps must be {2 * L + 2} source arrays with {S} rows (split_sources)")
+    out = {"u1": eps[0], "r_top": eps[-1]}
+    out.update({f"u{k}": eps[k - 1] for k in range(2, K + 1)})
+    out.update({f"r{k}": eps[L + k] for k in range(1, K)})
+    return out
+
+
+def default_blocks(n: int) -> int:
+    """Time blocks of the march: one below ``n = 512`` grid points (compilation dominates), up to 8 above
+    (each block's products run over its own prefix of the grid: ~(1 + 1/blocks)/2 of the full cost)."""
+    return int(max(1, min(8, n // 256)))
+
+
+def build(act, *, Kx_all, y_all, train_mask, steps: int, gamma: float, lr: float, weights: Weights, skip: bool,
+          sources: dict, whitened: bool, stein_jitter: float, dtype: str = "float64", two_time: bool = False):
+    """The :class:`~limits.dmft.march.Process` and constants of one problem.
+
+    ``Kx_all`` (Pa, Pa): input kernel ``x.x'/D`` of train and test points; ``y_all`` (Pa,) targets (0 for
+    test points), ``train_mask`` (Pa,) 1 for train points; ``sources``: from :func:`mlp_sources` or
+    :func:`resnet_sources`; ``whitened``: Stein responses on sample-whitened sources (else control variates).
+    """
+    act = _acts.get(act)
+    K = weights.fields
+    Pa, T1 = Kx_all.shape[0], int(steps) + 1
+    S = int(np.shape(sources["u1"])[0])
+    pr = _march.Process(act=act, fields=K, skip=bool(skip), S=S, T1=T1, Pa=Pa, P=int(np.sum(train_mask)),
+                        whitened=bool(whitened), two_time=bool(two_time), dtype=dtype)
+    cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
+    Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(Pa))
+    consts = {"u1": cast(np.asarray(sources["u1"]) @ Lx.T), "r_top": cast(sources["r_top"]),
+              "b": cast(weights.b), "kappa": cast(weights.kappa), "c": cast(lr * gamma), "lr": cast(lr),
+              "gamma": cast(gamma), "jitter": cast(stein_jitter), "Kx": cast(Kx_all), "y": cast(y_all),
+              "mask": cast(train_mask)}
+    for name in pr.sources:
+        eps = np.asarray(sources[name], dtype=np.float64)
+        if whitened:
+            e, W = whiten(eps)
+            consts[f"W_{name}"] = cast(W)
+            consts[f"Wi_{name}"] = cast(solve_triangular(W, np.eye(W.shape[0]), lower=True))
+            eps = e
+        consts[f"e_{name}"] = cast(eps)
+    return pr, consts
+
+
+def solve(pr, consts, *, blocks: int | None = None, progress: bool = False, desc: str = "DMFT march") -> Solution:
+    """Run the march of ``(pr, consts)`` from :func:`build`."""
+    out, carry = _march.march(pr, consts, blocks=default_blocks(pr.n) if blocks is None else blocks,
+                              progress=progress, desc=desc)
+    two = {k: np.asarray(v) for k, v in carry["two"].items()} if pr.two_time else None
+    return Solution(f=out["f"], f_se=out["f_se"], loss_se=out["loss_se"], phi=out["phi"], g=out["g"], two=two,
+                    diverged_at=out["diverged_at"])
+
+
+def ntk(sol: Solution, Kx, kappa):
+    """Equal-time NTK (T1, Pa, Pa): ``sum_k kappa_k G^k(t,t) Phi^{k-1}(t,t)`` over the weights
+    (``Phi^0 = Kx``, ``G^{K+1} = 1``); to first order ``f(t+1) - f(t) = lr/P NTK(t) Delta(t)``."""
+    K = sol.phi.shape[1]
+    out = kappa[0] * sol.g[:, 0] * Kx[None]
+    for k in range(1, K):
+        out = out + kappa[k] * sol.g[:, k] * sol.phi[:, k - 1]
+    return out + kappa[K] * sol.phi[:, K - 1]
+
+
+def check_samples(S: int, n: int, whitened: bool) -> int:
+    """Paths the Stein responses need on a grid of ``n`` points: more than ``n + 1`` to whiten the sources."""
+    return n + 2 if whitened else 2
