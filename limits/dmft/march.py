@@ -56,7 +56,7 @@ import numpy as np
 
 from .. import activations as _acts
 
-__all__ = ["Process", "march", "time_blocks", "extend_factor", "stein_row", "stein_row_diagonal"]
+__all__ = ["Process", "march", "drive", "precision", "time_blocks", "extend_factor", "stein_row", "stein_row_diagonal"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +113,12 @@ class Process:
         """Two-time sources with a causal factor: ``u2..uK`` and ``r1..r(K-1)``."""
         K = self.fields
         return tuple(f"u{k}" for k in range(2, K + 1)) + tuple(f"r{k}" for k in range(1, K))
+
+
+def precision(dtype: str):
+    """Context in which JAX computes in ``dtype`` ("float64" or "float32") without changing the user's
+    global setting (``jax.enable_x64`` is scoped; compiled functions are cached per setting)."""
+    return jax.enable_x64(jnp.dtype(dtype) == jnp.float64)
 
 
 def _name(proc) -> str:
@@ -382,33 +388,32 @@ def _prefix(consts, m: int, n: int):
     return out
 
 
-def march(pr: Process, consts, *, blocks: int, progress: bool = False, desc: str = "DMFT march"):
-    """Run the march over all ``T1`` time steps in ``blocks`` jitted time blocks.
+def drive(block, carry, consts, *, T1: int, Pa: int, P: int, blocks: int, grow, prefix=None, progress=False,
+          desc="DMFT march"):
+    """Run a march over all ``T1`` time steps in ``blocks`` jitted time blocks (shared by every DMFT march).
 
-    ``consts``: the sources and numbers of the process (see :func:`limits.dmft.monte_carlo.build`).
-    Returns ``(outputs, carry)``: ``outputs`` maps ``f``, ``f_se`` (T1, Pa), ``loss_se`` (T1,), ``phi``, ``g``
-    (T1, K, Pa, Pa) (equal-time kernels) to NumPy arrays; ``carry`` holds the final state (two-time
-    matrices under ``"two"``). Stops early, with ``outputs["diverged_at"]`` the first bad step, when the
-    predictions become non-finite or explode (gradient descent diverging)."""
-    dtype = jnp.dtype(pr.dtype)
-    carry = initial_carry(pr, dtype)
+    ``block(consts, carry, ts) -> (carry, outputs)`` scans the steps ``ts`` of one block; ``grow(carry, m)``
+    extends the carry's prefixes to ``m = t1 Pa`` grid columns before block ``[t0, t1)``, ``prefix(consts, m)``
+    restricts the constants to them. Returns ``(outputs, carry)``: the per-step outputs stacked over time
+    (NumPy) and ``outputs["diverged_at"]``, the first step where the train predictions ``outputs["f"][:, :P]``
+    are non-finite or explode (the march stops there: gradient descent diverges), else None."""
     outs, bar = [], None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=pr.T1, desc=desc, unit="step", leave=False)
+        bar = tqdm(total=T1, desc=desc, unit="step", leave=False)
     ybound = 1e6 * (1.0 + float(np.max(np.abs(np.asarray(consts["y"])))))
     diverged = None
     try:
-        for t0, t1 in time_blocks(pr.T1, blocks):
-            m = t1 * pr.Pa
-            carry = _grown(carry, m)
-            carry, ys = _block(pr, _prefix(consts, m, pr.n), carry, jnp.arange(t0, t1))
+        for t0, t1 in time_blocks(T1, blocks):
+            m = t1 * Pa
+            carry = grow(carry, m)
+            carry, ys = block(consts if prefix is None else prefix(consts, m), carry, jnp.arange(t0, t1))
             ys = jax.tree_util.tree_map(np.asarray, ys)
             outs.append(ys)
             if bar is not None:
                 bar.update(t1 - t0)
-            f = ys["f"][:, : pr.P]
+            f = ys["f"][:, :P]
             bad = ~np.isfinite(f).all(axis=1) | (np.abs(np.where(np.isfinite(f), f, 0.0)).max(axis=1) > ybound)
             if bad.any():
                 diverged = t0 + int(np.argmax(bad))
@@ -419,3 +424,13 @@ def march(pr: Process, consts, *, blocks: int, progress: bool = False, desc: str
     out = {k: np.concatenate([o[k] for o in outs], axis=0) for k in outs[0]}
     out["diverged_at"] = diverged
     return out, carry
+
+
+def march(pr: Process, consts, *, blocks: int, progress: bool = False, desc: str = "DMFT march"):
+    """The Monte Carlo march of ``(pr, consts)`` (:func:`limits.dmft.monte_carlo.build`) through :func:`drive`.
+
+    Returns ``(outputs, carry)``: ``f``, ``f_se`` (T1, Pa), ``loss_se`` (T1,), ``phi``, ``g`` (T1, K, Pa, Pa)
+    (equal-time kernels), ``diverged_at``; ``carry["two"]`` the two-time matrices when recorded."""
+    return drive(functools.partial(_block, pr), initial_carry(pr, jnp.dtype(pr.dtype)), consts, T1=pr.T1, Pa=pr.Pa,
+                 P=pr.P, blocks=blocks, grow=_grown, prefix=lambda c, m: _prefix(c, m, pr.n), progress=progress,
+                 desc=desc)
