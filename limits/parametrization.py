@@ -50,6 +50,7 @@ __all__ = [
     "Exponents",
     "Network",
     "KernelLimit",
+    "DMFTLimit",
     "Residual",
     "DepthClassification",
     "param",
@@ -211,6 +212,50 @@ class KernelLimit:
     layer_weights: np.ndarray
     f0_variance: float
     branch_multiplier: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DMFTLimit:
+    r"""Constants of the feature-learning (DMFT) limit of a table: all that ``limits.solve_dmft`` reads from it.
+
+    The single-site process has ``K`` fields (an MLP's ``L`` hidden layers, or the ``L + 1`` values of a
+    residual stream with ``L`` blocks) and ``K + 1`` weights; weight ``k`` connects field ``k - 1`` to field
+    ``k`` (weight 1 is the input layer, weight ``K + 1`` the readout). In the units of the pinned convention
+    (raw weights ``N(0, 1)``, readout ``w . phi(h) / (gamma N)``, every raw learning rate ``lr gamma^2 N``)
+    a table with weight scales ``sigma_k`` (multiplier x init std), learning-rate factors ``eta_k`` (times
+    multiplier^2) and width exponents ``e_k`` (those of :meth:`Parametrization.kernel_limit`) has
+
+    .. math::  \gamma = n^{\theta - 1} / \sigma_{K+1},\quad b_k = \beta_k \sigma_k,\quad
+               \kappa_k = \beta_k^2 \eta_k \sigma_{K+1}^2 n^{e_k}\ (k \le K),\quad
+               \kappa_{K+1} = \eta_{K+1} n^{e_{K+1}},\quad b_{K+1} = 1,
+
+    with ``beta_k`` the branch multiplier ``beta L^{-alpha}`` of residual blocks (1 otherwise); at infinite
+    width ``n^{e_k}`` is 1 for ``e_k = 0`` and 0 for ``e_k < 0`` (a frozen layer). ``b``: (K+1,) scales of
+    the Gaussian sources each weight injects; ``kappa``: (K+1,) learning-rate weights (the NTK is
+    ``sum_k kappa_k G^k * Phi^{k-1}``); ``residual``: skip connections between the fields;
+    ``layer_time``: ``(sigma2, kappa)`` per unit of layer time for a residual table at ``depth=math.inf``
+    (then ``b``, ``kappa`` hold the input and readout weights only; :meth:`with_blocks` discretizes).
+    """
+
+    gamma: float
+    b: tuple[float, ...]
+    kappa: tuple[float, ...]
+    residual: bool = False
+    layer_time: tuple[float, float] | None = None
+
+    @property
+    def fields(self) -> int:
+        """Number of fields ``K`` of the single-site process."""
+        return len(self.b) - 1
+
+    def with_blocks(self, K: int) -> "DMFTLimit":
+        """The layer-time limit discretized into ``K`` blocks (Euler-Maruyama in ``tau``): block weights
+        ``b = sqrt(sigma2 / K)``, ``kappa = kappa_density / K``."""
+        if self.layer_time is None:
+            raise ValueError("with_blocks() discretizes the layer-time limit of a residual table at depth=math.inf")
+        s2, k2 = self.layer_time
+        return DMFTLimit(self.gamma, (self.b[0],) + (math.sqrt(s2 / K),) * K + (self.b[-1],),
+                         (self.kappa[0],) + (k2 / K,) * K + (self.kappa[-1],), residual=True)
 
 
 def _as_list(value, length: int, field: str) -> list:
@@ -642,6 +687,74 @@ class Parametrization:
         f0 = 1.0 if _eq(theta, _HALF, "f0 variance") else 0.0
         branch = self.branch_multiplier() if self.is_residual else None
         return KernelLimit(np.array([L.W_std for L in self.layers]), np.array(weights), f0, branch)
+
+    def dmft_limit(self, width: float = math.inf, *, infinite_depth: bool = False) -> DMFTLimit:
+        """Constants of the DMFT (feature-learning) limit at ``width`` (see :class:`DMFTLimit`).
+
+        At ``width = inf`` the table must be in the feature-learning regime (kernel-regime tables have a
+        kernel limit, :meth:`kernel_limit`); at a finite width the constants are those of the finite network
+        in DMFT units (richness ``gamma = n^{theta-1}/sigma_{L+1}``, e.g. ``1/sqrt(n)`` for ntk).
+        ``infinite_depth``: the layer-time limit of a residual table (its blocks must share their constants).
+        Raises ``ValueError`` naming the field for what the DMFT does not model (optimizers other than SGD,
+        unstable tables)."""
+        if self.optimizer != "sgd":
+            raise ValueError(f"the DMFT solvers model full-batch SGD; this table's optimizer is {self.optimizer!r} "
+                             f"(field 'optimizer'): simulate it with limits.simulate")
+        cls = self.classify()
+        if cls.regime == "unstable":
+            raise ValueError(f"parametrization {self.name!r} is unstable, it has no infinite-width limit:\n  "
+                             + "\n  ".join(cls.reasons))
+        inf = math.isinf(width)
+        if inf and cls.regime != "feature_learning":
+            raise ValueError(f"{self.name!r} is in the {cls.regime!r} regime: its infinite-width limit is kernel gradient "
+                             f"descent (limits.solve_kernel, Parametrization.kernel_limit), not a DMFT")
+        gamma = float(self.effective_gamma(width))
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise ValueError(f"effective richness gamma = {gamma} of {self.name!r} at width {width} is not positive and "
+                             f"finite")
+        theta = self.readout_scale
+        last = len(self.layers) - 1
+        sigma_out = self.layers[-1].W_std
+        b, kappa = [], []
+        for i, L in enumerate(self.layers):
+            e = (1 - 2 * L.a - L.c) if i == last else (-2 * L.a - L.c + (1 if i >= 1 else 0) + 1 - 2 * theta)
+            e = float(_numeric(_simp(e), f"width exponent of layer {i + 1}'s learning rate"))
+            if e > 0:
+                raise ValueError(f"layer {i + 1}'s update grows like n^{e:g} (fields 'c' and 'a' of layer {i + 1}): "
+                                 f"unstable")
+            scale = (1.0 if e == 0 else 0.0) if inf else float(width) ** e
+            eta = L.lr_scale * L.multiplier**2 * self._block_lr_factor(i)
+            branch = self.branch_multiplier() if (self.is_residual and 0 < i < last) else 1.0
+            if i == last:
+                b.append(1.0)
+                kappa.append(eta * scale)
+            else:
+                b.append(branch * L.W_std)
+                kappa.append(branch**2 * eta * sigma_out**2 * scale)
+        if not infinite_depth:
+            return DMFTLimit(gamma, tuple(b), tuple(kappa), residual=self.is_residual)
+        return self._layer_time_limit(gamma, b, kappa)
+
+    def _layer_time_limit(self, gamma: float, b: list, kappa: list) -> DMFTLimit:
+        """The :class:`DMFTLimit` of a residual table at ``depth = inf`` from its per-block constants ``b, kappa``."""
+        if not self.is_residual:
+            raise ValueError("depth=math.inf needs a residual table (depth-mup, completep, ...); an MLP has no depth limit")
+        dcls = self.classify_depth()
+        if not dcls.stable:
+            raise ValueError(f"{self.name!r} has no infinite-depth limit (depth=math.inf):\n  " + "\n  ".join(dcls.reasons))
+        blocks = list(zip(b[1:-1], kappa[1:-1]))
+        if any(abs(x - blocks[0][0]) > 1e-12 * abs(blocks[0][0]) or abs(y - blocks[0][1]) > 1e-12 * abs(blocks[0][1])
+               for x, y in blocks):
+            raise ValueError("depth=math.inf needs blocks with equal constants (fields multiplier, init_std, lr_scale "
+                             "of the block rows)")
+        L = self.depth
+        alpha = float(_numeric(self.residual.alpha, "branch exponent alpha"))
+        e = float(_numeric(self.residual.lr_exponent, "block lr exponent"))
+        per_block_b2 = blocks[0][0] ** 2 * L ** (2 * alpha)  # beta^2 sigma^2 without the L^-2alpha
+        per_block_k = blocks[0][1] * L ** (2 * alpha - e)  # beta^2 eta sigma_out^2 without L^(e - 2alpha)
+        s2 = per_block_b2 if abs(alpha - 0.5) < 1e-12 else 0.0
+        k2 = per_block_k if abs(1 + e - 2 * alpha) < 1e-12 else 0.0
+        return DMFTLimit(gamma, (b[0], b[-1]), (kappa[0], kappa[-1]), residual=True, layer_time=(s2, k2))
 
     def effective_gamma(self, width: float = math.inf) -> float:
         """DMFT richness ``gamma`` of this table at ``width``: ``n^{theta-1} / W_std_{L+1}``.

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import march as _march
-from .monte_carlo import Solution, Weights, default_blocks
+from .monte_carlo import Solution, default_blocks
 
 __all__ = ["LinearProcess", "solve"]
 
@@ -143,17 +143,17 @@ def _block(pr: LinearProcess, consts, carry, ts):
     return jax.lax.scan(functools.partial(step, pr, consts), carry, ts)
 
 
-def solve(*, Kx_all, y_all, train_mask, steps: int, gamma: float, lr: float, weights: Weights, two_time=False,
+def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, two_time=False,
           blocks: int | None = None, progress: bool = False) -> Solution:
     """March the deep-linear DMFT (float64). Inputs as :func:`limits.dmft.monte_carlo.build`; returns a
     :class:`~limits.dmft.monte_carlo.Solution` with zero standard errors (the equations are exact) and, with
     ``two_time``, the two-time kernels ``Phi{k}``, ``G{k}`` and responses ``A{k} = H_r``, ``B{k}`` (n, n)."""
     Pa, T1 = Kx_all.shape[0], int(steps) + 1
-    pr = LinearProcess(fields=weights.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
+    pr = LinearProcess(fields=limit.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
     with _march.precision(pr.dtype):
         cast = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
-        consts = {"b": cast(weights.b), "kappa": cast(weights.kappa), "c": cast(lr * gamma), "lr": cast(lr),
-                  "gamma": cast(gamma), "Kx": cast(Kx_all), "y": cast(y_all), "mask": cast(train_mask)}
+        consts = {"b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
+                  "gamma": cast(limit.gamma), "Kx": cast(Kx_all), "y": cast(y_all), "mask": cast(train_mask)}
         out, carry = _march.drive(functools.partial(_block, pr), _initial_carry(pr), consts, T1=T1, Pa=Pa, P=pr.P,
                                   blocks=default_blocks(pr.n) if blocks is None else blocks,
                                   grow=functools.partial(_grown, pr), progress=progress, desc="deep-linear DMFT")

@@ -2,7 +2,7 @@
 
 :func:`mlp_sources` and :func:`resnet_sources` draw the standard normal sources (scrambled Sobol,
 :mod:`limits.dmft.sources`) in the layout of each architecture; :func:`build` turns them, the data
-and the per-weight constants of a compiled table (:class:`Weights`) into a :class:`~limits.dmft.march.Process`
+and the constants of a compiled table (:class:`~limits.parametrization.DMFTLimit`) into a :class:`~limits.dmft.march.Process`
 and its constants; :func:`solve` runs the march and returns a :class:`Solution`.
 """
 
@@ -19,27 +19,7 @@ from .. import activations as _acts
 from . import march as _march
 from .sources import gaussian_sources, split_sources, whiten
 
-__all__ = ["Weights", "Solution", "mlp_sources", "resnet_sources", "build", "solve", "default_blocks"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Weights:
-    """Per-weight constants of the single-site process, ``K + 1`` entries each (weight ``k`` connects field
-    ``k - 1`` to field ``k``; weight 1 is the input layer, weight ``K + 1`` the readout): ``b`` scales the
-    Gaussian sources the weight injects, ``kappa`` is its learning-rate weight (its share of the NTK)."""
-
-    b: tuple[float, ...]
-    kappa: tuple[float, ...]
-
-    def __post_init__(self):
-        if len(self.b) != len(self.kappa) or len(self.b) < 2:
-            raise ValueError("Weights needs K + 1 >= 2 source scales and learning-rate weights")
-        if self.b[-1] != 1.0:
-            raise ValueError("the readout source scale b_{K+1} must be 1 (the readout's constant is in gamma)")
-
-    @property
-    def fields(self) -> int:
-        return len(self.b) - 1
+__all__ = ["Solution", "mlp_sources", "resnet_sources", "build", "solve", "default_blocks"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,25 +73,33 @@ def default_blocks(n: int) -> int:
     return int(max(1, min(8, n // 256)))
 
 
-def build(act, *, Kx_all, y_all, train_mask, steps: int, gamma: float, lr: float, weights: Weights, skip: bool,
-          sources: dict, whitened: bool, stein_jitter: float, dtype: str = "float64", two_time: bool = False):
+def build(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, limit, sources: dict, stein_jitter: float,
+          dtype: str = "float64", two_time: bool = False):
     """The :class:`~limits.dmft.march.Process` and constants of one problem.
 
     ``Kx_all`` (Pa, Pa): input kernel ``x.x'/D`` of train and test points; ``y_all`` (Pa,) targets (0 for
-    test points), ``train_mask`` (Pa,) 1 for train points; ``sources``: from :func:`mlp_sources` or
-    :func:`resnet_sources`; ``whitened``: Stein responses on sample-whitened sources (else control variates).
+    test points), ``train_mask`` (Pa,) 1 for train points; ``limit``: the table's
+    :class:`~limits.parametrization.DMFTLimit` (richness, per-weight source scales and learning-rate weights,
+    skip connections); ``sources``: from :func:`mlp_sources` or :func:`resnet_sources`. MLPs estimate the
+    responses on sample-whitened sources, residual networks with control variates (module
+    :mod:`limits.dmft.march`). Call inside :func:`limits.dmft.march.precision` of ``dtype``.
     """
-    act = _acts.get(act)
-    K = weights.fields
+    with _march.precision(dtype):
+        return _build(_acts.get(act), Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time)
+
+
+def _build(act, Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time):
+    K = limit.fields
     Pa, T1 = Kx_all.shape[0], int(steps) + 1
     S = int(np.shape(sources["u1"])[0])
-    pr = _march.Process(act=act, fields=K, skip=bool(skip), S=S, T1=T1, Pa=Pa, P=int(np.sum(train_mask)),
-                        whitened=bool(whitened), two_time=bool(two_time), dtype=dtype)
+    whitened = not limit.residual
+    pr = _march.Process(act=act, fields=K, skip=bool(limit.residual), S=S, T1=T1, Pa=Pa, P=int(np.sum(train_mask)),
+                        whitened=whitened, two_time=bool(two_time), dtype=dtype)
     cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
     Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(Pa))
     consts = {"u1": cast(np.asarray(sources["u1"]) @ Lx.T), "r_top": cast(sources["r_top"]),
-              "b": cast(weights.b), "kappa": cast(weights.kappa), "c": cast(lr * gamma), "lr": cast(lr),
-              "gamma": cast(gamma), "jitter": cast(stein_jitter), "Kx": cast(Kx_all), "y": cast(y_all),
+              "b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
+              "gamma": cast(limit.gamma), "jitter": cast(stein_jitter), "Kx": cast(Kx_all), "y": cast(y_all),
               "mask": cast(train_mask)}
     for name in pr.sources:
         eps = np.asarray(sources[name], dtype=np.float64)
@@ -126,8 +114,9 @@ def build(act, *, Kx_all, y_all, train_mask, steps: int, gamma: float, lr: float
 
 def solve(pr, consts, *, blocks: int | None = None, progress: bool = False, desc: str = "DMFT march") -> Solution:
     """Run the march of ``(pr, consts)`` from :func:`build`."""
-    out, carry = _march.march(pr, consts, blocks=default_blocks(pr.n) if blocks is None else blocks,
-                              progress=progress, desc=desc)
+    with _march.precision(pr.dtype):
+        out, carry = _march.march(pr, consts, blocks=default_blocks(pr.n) if blocks is None else blocks,
+                                  progress=progress, desc=desc)
     two = {k: np.asarray(v) for k, v in carry["two"].items()} if pr.two_time else None
     return Solution(f=out["f"], f_se=out["f_se"], loss_se=out["loss_se"], phi=out["phi"], g=out["g"], two=two,
                     diverged_at=out["diverged_at"])
@@ -143,6 +132,3 @@ def ntk(sol: Solution, Kx, kappa):
     return out + kappa[K] * sol.phi[:, K - 1]
 
 
-def check_samples(S: int, n: int, whitened: bool) -> int:
-    """Paths the Stein responses need on a grid of ``n`` points: more than ``n + 1`` to whiten the sources."""
-    return n + 2 if whitened else 2
