@@ -21,7 +21,7 @@ import numpy as np
 from . import monte_carlo as mc
 from .sources import pair_blocks
 
-__all__ = ["richardson_weights", "levels_of", "LayerTimeSolution", "solve"]
+__all__ = ["richardson_weights", "levels_of", "LayerTimeSolution", "solve", "monte_carlo_level", "exact_level"]
 
 
 def richardson_weights(m: int):
@@ -50,26 +50,22 @@ class LayerTimeSolution:
     level_f: dict
 
 
-def solve(limit, act, K: int, *, Kx_all, y_all, train_mask, steps: int, lr: float, samples: int, seed: int,
-          qmc: bool, stein_jitter: float, dtype: str, blocks=None, progress=False) -> LayerTimeSolution:
-    """Euler-Maruyama levels of the layer-time SDE of ``limit`` (a :class:`~limits.parametrization.DMFTLimit`
-    with ``layer_time``), Richardson-extrapolated; the arguments as :func:`limits.dmft.monte_carlo.build`."""
+def solve(limit, K: int, level, *, Kx_all) -> LayerTimeSolution:
+    """Richardson-extrapolated levels ``K, K/2 (, K/4)`` of the layer-time limit ``limit`` (a
+    :class:`~limits.parametrization.DMFTLimit` with ``layer_time``). ``level(limit_k, k, eps) -> (Solution,
+    eps_next)`` solves the ``k``-block process ``limit_k = limit.with_blocks(k)`` (on the sources ``eps`` coupled
+    to the finer level, None for the finest) and returns the sources of the next coarser level:
+    :func:`monte_carlo_level` or :func:`exact_level`. ``Kx_all`` (Pa, Pa) for the NTK."""
     levels = levels_of(K)
     w = richardson_weights(len(levels))
-    Pa, T1 = Kx_all.shape[0], int(steps) + 1
     sols, ntks, eps = [], [], None
     for k in levels:
         lim = limit.with_blocks(k)
-        src = mc.resnet_sources(samples, k + 1, T1, Pa, seed, qmc, eps=eps)
-        pr, consts = mc.build(act, Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, steps=steps, gamma=lim.gamma,
-                              lr=lr, limit=lim, sources=src, stein_jitter=stein_jitter, dtype=dtype)
-        sol = mc.solve(pr, consts, blocks=blocks, progress=progress, desc=f"layer-time DMFT, {k} steps in tau")
+        sol, eps = level(lim, k, eps)
         if sol.diverged_at is not None:
             return LayerTimeSolution(sol, mc.ntk(sol, Kx_all, lim.kappa), levels, w, {})
         sols.append(sol)
         ntks.append(mc.ntk(sol, Kx_all, lim.kappa))
-        order = [src["u1"]] + [src[f"u{j}"] for j in range(2, k + 2)] + [src[f"r{j}"] for j in range(1, k + 1)]
-        eps = pair_blocks(order + [src["r_top"]], k) if k != levels[-1] else None
     combine = lambda xs: sum(wi * x for wi, x in zip(w, xs))  # noqa: E731
     kmin = levels[-1]
     nodes = lambda x, k: x[:, [j * k // kmin for j in range(kmin + 1)]]  # noqa: E731  coarse tau nodes
@@ -79,3 +75,31 @@ def solve(limit, act, K: int, *, Kx_all, y_all, train_mask, steps: int, lr: floa
                       phi=combine([nodes(s.phi, k) for s, k in zip(sols, levels)]),
                       g=combine([nodes(s.g, k) for s, k in zip(sols, levels)]), two=None, diverged_at=None)
     return LayerTimeSolution(sol, combine(ntks), levels, w, {k: s.f for k, s in zip(levels, sols)})
+
+
+def monte_carlo_level(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, samples: int, seed: int, qmc: bool,
+                      stein_jitter: float, dtype: str, blocks=None, progress=False):
+    """Level solver for :func:`solve`: the Monte Carlo march of ``k`` blocks, each coarser level on the summed
+    Brownian increments of the finer one (:func:`limits.dmft.sources.pair_blocks`)."""
+    Pa, T1 = Kx_all.shape[0], int(steps) + 1
+
+    def level(lim, k, eps):
+        src = mc.resnet_sources(samples, k + 1, T1, Pa, seed, qmc, eps=eps)
+        pr, consts = mc.build(act, Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, steps=steps, lr=lr, limit=lim,
+                              sources=src, stein_jitter=stein_jitter, dtype=dtype)
+        sol = mc.solve(pr, consts, blocks=blocks, progress=progress, desc=f"layer-time DMFT, {k} steps in tau")
+        order = [src["u1"]] + [src[f"u{j}"] for j in range(2, k + 2)] + [src[f"r{j}"] for j in range(1, k + 1)]
+        return sol, (pair_blocks(order + [src["r_top"]], k) if k % 2 == 0 else None)
+
+    return level
+
+
+def exact_level(*, Kx_all, y_all, train_mask, steps: int, lr: float, blocks=None, progress=False):
+    """Level solver for :func:`solve`: the deterministic linear residual march of ``k`` blocks."""
+    from . import resnet
+
+    def level(lim, k, eps):
+        return resnet.solve(Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, steps=steps, lr=lr, limit=lim,
+                            blocks=blocks, progress=progress), None
+
+    return level

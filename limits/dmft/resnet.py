@@ -68,7 +68,7 @@ class ResidualLinearProcess:
         K = self.fields
         out = [f"{q}{k}" for k in range(1, K + 1) for q in _FIELD]
         out += [f"{q}{k}" for k in range(2, K + 1) for q in _WEIGHT]
-        return out + ["F", "PF", "C1"]
+        return out + ["F", "PF", "Cin"]
 
 
 def _initial_carry(pr):
@@ -105,9 +105,9 @@ def _up(pr, consts, x: _Rows, e_t, MK, t):
     """Rows ``t`` of ``C, J, Q, R, S, Phi`` up the stream (needs down-sweep rows ``< t`` only)."""
     K = pr.fields
     b, kappa = consts["b"], consts["kappa"]
-    C1 = x.set("C1", kappa[0] * MK(jnp.tile(consts["Kx"], (1, x["F"].shape[0] // pr.Pa))))
-    F = x.set("F", e_t + C1 @ x["PF"])
-    R = x.set("R1", F @ x["C1"])
+    Cin = x.set("Cin", kappa[0] * MK(jnp.tile(consts["Kx"], (1, x["F"].shape[0] // pr.Pa))))
+    F = x.set("F", e_t + Cin @ x["PF"])
+    R = x.set("R1", F @ x["Cin"])
     S = x.set("S1", b[0] ** 2 * (F @ consts["Kx_full"]) @ x["F"].T)
     x.set("Phi1", S + (R @ x["N1"]) @ x["R1"].T)
     for k in range(1, K):
@@ -191,3 +191,180 @@ def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, blocks: in
     zero = np.zeros_like(out["f"])
     return Solution(f=out["f"], f_se=zero, loss_se=zero[:, 0], phi=out["phi"], g=out["g"], two=None,
                     diverged_at=out["diverged_at"])
+
+
+# ----------------------------------------------------------------------------- layer time (depth = inf)
+_NODE = ("R", "S", "Phi", "C", "CPi", "RPi", "Pi", "N", "G", "PiR", "PiC")  # per tau node, stacked (K+1, m, m)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTimeLinearProcess:
+    """Static shape of the linear residual march in layer time: ``nodes`` = K Heun steps in ``tau``."""
+
+    nodes: int
+    T1: int
+    Pa: int
+    P: int
+    dtype: str = "float64"
+
+    @property
+    def n(self) -> int:
+        return self.T1 * self.Pa
+
+
+class _NodeRows:
+    """Block row ``t`` of the per-node matrices (stacked over the ``K + 1`` nodes): ``mat(q, j)`` (m, m),
+    ``row(q, j)`` (Pa, m), ``set(q, j, row)`` (also the block column for the symmetric ``S, Phi, N, G``)."""
+
+    def __init__(self, carry, start, Pa):
+        self.carry, self.start, self.Pa = carry, start, Pa
+
+    def mat(self, q, j):
+        return self.carry[q][j]
+
+    def row(self, q, j):
+        m = self.carry[q].shape[-1]
+        return jax.lax.dynamic_slice(self.carry[q], (j, self.start, 0), (1, self.Pa, m))[0]
+
+    def set(self, q, j, row):
+        X = self.carry[q]
+        if q in _SYMMETRIC:
+            X = jax.lax.dynamic_update_slice(X, row.T[None], (j, 0, self.start))
+        self.carry[q] = jax.lax.dynamic_update_slice(X, row[None], (j, self.start, 0))
+        return row
+
+
+def _lt_derived_up(x: _NodeRows, j, s2, k2, MK):
+    """Rows ``t`` of ``Phi, C, C Pi, R Pi`` at node ``j`` from its rows of ``R``, ``S``."""
+    R, S = x.row("R", j), x.row("S", j)
+    Phi = x.set("Phi", j, S + (R @ x.mat("N", j)) @ x.mat("R", j).T)
+    C = x.set("C", j, s2 * R + k2 * MK(Phi))
+    Pi = x.mat("Pi", j)
+    x.set("CPi", j, C @ Pi)
+    x.set("RPi", j, R @ Pi)
+
+
+def _lt_up_rhs(x: _NodeRows, j, s2, e_t):
+    """``(dR/dtau, dS/dtau)`` rows ``t`` at node ``j``: ``C + C Pi R + R Pi C`` and
+    ``C Pi S + S (C Pi)^T + sigma2 [(I + R Pi) Phi (I + R Pi)^T + R G R^T]``."""
+    R, C, CPi, RPi = x.row("R", j), x.row("C", j), x.row("CPi", j), x.mat("RPi", j)
+    dR = C + C @ x.mat("PiR", j) + R @ x.mat("PiC", j)
+    K = (e_t + x.row("RPi", j)) @ x.mat("Phi", j)
+    dS = CPi @ x.mat("S", j) + x.row("S", j) @ x.mat("CPi", j).T
+    dS = dS + s2 * (K + K @ RPi.T + (R @ x.mat("G", j)) @ x.mat("R", j).T)
+    return dR, dS
+
+
+def _lt_derived_down(x: _NodeRows, j, e_t):
+    """Rows ``t`` of ``G, Pi R, Pi C`` at node ``j`` from its rows of ``Pi``, ``N``."""
+    Pi = x.row("Pi", j)
+    PiR = x.set("PiR", j, Pi @ x.mat("R", j))
+    x.set("PiC", j, Pi @ x.mat("C", j))
+    NQ = (e_t + PiR) @ x.mat("N", j)
+    x.set("G", j, (Pi @ x.mat("S", j)) @ x.mat("Pi", j).T + NQ + NQ @ x.mat("PiR", j).T)
+
+
+def _lt_down_rhs(x: _NodeRows, j, s2, k2, MK):
+    """``(-dPi/dtau, -dN/dtau)`` rows ``t`` at node ``j``: ``Pi C Pi + sigma2 (Pi + Pi R Pi) + kappa M[G]`` and
+    ``Pi C N + N (Pi C)^T + sigma2 (Pi Phi Pi^T + G)``."""
+    Pi, N, G = x.row("Pi", j), x.row("N", j), x.row("G", j)
+    mPi = Pi @ x.mat("CPi", j) + s2 * (Pi + Pi @ x.mat("RPi", j)) + k2 * MK(G)
+    mN = x.row("PiC", j) @ x.mat("N", j) + N @ x.mat("PiC", j).T + s2 * ((Pi @ x.mat("Phi", j)) @ x.mat("Pi", j).T + G)
+    return mPi, mN
+
+
+def _lt_sweep(x: _NodeRows, nodes, h, names, rhs, derived, up: bool):
+    """Heun steps of the rows ``t`` of ``names`` over all nodes (``tau`` up from node 0, or down from node K):
+    predictor, then the trapezoid corrector; ``derived(j)`` refreshes node ``j``. A ``fori_loop`` over nodes."""
+
+    def body(i, carry):
+        x.carry = carry
+        j0 = i if up else nodes - i
+        j1 = j0 + 1 if up else j0 - 1
+        d1 = rhs(j0)
+        for q, d in zip(names, d1):
+            x.set(q, j1, x.row(q, j0) + h * d)
+        derived(j1)
+        d2 = rhs(j1)
+        for q, a, b in zip(names, d1, d2):
+            x.set(q, j1, x.row(q, j0) + 0.5 * h * (a + b))
+        derived(j1)
+        return x.carry
+
+    x.carry = jax.lax.fori_loop(0, nodes, body, x.carry)
+
+
+def layer_time_step(pr: LayerTimeLinearProcess, consts, carry, t):
+    """One time step of the layer-time march: the up ODEs for ``R, S`` from ``tau = 0`` to 1 (Heun), the
+    readout, the down ODEs for ``Pi, N`` from ``tau = 1`` to 0 (docs/theory/resnet_dmft.md section 3)."""
+    K, Pa = pr.nodes, pr.Pa
+    Dt = carry["Dt"]
+    m = Dt.shape[0]
+    start = t * Pa
+    past = jnp.arange(m) < start
+    dtype = Dt.dtype
+    e_t = jax.lax.dynamic_update_slice(jnp.zeros((Pa, m), dtype), jnp.eye(Pa, dtype=dtype), (0, start))
+    MK = lambda row: consts["c"] * row * Dt[None, :] * past  # noqa: E731
+    s2, k2 = consts["s2"], consts["k2"]
+    b, kappa, h = consts["b"], consts["kappa"], 1.0 / K
+    flat = _Rows({k: carry[k] for k in ("F", "PF", "Cin")}, start)
+    Cin = flat.set("Cin", kappa[0] * MK(jnp.tile(consts["Kx"], (1, m // Pa))))
+    F = flat.set("F", e_t + Cin @ flat["PF"])
+    x = _NodeRows({q: carry[q] for q in _NODE}, start, Pa)
+    x.set("R", 0, F @ flat["Cin"])
+    x.set("S", 0, b[0] ** 2 * (F @ jnp.tile(consts["Kx"], (m // Pa, m // Pa))) @ flat["F"].T)
+    up_derived = lambda j: _lt_derived_up(x, j, s2, k2, MK)  # noqa: E731
+    up_derived(0)
+    _lt_sweep(x, K, h, ("R", "S"), lambda j: _lt_up_rhs(x, j, s2, e_t), up_derived, up=True)
+    f = jnp.sum(x.row("R", K), axis=1) / consts["gamma"] + consts["lr"] * kappa[-1] * (x.row("Phi", K) * past) @ Dt
+    dt = (consts["y"] - f) * consts["mask"] / pr.P
+    x.set("Pi", K, kappa[-1] * MK(jnp.ones((Pa, m), dtype)))
+    x.set("N", K, jnp.ones((Pa, m), dtype) * (jnp.arange(m) < start + Pa))
+    down_derived = lambda j: _lt_derived_down(x, j, e_t)  # noqa: E731
+    down_derived(K)
+    _lt_sweep(x, K, h, ("Pi", "N"), lambda j: _lt_down_rhs(x, j, s2, k2, MK), down_derived, up=False)
+    flat.set("PF", x.row("Pi", 0) @ flat["F"])
+    carry = dict(x.carry, **flat.carry, Dt=jax.lax.dynamic_update_slice(Dt, dt, (start,)))
+    eq = lambda q: jax.lax.dynamic_slice(carry[q], (0, start, start), (K + 1, Pa, Pa))  # noqa: E731
+    return carry, {"f": f, "phi": eq("Phi"), "g": eq("G")}
+
+
+@functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
+def _layer_time_block(pr: LayerTimeLinearProcess, consts, carry, ts):
+    return jax.lax.scan(functools.partial(layer_time_step, pr, consts), carry, ts)
+
+
+def _grown_nodes(carry, m: int):
+    out = {}
+    for k, v in carry.items():
+        pad = [(0, 0)] * (v.ndim - 2) + [(0, m - v.shape[-2]), (0, m - v.shape[-1])] if v.ndim >= 2 else [(0, m - v.shape[0])]
+        out[k] = jnp.pad(v, pad)
+    return out
+
+
+def solve_layer_time(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, depth_steps: int,
+                     blocks: int | None = None, progress: bool = False):
+    """March the layer-time ODEs of a linear residual ``limit`` (with ``layer_time``) with ``depth_steps`` Heun
+    steps in ``tau`` (error O(depth_steps^-2)). Returns ``(Solution, ntk)``: kernels on the nodes
+    ``tau = j / depth_steps`` (``phi``, ``g`` of shape (T1, depth_steps + 1, Pa, Pa)) and the NTK
+    ``kappa_1 G(0) Phi^0 + kappa int_0^1 G Phi dtau + kappa_{out} Phi(1)`` (trapezoid rule)."""
+    Pa, T1 = Kx_all.shape[0], int(steps) + 1
+    K = int(depth_steps)
+    pr = LayerTimeLinearProcess(nodes=K, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
+    s2, k2 = limit.layer_time
+    with _march.precision(pr.dtype):
+        cast = lambda v: jnp.asarray(v, dtype=jnp.float64)  # noqa: E731
+        consts = {"b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
+                  "gamma": cast(limit.gamma), "Kx": cast(Kx_all), "y": cast(y_all), "mask": cast(train_mask),
+                  "s2": cast(s2), "k2": cast(k2)}
+        carry = {q: jnp.zeros((K + 1, 0, 0), jnp.float64) for q in _NODE}
+        carry.update({k: jnp.zeros((0, 0), jnp.float64) for k in ("F", "PF", "Cin")}, Dt=jnp.zeros((0,), jnp.float64))
+        out, _ = _march.drive(functools.partial(_layer_time_block, pr), carry, consts, T1=T1, Pa=Pa, P=pr.P,
+                              blocks=default_blocks(pr.n) if blocks is None else blocks, grow=_grown_nodes,
+                              progress=progress, desc="linear residual DMFT in layer time")
+    zero = np.zeros_like(out["f"])
+    sol = Solution(f=out["f"], f_se=zero, loss_se=zero[:, 0], phi=out["phi"], g=out["g"], two=None,
+                   diverged_at=out["diverged_at"])
+    ntk = (limit.kappa[0] * sol.g[:, 0] * Kx_all[None] + k2 * np.trapezoid(sol.g * sol.phi, dx=1.0 / K, axis=1)
+           + limit.kappa[-1] * sol.phi[:, -1])
+    return sol, ntk

@@ -2,10 +2,12 @@
 
 The iterative solvers (``limits/dmft/solver.py``, ``linear.py``, ``resnet.py``, ``resnet_mc.py`` with the damped
 fixed-point driver ``iteration.py``) were replaced by the one-pass causal march. Before they were removed, this
-script ran them at commit ``fixedpoint-reference`` (``git show fixedpoint-reference``: the iterative code with a
-causal Stein jitter and the Stein readout response) and wrote ``tests/data/fixed_point_reference.npz``:
+script ran them at commit 912c7a798939d1965079d787f65702a4296466ce (the iterative code with a causal Stein
+jitter and the Stein readout response; it needs that commit's ``limits``) and wrote
+``tests/data/fixed_point_reference.npz``:
 
-    git worktree add /tmp/fp fixedpoint-reference && cd /tmp/fp && python tests/data/make_fixed_point_reference.py
+    git worktree add /tmp/fp 912c7a79 && cp tests/data/make_fixed_point_reference.py /tmp/fp/tests/data/ \
+        && cd /tmp/fp && python tests/data/make_fixed_point_reference.py && cp tests/data/*.npz <main>/tests/data/
 
 Every case is iterated to a relative residual below 1e-12 on fixed sources (no Monte Carlo stopping rule), so the
 stored state is the fixed point of the sampled equations to rounding. ``tests/test_dmft_march.py`` checks that the
@@ -34,7 +36,10 @@ MC = {  # name: (table, depth, activation, steps, samples)
 EXACT = {  # name: (table, depth, steps, depth_steps)
     "linear_d3": ("mup", 3, 10, None),
     "resnet_linear_L3": ("depth-mup", 3, 6, None),
-    "resnet_linear_inf": ("depth-mup", math.inf, 6, 8),
+    "resnet_linear_inf64": ("depth-mup", math.inf, 6, 64),  # layer-time ODEs, Heun with depth_steps
+    "resnet_linear_inf128": ("depth-mup", math.inf, 6, 128),
+    "completep_linear_inf64": ("completep", math.inf, 6, 64),
+    "completep_linear_inf128": ("completep", math.inf, 6, 128),
 }
 LR, GAMMA = 0.5, 1.0
 
