@@ -28,6 +28,7 @@ _LAZY = {
     "coord_check": "limits.analysis",
     "transfer": "limits.analysis",
     "kernels": "limits.kernels",
+    "dmft": "limits.dmft",
 }
 
 __all__ = ["Parametrization", "Trajectory", "datasets", "param", *_LAZY]

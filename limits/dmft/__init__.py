@@ -1,14 +1,14 @@
-"""Feature-learning infinite-width limit: discrete-time DMFT (Bordelon & Pehlevan).
+"""Feature-learning infinite-width limit: discrete-time DMFT (Bordelon & Pehlevan), marched in time.
 
-:func:`solve_dmft` resolves a parametrization and dispatches to the deep-linear
-kernel equations (:mod:`limits.dmft.linear`), the JAX Monte Carlo fixed point
-(:mod:`limits.dmft.solver`) or its Numba twin (:mod:`limits.dmft._numba`), and residual
-tables to :mod:`limits.dmft.resnet` (linear, finite or infinite depth) and
-:mod:`limits.dmft.resnet_mc` (nonlinear, finite depth, Monte Carlo). All Monte Carlo
-problems share the fixed-point driver of :mod:`limits.dmft.iteration`.
+:func:`solve_dmft` compiles a parametrization table (:meth:`limits.Parametrization.dmft_limit`) and solves its
+DMFT in one causal pass: the Monte Carlo march of :mod:`limits.dmft.march` (any activation; MLPs and residual
+networks, :mod:`limits.dmft.monte_carlo`), the deterministic equations of linear networks
+(:mod:`limits.dmft.linear`, :mod:`limits.dmft.resnet`), and the layer-time limit of residual networks
+(:mod:`limits.dmft.layer_time`). How it solves is chosen with ``method=``: :class:`MonteCarlo` or :class:`Exact`.
 The equations are derived in ``docs/theory/dmft.md`` and ``docs/theory/resnet_dmft.md``.
 """
 
 from .api import solve_dmft
+from .methods import Exact, MonteCarlo
 
-__all__ = ["solve_dmft"]
+__all__ = ["solve_dmft", "MonteCarlo", "Exact"]

@@ -1,7 +1,13 @@
-"""``solve_dmft``: the feature-learning (mup / mean-field) infinite-width limit."""
+"""``solve_dmft``: the feature-learning (muP / mean-field) infinite-width limit, marched once in time.
+
+validate the inputs -> compile the table (:meth:`limits.Parametrization.dmft_limit`) -> solve
+(:mod:`~limits.dmft.monte_carlo` march, :mod:`~limits.dmft.linear`, :mod:`~limits.dmft.resnet`,
+:mod:`~limits.dmft.layer_time`) -> assemble the :class:`~limits.trajectory.Trajectory`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -9,287 +15,329 @@ import warnings
 import numpy as np
 
 from .. import activations as _acts
+from ..checks import integer, positive
 from ..data import validate
 from ..trajectory import Trajectory
-from .iteration import causal_windows, check_divergence, fixed_point
+from . import monte_carlo as mc
+from .methods import Exact, MonteCarlo
 
 __all__ = ["solve_dmft"]
 
 _RECORD = ("equal_time", "two_time", "none")
+FIRST_PASS_SAMPLES = 4096
+DEFAULT_DEPTH_STEPS = {"exact": 64, "monte carlo": 4}
 
 
-def _resolve(param, depth, gamma0, width):
-    from ..parametrization import Parametrization, resolve
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """The data of one solve: ``Kx_all`` (Pa, Pa) input kernel of the train then test points, ``y_all`` (Pa,)
+    targets (0 for test points), ``mask`` (Pa,) 1 on train points; ``P`` train points, ``y`` (P,)."""
 
-    if not isinstance(param, (str, Parametrization)):
-        raise ValueError(f"param must be a preset name or a Parametrization, got {type(param).__name__}")
-    p = resolve(param, depth, gamma0=gamma0)
-    cls = p.classify()
-    if cls.regime == "unstable":
-        raise ValueError(f"parametrization {p.name!r} is unstable, it has no infinite-width limit:\n  "
-                         + "\n  ".join(cls.reasons))
-    if not (isinstance(width, (int, float, np.integer, np.floating)) and width > 0):
-        raise ValueError(f"width must be a positive integer or math.inf, got {width!r}")
-    return p, cls
+    Kx_all: np.ndarray
+    y_all: np.ndarray
+    mask: np.ndarray
+    P: int
+    y: np.ndarray
+
+    @classmethod
+    def of(cls, X, y, X_test):
+        X_all = X if X_test is None else np.concatenate([X, X_test], axis=0)
+        Q = 0 if X_test is None else X_test.shape[0]
+        return cls(X_all @ X_all.T / X.shape[1], np.concatenate([y, np.zeros(Q)]),
+                   np.concatenate([np.ones(len(y)), np.zeros(Q)]), len(y), y)
+
+    def data(self):
+        return dict(Kx_all=self.Kx_all, y_all=self.y_all, train_mask=self.mask)
 
 
 def solve_dmft(
     param="mup",
-    depth: int = 1,
+    depth=None,
     width=math.inf,
     *,
     X,
     y,
     activation="tanh",
-    gamma0: float = 1.0,
+    gamma0: float | None = None,
     lr: float = 0.5,
     steps: int = 100,
     X_test=None,
-    samples: int | None = None,
-    seed: int = 0,
-    backend: str = "jax",
+    method: MonteCarlo | Exact | None = None,
+    seed: int | None = None,
     record: str = "equal_time",
-    max_iter: int = 200,
-    tol: float = 1e-7,
-    damping: float | None = None,
-    progress: bool = True,
-    target_stderr: float = 0.01,
-    relu_width: float = 0.1,
-    response_samples: int | str | None = "auto",
-    qmc: bool = True,
-    responses: str = "stein",
-    stein_jitter: float | None = None,
     depth_steps: int | None = None,
-    dtype: str = "float64",
-    window_problems: bool | str = "auto",
+    progress: bool = True,
 ) -> Trajectory:
-    """Infinite-width DMFT of full-batch gradient descent for the pinned network.
+    """Infinite-width DMFT of full-batch gradient descent for a parametrization table.
 
-    Network (DESIGN.md): ``h1 = W0 x/sqrt(D)``, ``h_{l+1} = W_l phi(h_l)/sqrt(N)``,
-    mup readout ``f = w.phi(h_L)/(gamma N)``, raw learning rate ``lr gamma^2 N``,
-    loss ``1/(2P) sum (f-y)^2``, ``steps`` steps of full-batch GD (``steps + 1`` entries).
-    ``gamma = param.effective_gamma(width)`` (``gamma0`` for mup, ``1/sqrt(width)`` for
-    ntk at finite width). Kernel-regime tables at ``width = inf`` are delegated to
-    :func:`limits.kernels.solve_kernel`; unstable tables raise ``ValueError``.
+    Network (DESIGN.md): ``h1 = W0 x/sqrt(D)``, ``h_{l+1} = W_l phi(h_l)/sqrt(N)``, mup readout
+    ``f = w.phi(h_L)/(gamma N)``, raw learning rate ``lr gamma^2 N``, loss ``1/(2P) sum (f-y)^2``, ``steps``
+    steps of full-batch GD. The table is compiled by :meth:`limits.Parametrization.dmft_limit` (richness,
+    per-layer multipliers, init stds and learning-rate factors, residual branch weights); what the DMFT does
+    not model (Adam, unstable tables) raises ``ValueError`` naming the field. Kernel-regime tables at
+    ``width = inf`` go to :func:`limits.solve_kernel`. The equations (docs/theory/dmft.md) are causal and are
+    solved in one pass forward in time; no fixed-point iteration.
 
-    Methods: ``activation="linear"`` solves the deterministic deep-linear kernel
-    equations (no sampling); any other activation the Monte Carlo fixed point
-    (``backend="jax"`` or ``"numba"``) with ``samples`` single-site paths per layer
-    (``None``: chosen so the relative standard error of the loss is about
-    ``target_stderr``, from three pilot solves with 256 paths, 1024..32768).
+    Args:
+        param: preset name (``"mup"``, ``"depth-mup"``, ...) or a :class:`limits.Parametrization`.
+        depth: hidden layers (MLP) or residual blocks; ``math.inf`` for the layer-time limit of a residual preset;
+            None: the table's own depth (1 for a preset name).
+        width: ``math.inf``, or a finite width N for tables whose richness depends on it (``ntk``: ``gamma = 1/sqrt N``).
+        X: (P, D) train inputs. y: (P,) targets. X_test: (Q, D) or None.
+        activation: name (``linear``, ``relu``, ``tanh``, ``erf``, ``gelu``) or callable.
+        gamma0: richness of a preset (default 1); rejected with a table (it carries its constants).
+        lr: learning rate. steps: gradient steps (the trajectory has ``steps + 1`` entries).
+        method: :class:`limits.dmft.MonteCarlo` (any activation) or :class:`limits.dmft.Exact` (linear);
+            None: ``Exact()`` for ``activation="linear"``, else ``MonteCarlo()``.
+        seed: seed of the Monte Carlo sources (default 0); rejected with ``Exact``.
+        record: ``"equal_time"`` (kernels ``phi1..``, ``g1..`` of shape (steps+1, P, P)), ``"two_time"`` (also
+            ``phi1_tt``, ``g1_tt``, .. of shape (steps+1, steps+1, P, P)) or ``"none"``.
+        depth_steps: steps in layer time at ``depth=math.inf``: Heun steps of the linear ODEs (``Exact``, default
+            64, error O(depth_steps^-2)) or Euler-Maruyama steps of the Monte Carlo SDE (even, default 4), marched
+            with ``depth_steps/2`` (and ``/4``) on coupled sources and Richardson-extrapolated.
+        progress: a progress bar over the time steps.
 
-    Residual tables (``"depth-mup"``, ``"completep"``, ``"resnet"``; ``depth`` = number of
-    blocks, or ``math.inf`` for linear activations) go to :func:`limits.dmft.resnet.solve_resnet_dmft`:
-    exact equations for linear activations, Monte Carlo with Stein responses otherwise
-    (``samples=None``: 8192 paths; ``backend`` and the ``responses`` options do not apply);
-    ``dtype="float32"``: Monte Carlo paths, kernels and Stein responses in single precision (JAX
-    backend; about twice the GEMM throughput on CPU, more on GPU; the answer moves by far less than
-    its Monte Carlo error, see docs/theory/dmft.md section 7).
-    ``window_problems``: solve the causal windows ``t < T/4, T/2, ...`` as problems of their own
-    size (same fixed point, cost ``(window/T)^2`` per iteration; ``"auto"``: when ``n >= 512``).
-    ``depth_steps``: steps in layer time ``tau`` at ``depth=math.inf`` for residual tables: Heun steps of the
-    linear ODEs (default 64), or the Euler-Maruyama steps of the nonlinear Monte Carlo SDE (default 4, even),
-    Richardson-extrapolated with half as many; error O(depth_steps^-2) either way.
+    Returns:
+        :class:`~limits.trajectory.Trajectory`: ``loss`` (steps+1,), ``predictions`` (steps+1, P),
+        ``test_predictions`` (steps+1, Q), ``loss_stderr`` (steps+1,) (first-order Monte Carlo error over paths,
+        0 for exact equations), ``ntk`` (steps+1, P, P) (the lr-weighted NTK: to first order
+        ``f(t+1) - f(t) = lr/P NTK(t) Delta(t)``), ``kernels``, ``meta`` (settings, the compiled table),
+        ``diagnostics`` (samples and how they were chosen, prediction standard errors, wall time).
 
-    Cost per fixed-point iteration with ``n = (steps+1) (P + Q)`` (Q test points),
-    ``S`` samples, ``L = depth``: ``O(L S n^2)`` for the sample paths, kernels and the
-    Stein response functions A, B (depth >= 2), ``O(L n^3)`` for the Gaussian factors and
-    triangular solves; memory ``O(L n^2 + S n)``. ``responses="tangent"`` estimates A, B by
-    per-path tangent solves instead, ``O((L-1) R n^3)`` with ``R = response_samples``. Deep
-    linear: ``O(L n^3)`` per iteration. Iterations: typically 10-30 (``tol`` on the largest
-    relative change of the predictions and kernels, or the Monte Carlo floor, with
-    ``damping``; depth >= 2 converges the trajectory in four causal windows).
-
-    ``record``: ``"equal_time"`` (kernels ``phi1..phiL``, ``g1..gL`` at t = s, shape
-    (steps+1, P, P)), ``"two_time"`` (also ``phi1_tt``..., (steps+1, steps+1, P, P)),
-    or ``"none"``. ``responses``: ``"stein"`` (default) estimates the response functions by
-    Gaussian integration by parts on the sample paths (unbiased for every activation, ReLU
-    included; ``stein_jitter`` (default 1e-3, residual tables 1e-4) bounds its noise amplification, bias O(jitter), see
-    docs/theory/dmft.md section 4a); ``"tangent"`` by per-path linearization over the first
-    ``response_samples`` paths (``"auto"`` = 512 for smooth activations, all for ReLU,
-    whose phi'' = delta is smoothed to a Gaussian of std ``relu_width``, a biased estimate).
+    Cost: ``O(S n^2)`` per field for ``S`` paths on ``n = (steps + 1)(P + Q)`` grid points (a few products of the
+    path histories per time step; the residual control variates multiply it by about ``2 L + 2``), ``O(n^3)``
+    for the Cholesky factors; exact linear: ``O(L n^3)``. Memory ``O(S n)`` per history.
     """
-    from . import resnet as _resnet
-
-    if _resnet.is_residual_request(param):  # residual tables (depth may be math.inf): limits/dmft/resnet.py
-        exact = _acts.get(activation) is _acts.get("linear")  # deterministic equations: converge tightly
-        return _resnet.solve_resnet_dmft(param, depth, width, X=X, y=y, activation=activation, gamma0=gamma0, lr=lr,
-                                         steps=steps, X_test=X_test, record=record, tol=min(tol, 1e-10) if exact else tol,
-                                         max_iter=max_iter, damping=damping, progress=progress and not exact,
-                                         samples=samples, seed=seed, qmc=qmc, stein_jitter=stein_jitter,
-                                         depth_steps=depth_steps)
     t_start = time.perf_counter()
     X, y, X_test = validate(X, y, X_test)
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1 (number of hidden layers), got {depth!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if backend not in ("jax", "numba"):
-        raise ValueError(f"unknown backend {backend!r}; use 'jax' or 'numba'")
+    steps = integer(steps, "steps", 1)
+    lr = positive(lr, "lr")
     if record not in _RECORD:
         raise ValueError(f"record must be one of {_RECORD}, got {record!r}")
-    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2):
-        raise ValueError(f"samples must be an integer >= 2 or None, got {samples!r}")
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    table, infinite, gamma0 = _table(param, depth, gamma0)
+    _check_width(width)
     act = _acts.get(activation)
-    if responses not in ("stein", "tangent"):
-        raise ValueError(f"responses must be 'stein' or 'tangent', got {responses!r}")
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    if dtype == "float32" and (backend != "jax" or responses != "stein"):
-        raise ValueError("dtype='float32' needs backend='jax' and responses='stein'")
-    stein_jitter = 1e-3 if stein_jitter is None else stein_jitter
-    if not (isinstance(stein_jitter, (int, float)) and 0 < stein_jitter < 1):
-        raise ValueError(f"stein_jitter must be in (0, 1), got {stein_jitter!r}")
-    if response_samples == "auto":
-        response_samples = None if act.name == "relu" else 512
-    elif response_samples is not None and (isinstance(response_samples, bool) or not isinstance(response_samples, (int, np.integer)) or response_samples < 1):
-        raise ValueError(f"response_samples must be a positive integer, None or 'auto', got {response_samples!r}")
-    depth, steps = int(depth), int(steps)
-    p, cls = _resolve(param, depth, gamma0, width)
-    gamma = float(p.effective_gamma(width))
-    meta = {
-        "solver": "dmft", "parametrization": p.name, "regime": cls.regime, "width": width, "depth": depth,
-        "activation": act.name, "lr": float(lr), "gamma0": float(gamma0), "gamma": gamma, "steps": steps,
-        "backend": backend, "seed": seed,
-    }
-    if math.isinf(width) and (cls.regime in ("kernel", "trivial") or gamma == 0.0):
-        try:
-            from ..kernels import solve_kernel
-        except ImportError as exc:  # pragma: no cover - depends on the kernels module
-            raise NotImplementedError("the kernel-regime limit needs limits.kernels.solve_kernel") from exc
-        return solve_kernel(p, depth, X=X, y=y, activation=activation, lr=lr, steps=steps, X_test=X_test)
-    if not math.isfinite(gamma) or gamma <= 0:
-        raise ValueError(f"effective richness gamma = {gamma} of {p.name!r} at width {width} is not positive and finite")
+    cls = table.classify()
+    if math.isinf(width) and cls.regime in ("kernel", "trivial") and not infinite:
+        _reject_dmft_options(method, seed, depth_steps, cls.regime)
+        from ..kernels import solve_kernel
 
-    from . import solver as _mc
+        return solve_kernel(table, table.depth, X=X, y=y, activation=activation, lr=lr, steps=steps, X_test=X_test)
+    limit = table.dmft_limit(width, infinite_depth=infinite)
+    method = _method(method, act)
+    seed = _seed(seed, method)
+    depth_steps = _depth_steps(depth_steps, infinite, method, record, limit)
+    problem = _Problem.of(X, y, X_test)
+    sol, extra = _solve(limit, act, method, problem, steps=steps, lr=lr, seed=seed, record=record,
+                        depth_steps=depth_steps, progress=progress)
+    if sol.diverged_at is not None:
+        raise FloatingPointError(f"the gradient-descent dynamics diverge at step {sol.diverged_at} (predictions grow "
+                                 f"without bound) with lr={lr:g}; use a smaller lr (e.g. lr={lr / 4:g})")
+    return _trajectory(sol, extra, table, limit, act, method, problem, width=width, depth=math.inf if infinite
+                       else table.depth, steps=steps, lr=lr, gamma0=gamma0, seed=seed, record=record, t_start=t_start)
 
-    P, D = X.shape
-    X_all = X if X_test is None else np.concatenate([X, X_test], axis=0)
-    Q = 0 if X_test is None else X_test.shape[0]
-    Kx = X_all @ X_all.T / D
-    y_all = np.concatenate([y, np.zeros(Q)])
-    mask = np.concatenate([np.ones(P), np.zeros(Q)])
-    linear = act.is_linear and act is _acts.get("linear")
-    if damping is not None and not 0 < damping <= 1:
-        raise ValueError(f"damping must be in (0, 1], got {damping!r}")
 
-    state0 = _mc.initial_state(act, Kx, y_all, mask, lr, gamma, depth, steps)
-    check_divergence(np.asarray(state0["f"]).reshape(steps + 1, -1)[:, :P], y, lr)
+# ----------------------------------------------------------------------------- validation
+def _table(param, depth, gamma0):
+    """``(table, infinite, gamma0)``: the :class:`~limits.Parametrization` to solve, whether ``depth = inf``, and the
+    preset's richness (None for a table)."""
+    from ..parametrization import RESIDUAL_PRESETS, Parametrization, resolve
 
-    def build(S, seed_=seed):
-        if linear:
-            from .linear import LinearProblem
+    infinite = isinstance(depth, (float, np.floating)) and math.isinf(depth) and depth > 0
+    if isinstance(param, Parametrization):
+        if gamma0 is not None:
+            raise ValueError("gamma0 applies to preset names; a Parametrization carries its own constants "
+                             "(build it with limits.param(name, depth, gamma0=...))")
+        if infinite:
+            raise ValueError("depth=math.inf needs a residual preset name (e.g. 'depth-mup'); a table has a fixed depth")
+        return resolve(param, param.depth if depth is None else integer(depth, "depth", 1)), False, None
+    if not isinstance(param, str):
+        raise ValueError(f"param must be a preset name or a Parametrization, got {type(param).__name__}")
+    gamma0 = 1.0 if gamma0 is None else gamma0
+    if infinite:
+        if param.lower() not in RESIDUAL_PRESETS:
+            raise ValueError(f"depth=math.inf is the layer-time limit of a residual preset ({', '.join(RESIDUAL_PRESETS)}); "
+                             f"{param!r} has none")
+        return resolve(param, 4, gamma0=gamma0), True, gamma0  # a probe: the limit reads the per-block constants only
+    return resolve(param, 1 if depth is None else integer(depth, "depth", 1), gamma0=gamma0), False, gamma0
 
-            return LinearProblem(Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps, gamma=gamma, lr=lr)
-        kw = dict(act=act, Kx_all=Kx, y_all=y_all, train_mask=mask, depth=depth, steps=steps, gamma=gamma, lr=lr,
-                  samples=S, seed=seed_, relu_width=relu_width, qmc=qmc, response_samples=response_samples,
-                  responses=responses, stein_jitter=stein_jitter)
-        if backend == "numba":
-            from ._numba import NumbaProblem
 
-            return NumbaProblem(window_problems=window_problems, **kw)
-        return _mc.MonteCarloProblem(dtype=dtype, window_problems=window_problems, **kw)
+def _check_width(width):
+    ok = isinstance(width, (int, float, np.integer, np.floating)) and not isinstance(width, bool)
+    if not ok or not width > 0 or (not math.isinf(width) and (not math.isfinite(width) or width != int(width))):
+        raise ValueError(f"width must be a positive integer or math.inf, got {width!r}")
 
-    T1 = steps + 1
 
-    if linear:
-        schedules = [[T1]]
-    elif depth == 1:  # the whole trajectory first; causal continuation only if that blows up
-        schedules = [[T1], causal_windows(T1)]
-    else:  # the whole-trajectory iteration of depth >= 2 can settle on a spurious state (ReLU): always continue
-        schedules = [causal_windows(T1)]
+def _reject_dmft_options(method, seed, depth_steps, regime):
+    for name, value in (("method", method), ("seed", seed), ("depth_steps", depth_steps)):
+        if value is not None:
+            raise ValueError(f"{name}= applies to the DMFT; this table is in the {regime!r} regime at width=inf and is "
+                             f"solved by kernel gradient descent (limits.solve_kernel): drop {name}=")
 
-    def iterate(problem, n_iter, desc="DMFT fixed point"):
-        return fixed_point(problem, state0, schedules=schedules, y=y, tol=tol, max_iter=n_iter, damping=damping,
-                           monte_carlo=not linear, progress=progress, desc=desc)
 
-    sample_rule = None
-    S = samples
-    pilot_sd = None
-    if not linear and S is None:
-        # three independent randomized-QMC pilots of 256 paths; their spread sets S assuming the
-        # plain Monte Carlo rate 1/sqrt(S) (conservative: scrambled Sobol converges faster)
-        S0 = 256
-        losses_p = []
-        for rep in range(3):
-            pb = build(S0, seed + 7919 * rep)
-            st = iterate(pb, min(max_iter, 30), f"DMFT pilot {rep + 1}/3")[0]
-            f_p = np.asarray(st["f"]).reshape(steps + 1, -1)[:, :P]
-            losses_p.append(0.5 * np.mean((f_p - y) ** 2, axis=1))
-        losses_p = np.array(losses_p)
-        rel = float(np.max(losses_p.std(0, ddof=1) / np.maximum(losses_p.mean(0), 1e-300)))
-        S = int(min(32768, max(1024, 2 ** math.ceil(math.log2(max(1.0, S0 * (rel / target_stderr) ** 2))))))
-        pilot_sd = losses_p.std(0, ddof=1) * math.sqrt(S0 / S)
-        sample_rule = (f"3 pilots of {S0} paths: relative loss spread {rel:.3g} -> {S} paths for target "
-                       f"{target_stderr:g} (stderr scaled as 1/sqrt(S))")
-    n = T1 * (P + Q)
-    if not linear and depth >= 2 and responses == "stein" and S < 8 * n:
-        warnings.warn(
-            f"samples={S} is below 8 n = {8 * n} (n = (steps+1) x points = {n}): the Stein estimates of the response "
-            f"functions are then noisy enough that the fixed-point iteration can stall (measured: depth 2, "
-            f"S/n = 3.4 hovered at residual 3e-2, S/n = 10 converged); use samples >= {8 * n}, or fewer steps or "
-            f"points", RuntimeWarning, stacklevel=2)
-    problem = build(S if S is not None else 0)
-    state, residuals, aux, stop, damp = iterate(problem, max_iter)
+def _method(method, act):
+    if method is None:
+        return Exact() if act is _acts.get("linear") else MonteCarlo()
+    if isinstance(method, Exact):
+        if act is not _acts.get("linear"):
+            raise ValueError(f"method=Exact() solves linear networks (activation='linear'); activation {act.name!r} "
+                             f"needs method=limits.dmft.MonteCarlo()")
+        return method
+    if isinstance(method, MonteCarlo):
+        return method
+    raise ValueError(f"method must be limits.dmft.MonteCarlo(...), limits.dmft.Exact(...) or None, got {method!r}")
 
-    Pa = P + Q
-    f_all = np.asarray(state["f"]).reshape(T1, Pa)
-    converged = stop in ("tol", "monte carlo")
-    kernels_ok = all(np.all(np.isfinite(np.asarray(k))) for k in state["Phi"] + state["G"])
-    f_blown = not np.all(np.isfinite(f_all)) or np.abs(f_all[:, :P]).max() > 1e6 * (1.0 + np.abs(y).max())
-    if not kernels_ok or stop == "blew up" or (f_blown and not converged):
-        # the iteration itself blew up (a converged fixed point with huge f is diverging GD, below)
-        raise FloatingPointError(
-            f"the DMFT fixed-point iteration blew up (non-finite or exploding iterates after "
-            f"{len(residuals)} iterations; lr={lr:g}, gamma={gamma:g}, damping={damp:g}); this is the "
-            f"solver's iteration, not necessarily gradient descent: pass damping=0.5 (or smaller) and/or "
-            f"use a smaller lr"
-        )
-    check_divergence(f_all[:, :P], y, lr)
-    if not converged:
-        warnings.warn(
-            f"DMFT fixed point not converged after {len(residuals)} iterations (residual {residuals[-1]:.2e} > tol "
-            f"{tol:g}); increase max_iter or lower damping", RuntimeWarning, stacklevel=2)
-    preds = f_all[:, :P]
-    loss = 0.5 * np.mean((preds - y) ** 2, axis=1)
-    from . import equations as eq
 
-    Phis = [np.asarray(k) for k in state["Phi"]]
-    Gs = [np.asarray(k) for k in state["G"]]
-    tr = np.arange(P)
-    kernels = {}
-    ntk = None
-    if record != "none":
-        Phi_all = [np.tile(Kx, (T1, T1))] + Phis
-        G_all = Gs + [np.ones_like(Gs[0])]
-        ntk = np.asarray(eq.ntk_equal_time(Phi_all, G_all, T1, Pa))[:, :P, :P]
-        for l in range(depth):
-            kernels[f"phi{l + 1}"] = np.asarray(eq.equal_time(Phis[l], T1, Pa))[:, :P, :P]
-            kernels[f"g{l + 1}"] = np.asarray(eq.equal_time(Gs[l], T1, Pa))[:, :P, :P]
-            if record == "two_time":
-                kernels[f"phi{l + 1}_tt"] = Phis[l].reshape(T1, Pa, T1, Pa)[:, :P][:, :, :, tr].transpose(0, 2, 1, 3)
-                kernels[f"g{l + 1}_tt"] = Gs[l].reshape(T1, Pa, T1, Pa)[:, :P][:, :, :, tr].transpose(0, 2, 1, 3)
-    if linear:
-        loss_se, se_kind = np.zeros(T1), "exact (deterministic equations)"
-    elif pilot_sd is not None:
-        loss_se, se_kind = pilot_sd, "spread of independent pilot solves, scaled by 1/sqrt(samples)"
-    else:
-        loss_se = np.asarray(aux["loss_stderr"])
-        se_kind = "first-order plain Monte Carlo estimate over paths (an upper bound for the QMC default)"
-    diagnostics = {
-        "iterations": len(residuals), "residuals": np.asarray(residuals), "converged": bool(converged),
-        "stopped": stop,
-        "samples": None if linear else int(S), "samples_rule": sample_rule, "damping": float(damp),
-        "loss_stderr_kind": se_kind,
-        "method": "deep-linear kernel equations" if linear else f"Monte Carlo ({backend})",
-        "wall_time": time.perf_counter() - t_start,
-    }
-    if not linear:
-        diagnostics["prediction_stderr"] = np.asarray(aux["f_stderr"])[:, :P]
-    return Trajectory(
-        loss=loss, predictions=preds, test_predictions=None if Q == 0 else f_all[:, P:],
-        loss_stderr=loss_se, prediction_cov=np.zeros((T1, P, P)), ntk=ntk, kernels=kernels,
-        kernel_steps=np.arange(T1) if record != "none" else None, meta=meta, diagnostics=diagnostics,
-    )
+def _seed(seed, method):
+    if isinstance(method, Exact):
+        if seed is not None:
+            raise ValueError("seed= applies to Monte Carlo sources; method=Exact() has none")
+        return None
+    return 0 if seed is None else integer(seed, "seed", 0)
+
+
+def _depth_steps(depth_steps, infinite, method, record, limit):
+    kind = "exact" if isinstance(method, Exact) else "monte carlo"
+    if not infinite:
+        if depth_steps is not None:
+            raise ValueError("depth_steps= applies to depth=math.inf (layer time); this depth is finite")
+        if record == "two_time" and limit.residual and kind == "exact":
+            raise ValueError("record='two_time' is not available for the exact linear residual solver; use "
+                             "'equal_time', or method=limits.dmft.MonteCarlo()")
+        return None
+    if record == "two_time":
+        raise ValueError("record='two_time' is not available at depth=math.inf; use 'equal_time' or a finite depth")
+    K = DEFAULT_DEPTH_STEPS[kind] if depth_steps is None else integer(depth_steps, "depth_steps", 1)
+    if kind == "monte carlo" and (K < 2 or K % 2):
+        raise ValueError(f"depth_steps must be an even integer >= 2 for the Monte Carlo layer-time solver (Richardson "
+                         f"extrapolation from depth_steps, depth_steps/2, ..), got {depth_steps!r}")
+    return K
+
+
+# ----------------------------------------------------------------------------- solve
+def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, depth_steps, progress):
+    """``(Solution, extra)``; ``extra`` holds what a solver adds (NTK at depth inf, levels, samples rule)."""
+    from . import layer_time, linear, resnet
+
+    kw = dict(problem.data(), steps=steps, lr=lr)
+    if isinstance(method, Exact):
+        if limit.layer_time is not None:
+            sol, ntk = resnet.solve_layer_time(**kw, limit=limit, depth_steps=depth_steps, blocks=method.blocks,
+                                               progress=progress)
+            return sol, {"ntk": ntk, "method": f"layer-time linear ODEs, Heun with {depth_steps} steps in tau"}
+        if limit.residual:
+            return (resnet.solve(**kw, limit=limit, blocks=method.blocks, progress=progress),
+                    {"method": "linear residual Riccati sweep, marched in time"})
+        return (linear.solve(**kw, limit=limit, two_time=record == "two_time", blocks=method.blocks,
+                             progress=progress), {"method": "deep-linear kernel equations, marched in time"})
+    jitter = method.stein_jitter if method.stein_jitter is not None else (1e-4 if limit.residual else 1e-3)
+
+    def run(S):
+        if limit.layer_time is not None:
+            level = layer_time.monte_carlo_level(act, **problem.data(), steps=steps, lr=lr, samples=S, seed=seed,
+                                                 qmc=method.qmc, stein_jitter=jitter, dtype=method.dtype,
+                                                 blocks=method.blocks, progress=progress)
+            res = layer_time.solve(limit, depth_steps, level, Kx_all=problem.Kx_all)
+            return res.solution, {"ntk": res.ntk, "levels": res}
+        sources = (mc.resnet_sources if limit.residual else mc.mlp_sources)(S, limit.fields, steps + 1,
+                                                                            problem.Kx_all.shape[0], seed, method.qmc)
+        pr, consts = mc.build(act, **kw, limit=limit, sources=sources, stein_jitter=jitter, dtype=method.dtype,
+                              two_time=record == "two_time")
+        return mc.solve(pr, consts, blocks=method.blocks, progress=progress), {}
+
+    S, rule = method.samples, None
+    sol, extra = run(S or FIRST_PASS_SAMPLES)
+    if S is None:
+        S, rule = _samples_rule(sol, problem, method)
+        if S != FIRST_PASS_SAMPLES:
+            sol, extra = run(S)
+    extra.update(samples=S, samples_rule=rule, stein_jitter=jitter,
+                 method=("layer-time Monte Carlo march (Euler-Maruyama levels, Richardson)" if limit.layer_time
+                         else "Monte Carlo march") + f" ({S} paths, {method.dtype})")
+    return sol, extra
+
+
+def _relative_loss_error(sol, problem: _Problem) -> float:
+    """Largest relative standard error of the loss over the trajectory (loss floored at 1e-3 of its start)."""
+    loss = 0.5 * np.mean((sol.f[:, : problem.P] - problem.y) ** 2, axis=1)
+    return float(np.max(sol.loss_se / np.maximum(loss, 1e-3 * loss[0])))
+
+
+def _samples_rule(sol, problem: _Problem, method: MonteCarlo):
+    """Paths for the target error from the first pass: ``S = S0 (rel / target)^2`` as a power of 2 in
+    ``[S0, max_samples]``; returns ``(S, rule text)``."""
+    rel = _relative_loss_error(sol, problem)
+    S0 = FIRST_PASS_SAMPLES
+    want = S0 * (rel / method.target_stderr) ** 2
+    S = int(min(method.max_samples, max(S0, 2 ** math.ceil(math.log2(max(want, 1.0))))))
+    rule = (f"first pass of {S0} paths: relative loss standard error {rel:.3g} -> {S} paths for target "
+            f"{method.target_stderr:g}")
+    if want > method.max_samples:
+        warnings.warn(f"the target relative loss error {method.target_stderr:g} needs about {int(want)} paths, above "
+                      f"MonteCarlo.max_samples={method.max_samples}; solving with {S} (expected error "
+                      f"{rel * math.sqrt(S0 / S):.2g}): raise max_samples or target_stderr", RuntimeWarning, stacklevel=4)
+    return S, rule
+
+
+# ----------------------------------------------------------------------------- result
+def _two_time(M, T1, Pa, P):
+    """(T1, T1, P, P) of an (n, n) two-time matrix whose block rows hold the times ``s <= t`` (lower block
+    triangle), completed by symmetry."""
+    K4 = np.asarray(M).reshape(T1, Pa, T1, Pa)[:, :P, :, :P].transpose(0, 2, 1, 3)
+    lower = np.tril(np.ones((T1, T1), bool), -1)
+    out = K4.copy()
+    out[lower.T] = K4.transpose(1, 0, 3, 2)[lower.T]
+    return out
+
+
+def _kernels(sol, limit, record, T1, Pa, P, infinite):
+    if record == "none":
+        return {}
+    if infinite:
+        return {"phi_tau": sol.phi.transpose(1, 0, 2, 3)[:, :, :P, :P], "g_tau": sol.g.transpose(1, 0, 2, 3)[:, :, :P, :P]}
+    out = {}
+    for k in range(1, limit.fields + 1):
+        out[f"phi{k}"], out[f"g{k}"] = sol.phi[:, k - 1, :P, :P], sol.g[:, k - 1, :P, :P]
+        if record == "two_time":
+            out[f"phi{k}_tt"] = _two_time(sol.two[f"Phi{k}"], T1, Pa, P)
+            out[f"g{k}_tt"] = _two_time(sol.two[f"G{k}"], T1, Pa, P)
+    return out
+
+
+def _trajectory(sol, extra, table, limit, act, method, problem, *, width, depth, steps, lr, gamma0, seed, record,
+                t_start):
+    P, Pa, T1 = problem.P, problem.Kx_all.shape[0], steps + 1
+    infinite = limit.layer_time is not None
+    preds = sol.f[:, :P]
+    ntk = extra["ntk"] if "ntk" in extra else mc.ntk(sol, problem.Kx_all, limit.kappa)
+    meta = {"solver": "dmft", "parametrization": table.name.replace("depth 4", "depth inf") if infinite else table.name,
+            "regime": "feature_learning", "width": width, "depth": depth, "activation": act.name, "lr": float(lr),
+            "gamma0": gamma0,
+            "gamma": limit.gamma, "steps": steps, "seed": seed, "method": repr(method), "residual": limit.residual,
+            "source_scales": limit.b, "lr_weights": limit.kappa}
+    diagnostics = {"method": extra["method"], "samples": extra.get("samples"), "samples_rule": extra.get("samples_rule"),
+                   "wall_time": time.perf_counter() - t_start,
+                   "loss_stderr_kind": "exact (deterministic equations)" if isinstance(method, Exact) else
+                   "first-order Monte Carlo estimate over paths (the noise of the estimated kernels and responses is "
+                   "not in it: compare seeds for the full error)"}
+    if isinstance(method, MonteCarlo):
+        diagnostics.update(prediction_stderr=sol.f_se[:, :P], stein_jitter=extra["stein_jitter"])
+    if limit.residual and not infinite:
+        meta.update(branch_weight_per_block=limit.b[1] ** 2, lr_weight_per_block=limit.kappa[1])
+    if infinite:
+        meta.update(depth_steps=sol.phi.shape[1] - 1 if isinstance(method, Exact) else extra["levels"].levels[0],
+                    branch_variance_density=limit.layer_time[0], lr_density=limit.layer_time[1])
+        meta["tau"] = np.arange(sol.phi.shape[1]) / (sol.phi.shape[1] - 1)
+        if "levels" in extra:
+            lv = extra["levels"]
+            level_loss = {k: 0.5 * np.mean((f[:, :P] - problem.y) ** 2, axis=1) for k, f in lv.level_f.items()}
+            meta.update(depth_levels=lv.levels, richardson_weights=lv.weights)
+            diagnostics.update(loss_depth_steps=level_loss,
+                               depth_error=np.abs(0.5 * np.mean((preds - problem.y) ** 2, axis=1) - level_loss[lv.levels[0]]))
+    return Trajectory(loss=0.5 * np.mean((preds - problem.y) ** 2, axis=1), predictions=preds,
+                      test_predictions=None if Pa == P else sol.f[:, P:], loss_stderr=sol.loss_se,
+                      prediction_cov=np.zeros((T1, P, P)), ntk=None if record == "none" else ntk[:, :P, :P],
+                      kernels=_kernels(sol, limit, record, T1, Pa, P, infinite),
+                      kernel_steps=None if record == "none" else np.arange(T1), meta=meta, diagnostics=diagnostics)
