@@ -238,11 +238,12 @@ def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, de
         if limit.layer_time is not None:
             level = layer_time.monte_carlo_level(act, **problem.data(), steps=steps, lr=lr, samples=S, seed=seed,
                                                  qmc=method.qmc, stein_jitter=jitter, dtype=method.dtype,
-                                                 blocks=method.blocks, progress=progress)
+                                                 antithetic=method.antithetic, blocks=method.blocks, progress=progress)
             res = layer_time.solve(limit, depth_steps, level, Kx_all=problem.Kx_all)
             return res.solution, {"ntk": res.ntk, "levels": res}
-        sources = (mc.resnet_sources if limit.residual else mc.mlp_sources)(S, limit.fields, steps + 1,
-                                                                            problem.Kx_all.shape[0], seed, method.qmc)
+        draw = mc.resnet_sources if limit.residual else mc.mlp_sources
+        sources = draw(S, limit.fields, steps + 1, problem.Kx_all.shape[0], seed, method.qmc,
+                       antithetic=method.antithetic)
         pr, consts = mc.build(act, **kw, limit=limit, sources=sources, stein_jitter=jitter, dtype=method.dtype,
                               two_time=record == "two_time")
         return mc.solve(pr, consts, blocks=method.blocks, progress=progress), {}

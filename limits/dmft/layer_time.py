@@ -78,13 +78,13 @@ def solve(limit, K: int, level, *, Kx_all) -> LayerTimeSolution:
 
 
 def monte_carlo_level(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, samples: int, seed: int, qmc: bool,
-                      stein_jitter: float, dtype: str, blocks=None, progress=False):
+                      stein_jitter: float, dtype: str, antithetic: bool = True, blocks=None, progress=False):
     """Level solver for :func:`solve`: the Monte Carlo march of ``k`` blocks, each coarser level on the summed
     Brownian increments of the finer one (:func:`limits.dmft.sources.pair_blocks`)."""
     Pa, T1 = Kx_all.shape[0], int(steps) + 1
 
     def level(lim, k, eps):
-        src = mc.resnet_sources(samples, k + 1, T1, Pa, seed, qmc, eps=eps)
+        src = mc.resnet_sources(samples, k + 1, T1, Pa, seed, qmc, eps=eps, antithetic=antithetic)
         pr, consts = mc.build(act, Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, steps=steps, lr=lr, limit=lim,
                               sources=src, stein_jitter=stein_jitter, dtype=dtype)
         sol = mc.solve(pr, consts, blocks=blocks, progress=progress, desc=f"layer-time DMFT, {k} steps in tau")

@@ -298,6 +298,27 @@ def _readout(pr: Process, consts, carry, vals):
     return ra / consts["gamma"] + consts["lr"] * consts["kappa"][K] * top * carry["runK"]["main"]
 
 
+ERROR_BLOCKS = 16
+
+
+def _standard_errors(f_paths, f, consts, pr: Process):
+    """Monte Carlo standard errors of the predictions (Pa,) and of the train loss at one time, given the kernels.
+
+    The paths are cut into ``ERROR_BLOCKS`` contiguous blocks; with scrambled-Sobol sources each block of
+    ``S / 16`` consecutive points (a power of 2) is itself a randomized QMC net, so the spread of the block
+    means over ``sqrt(16)`` estimates the error of the full mean with QMC's accuracy (the per-path spread over
+    ``sqrt(S)`` would assume plain Monte Carlo and overstate it up to ~10x). The loss error is first order:
+    ``dL = sum_mu (f_mu - y_mu) df_mu / P`` over the train points. Noise fed back through the estimated kernels
+    and responses is not in it (measured: these errors are 1.5-10x the seed-to-seed spread on the reference
+    problems, docs/theory/dmft.md section 7)."""
+    S = f_paths.shape[0]
+    R = ERROR_BLOCKS if S % ERROR_BLOCKS == 0 and S >= 4 * ERROR_BLOCKS else S
+    blocks = f_paths.reshape(R, S // R, -1).mean(1)
+    f_se = jnp.std(blocks, axis=0) / math.sqrt(R)
+    dl = (blocks - f[None, :]) @ ((f - consts["y"]) * consts["mask"]) / pr.P
+    return f_se, jnp.std(dl) / math.sqrt(R)
+
+
 def step(pr: Process, consts, carry, t):
     """One time step of the march (module docstring). ``carry``: histories, inverse factors, running sums,
     ``Dt`` (m,) and, with ``two_time``, the (m, m) kernels and responses; returns ``(carry, outputs at t)``."""
@@ -326,9 +347,8 @@ def step(pr: Process, consts, carry, t):
         for key in carry["two"]:
             carry["two"][key] = jax.lax.dynamic_update_slice(carry["two"][key], rows[key], (start, 0))
     main = vals["main"]
-    err = (f - consts["y"]) * consts["mask"]
-    dl = (f_paths - f[None, :]) @ err / pr.P  # first-order change of the loss per path
-    out = {"f": f, "f_se": jnp.std(f_paths, axis=0) / math.sqrt(S), "loss_se": jnp.std(dl) / math.sqrt(S),
+    f_se, loss_se = _standard_errors(f_paths, f, consts, pr)
+    out = {"f": f, "f_se": f_se, "loss_se": loss_se,
            "phi": jnp.stack([main[f"phi{k}"].T @ main[f"phi{k}"] / S for k in range(1, K + 1)]),
            "g": jnp.stack([main[f"g{k}"].T @ main[f"g{k}"] / S for k in range(1, K + 1)])}
     return carry, out

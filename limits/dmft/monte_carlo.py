@@ -13,7 +13,6 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from .. import activations as _acts
 from . import march as _march
@@ -41,29 +40,51 @@ class Solution:
     diverged_at: int | None
 
 
-def mlp_sources(S: int, K: int, T1: int, Pa: int, seed: int, qmc: bool = True) -> dict:
-    """Sources of an MLP with ``K`` hidden layers: ``u1`` (S, Pa), ``u2..uK``, ``r1..r(K-1)`` (S, n), ``r_top`` (S, 1)."""
-    n = T1 * Pa
-    eps = gaussian_sources(S, [Pa] + [n] * (2 * K - 2) + [1], seed, qmc=qmc)
-    out = {"u1": eps[0], "r_top": eps[-1]}
-    out.update({f"u{k}": eps[k - 1] for k in range(2, K + 1)})
-    out.update({f"r{k}": eps[K + k - 1] for k in range(1, K)})
+def _antithetic(sources: dict, antithetic: bool) -> dict:
+    """With ``antithetic``, each path is followed by its mirror: the same forward sources ``u``, the backward ones
+    ``r`` negated. The DMFT is invariant under ``(gamma, r) -> (-gamma, -r)`` (it flips every backward field), so on
+    mirrored sources every estimate is exactly even in ``gamma`` like the limit itself (with one-sided samples the
+    readout response carries O(gamma / sqrt S) noise that mimics an odd term), and the Stein control variates
+    lose their odd-moment noise. The pairs stay within each block of :func:`limits.dmft.march._standard_errors`."""
+    if not antithetic:
+        return sources
+    out = {}
+    for name, x in sources.items():
+        x = np.asarray(x)
+        pair = np.empty((2 * x.shape[0],) + x.shape[1:], dtype=x.dtype)
+        pair[0::2], pair[1::2] = x, (-x if name.startswith("r") else x)
+        out[name] = pair
     return out
 
 
-def resnet_sources(S: int, K: int, T1: int, Pa: int, seed: int, qmc: bool = True, eps=None) -> dict:
+def mlp_sources(S: int, K: int, T1: int, Pa: int, seed: int, qmc: bool = True, antithetic: bool = True) -> dict:
+    """Sources of an MLP with ``K`` hidden layers: ``u1`` (S, Pa), ``u2..uK``, ``r1..r(K-1)`` (S, n), ``r_top`` (S, 1);
+    ``antithetic`` (S even): ``S/2`` draws and their mirrors (:func:`_antithetic`)."""
+    n = T1 * Pa
+    half = S // 2 if antithetic else S
+    eps = gaussian_sources(half, [Pa] + [n] * (2 * K - 2) + [1], seed, qmc=qmc)
+    out = {"u1": eps[0], "r_top": eps[-1]}
+    out.update({f"u{k}": eps[k - 1] for k in range(2, K + 1)})
+    out.update({f"r{k}": eps[K + k - 1] for k in range(1, K)})
+    return _antithetic(out, antithetic)
+
+
+def resnet_sources(S: int, K: int, T1: int, Pa: int, seed: int, qmc: bool = True, eps=None,
+                   antithetic: bool = True) -> dict:
     """Sources of a residual network with ``K - 1`` blocks, drawn in the layout of
-    :func:`limits.dmft.sources.split_sources` (or given there as ``eps``, e.g. coupled by
-    :func:`limits.dmft.sources.pair_blocks`)."""
+    :func:`limits.dmft.sources.split_sources` (or given there as ``eps``, with ``S`` rows, e.g. coupled by
+    :func:`limits.dmft.sources.pair_blocks`; already mirrored if they come from mirrored sources)."""
     L = K - 1
+    mirror = antithetic and eps is None
     if eps is None:
-        (Z,) = gaussian_sources(S, [1 + Pa + 2 * L * T1 * Pa], seed, qmc=qmc)
+        (Z,) = gaussian_sources(S // 2 if mirror else S, [1 + Pa + 2 * L * T1 * Pa], seed, qmc=qmc)
         eps = split_sources(Z, L, T1, Pa)
-    if len(eps) != 2 * L + 2 or any(np.shape(e)[0] != S for e in eps):
-        raise ValueError(f"eps must be {2 * L + 2} source arrays with {S} rows (split_sources)")
     out = {"u1": eps[0], "r_top": eps[-1]}
     out.update({f"u{k}": eps[k - 1] for k in range(2, K + 1)})
     out.update({f"r{k}": eps[L + k] for k in range(1, K)})
+    out = _antithetic(out, mirror)
+    if any(np.shape(e)[0] != S for e in out.values()):
+        raise ValueError(f"the sources must have {S} rows (split_sources layout)")
     return out
 
 
@@ -102,13 +123,10 @@ def _build(act, Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitt
               "gamma": cast(limit.gamma), "jitter": cast(stein_jitter), "Kx": cast(Kx_all), "y": cast(y_all),
               "mask": cast(train_mask)}
     for name in pr.sources:
-        eps = np.asarray(sources[name], dtype=np.float64)
+        eps = cast(sources[name])
         if whitened:
-            e, W = whiten(eps)
-            consts[f"W_{name}"] = cast(W)
-            consts[f"Wi_{name}"] = cast(solve_triangular(W, np.eye(W.shape[0]), lower=True))
-            eps = e
-        consts[f"e_{name}"] = cast(eps)
+            eps, consts[f"W_{name}"], consts[f"Wi_{name}"] = whiten(eps)
+        consts[f"e_{name}"] = eps
     return pr, consts
 
 

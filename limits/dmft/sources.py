@@ -10,6 +10,7 @@ summed Brownian increments for the coarser levels of the layer-time solver).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -17,20 +18,25 @@ __all__ = ["gaussian_sources", "whiten", "split_sources", "pair_blocks"]
 
 
 def gaussian_sources(S, dims, seed, qmc=True):
-    """Standard normal source matrices (S, d) for each d in ``dims``.
+    """Standard normal source matrices (S, d) for each d in ``dims`` (float64).
 
     ``qmc``: one scrambled Sobol sequence over all source coordinates jointly,
     mapped through the normal quantile function (randomized quasi-Monte Carlo:
     unbiased, much smaller error than plain sampling when the integrand has low
     effective dimension, e.g. the two-layer network whose sources are (u^1, w0));
-    falls back to pseudo-random normals above 21201 dimensions."""
-    from scipy.stats import norm, qmc as _qmc
+    falls back to pseudo-random normals above 21201 dimensions. The quantile runs on
+    two threads (``scipy.special.ndtri``; ``norm.ppf`` was 6x slower)."""
+    from scipy.special import ndtri
+    from scipy.stats import qmc as _qmc
 
     total = int(sum(dims))
     rng = np.random.default_rng(seed)
     if qmc and total <= 21201:
-        pts = _qmc.Sobol(total, scramble=True, seed=rng).random(S)
-        Z = norm.ppf(np.clip(pts, 1e-16, 1 - 1e-16))
+        Z = _qmc.Sobol(total, scramble=True, seed=rng).random(S)
+        np.clip(Z, 1e-16, 1 - 1e-16, out=Z)
+        halves = [slice(0, S // 2), slice(S // 2, S)]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda rows: ndtri(Z[rows], out=Z[rows]), halves))
     else:
         Z = rng.standard_normal((S, total))
     out, k = [], 0
@@ -41,21 +47,22 @@ def gaussian_sources(S, dims, seed, qmc=True):
 
 
 def whiten(eps):
-    """``(e, W)`` with ``eps = e W^T``, ``W`` lower triangular and ``e^T e / S = I`` exactly
-    (``W W^T`` = the sample second moment of the sources; time-major order is kept, so
-    ``e_b`` depends only on ``eps_{<=b}``). Needs more samples than coordinates; otherwise
-    (or for a rank-deficient sample) returns ``(eps, I)``. NumPy, float64."""
-    from scipy.linalg import solve_triangular
+    """``(e, W, W^{-1})`` with ``eps = e W^T``, ``W`` lower triangular and ``e^T e / S = I`` exactly (``W W^T`` =
+    the sample second moment of the sources; time-major order is kept, so ``e_b`` depends only on
+    ``eps_{<=b}``). JAX, in the dtype of ``eps``; ``O(S d^2)``. Needs more samples than coordinates; otherwise
+    (or for a rank-deficient sample) returns ``(eps, I, I)``."""
+    import jax.numpy as jnp
+    from jax.scipy.linalg import solve_triangular
 
-    eps = np.asarray(eps, dtype=np.float64)
     S, d = eps.shape
+    eye = jnp.eye(d, dtype=eps.dtype)
     if S <= d + 1:
-        return eps, np.eye(d)
-    try:
-        W = np.linalg.cholesky(eps.T @ eps / S)
-    except np.linalg.LinAlgError:
-        return eps, np.eye(d)
-    return solve_triangular(W, eps.T, lower=True).T, W
+        return eps, eye, eye
+    W = jnp.linalg.cholesky(eps.T @ eps / S)
+    if not bool(jnp.all(jnp.isfinite(W))):
+        return eps, eye, eye
+    Wi = solve_triangular(W, eye, lower=True)
+    return eps @ Wi.T, W, Wi
 
 
 def split_sources(Z, L: int, T1: int, Pa: int):
