@@ -73,7 +73,8 @@ def _compare_demo(out: Path, *, quick: bool) -> dict:
     steps, lr, depth = (20, 0.5, 1) if quick else (60, 0.5, 1)
     widths = (128, 512) if quick else (256, 1024)
     kw = dict(X=data.X, y=data.y, activation="tanh", gamma0=1.0, lr=lr, steps=steps)
-    limit = limits.solve_dmft("mup", depth, **kw, samples=2048 if quick else 8192, progress=False)
+    limit = limits.solve_dmft("mup", depth, **kw, method=limits.dmft.MonteCarlo(samples=2048 if quick else 8192),
+                              progress=False)
     sims = {w: limits.simulate("mup", depth, w, **kw, seeds=4 if quick else 8, progress=False) for w in widths}
     print(f"\nmup, depth {depth}, tanh, P={len(data.y)}, lr={lr}, {steps} steps")
     print(f"  {'':<12} {'loss(0)':>10} {'loss(T/2)':>10} {'loss(T)':>10}")

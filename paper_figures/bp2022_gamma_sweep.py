@@ -36,7 +36,7 @@ def make(out: Path, quick: bool = False) -> list[Path]:
     for i, g in enumerate(gammas):
         color = f"C{i}"
         kw = dict(X=data.X, y=data.y, activation="tanh", gamma0=g, lr=lr, steps=steps)
-        limit = limits.solve_dmft("mup", depth, **kw, samples=samples, progress=False)
+        limit = limits.solve_dmft("mup", depth, **kw, method=limits.dmft.MonteCarlo(samples=samples), progress=False)
         sim = limits.simulate("mup", depth, width, **kw, seeds=seeds, record=("ntk",), record_steps=record_steps,
                               progress=False)
         t = np.arange(steps + 1)

@@ -1,5 +1,5 @@
 """Infinite-depth (layer-time) Monte Carlo DMFT of nonlinear residual networks
-(``limits.dmft.resnet_mc.solve_layer_time``, reached through ``solve_dmft(table, math.inf)``).
+(``limits.dmft.layer_time``, reached through ``solve_dmft(table, math.inf)``).
 
 Validation ladder: (1) linear activations against the deterministic layer-time ODEs (an independent
 solver) and against the same Richardson combination of the deterministic finite-depth solver, (2) tanh:
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import limits
-from limits.dmft.resnet import solve_resnet_dmft
-from limits.dmft.resnet_mc import pair_blocks, richardson_weights
+from limits.dmft.layer_time import richardson_weights
+from limits.dmft.sources import pair_blocks
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,8 @@ def test_linear_layer_time_matches_the_ode_limit(teacher):
     X, y = teacher
     kw = dict(X=X, y=y, activation="linear", gamma0=1.0, lr=0.25, steps=6)
     ode = limits.solve_dmft("depth-mup", math.inf, **kw)  # Heun, 64 steps in tau
-    mc = solve_resnet_dmft("depth-mup", math.inf, method="monte carlo", depth_steps=4, samples=4096, **kw)
+    mc = limits.solve_dmft("depth-mup", math.inf, method=limits.dmft.MonteCarlo(samples=4096), depth_steps=4,
+                           progress=False, **kw)
     assert mc.meta["depth_levels"] == [4, 2, 1] and mc.meta["depth"] == math.inf
     # (a) the Monte Carlo SDE solver reproduces the deterministic finite-depth equations it discretizes:
     #     the same Richardson combination of exact finite-L solves (measured: 0.04% / 0.03% of L(0), seeds 0 / 1)
@@ -75,7 +76,8 @@ def test_linear_layer_time_matches_the_ode_limit(teacher):
 @pytest.fixture(scope="module")
 def tanh_limit(teacher):
     X, y = teacher
-    kw = dict(X=X, y=y, activation="tanh", gamma0=1.0, lr=0.5, steps=6, samples=4096, seed=0)
+    kw = dict(X=X, y=y, activation="tanh", gamma0=1.0, lr=0.5, steps=6, method=limits.dmft.MonteCarlo(samples=4096),
+              seed=0, progress=False)
     return kw, limits.solve_dmft("depth-mup", math.inf, depth_steps=4, **kw)
 
 
@@ -103,8 +105,8 @@ def test_tanh_finite_depth_approaches_the_limit(tanh_limit):
 
 def test_completep_layer_time_has_no_branch_noise(teacher):
     X, y = teacher
-    tr = limits.solve_dmft("completep", math.inf, X=X, y=y, activation="tanh", lr=0.5, steps=4, samples=1024,
-                           depth_steps=4, X_test=X[:1] + 0.1)
+    tr = limits.solve_dmft("completep", math.inf, X=X, y=y, activation="tanh", lr=0.5, steps=4, depth_steps=4,
+                           method=limits.dmft.MonteCarlo(samples=1024), X_test=X[:1] + 0.1, progress=False)
     assert tr.meta["branch_variance_density"] == 0.0 and tr.meta["lr_density"] > 0
     assert tr.test_predictions.shape == (5, 1) and tr.loss[-1] < tr.loss[0]
     lv = tr.diagnostics["loss_depth_steps"]
@@ -113,7 +115,7 @@ def test_completep_layer_time_has_no_branch_noise(teacher):
 
 def test_bad_inputs(teacher):
     X, y = teacher
-    kw = dict(X=X, y=y, activation="tanh", steps=3, samples=256)
+    kw = dict(X=X, y=y, activation="tanh", steps=3, method=limits.dmft.MonteCarlo(samples=256), progress=False)
     with pytest.raises(ValueError, match="even integer"):
         limits.solve_dmft("depth-mup", math.inf, depth_steps=3, **kw)
     with pytest.raises(ValueError, match="two_time"):

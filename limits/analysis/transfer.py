@@ -349,7 +349,7 @@ def transfer(
     ``lrs`` defaults to ``geomspace(1e-3, 10, 13)``. ``cache_dir``: folder for the
     point cache (None: :func:`default_cache_dir`; False: no cache). ``limit``:
     also solve the infinite-width limit at each lr when a solver is importable
-    (``limit_kwargs`` are passed to it, e.g. ``samples``).
+    (``limit_kwargs`` are passed to it, e.g. ``method=limits.dmft.MonteCarlo(samples=4096)``).
 
     ``depths``: also sweep depth (``depth`` must then be None or one of them);
     ``param`` is a preset name or a callable ``depth -> Parametrization``.

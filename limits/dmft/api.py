@@ -245,7 +245,7 @@ def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, de
         sources = draw(S, limit.fields, steps + 1, problem.Kx_all.shape[0], seed, method.qmc,
                        antithetic=method.antithetic)
         pr, consts = mc.build(act, **kw, limit=limit, sources=sources, stein_jitter=jitter, dtype=method.dtype,
-                              two_time=record == "two_time")
+                              two_time=record == "two_time", mirrored=method.antithetic)
         return mc.solve(pr, consts, blocks=method.blocks, progress=progress), {}
 
     S, rule = method.samples, None

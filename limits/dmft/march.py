@@ -65,7 +65,9 @@ class Process:
 
     ``fields`` = K; ``skip``: residual stream (fields add up); ``S`` paths, ``T1 = steps + 1``,
     ``Pa`` points (train + test), ``P`` train points; ``whitened``: sample-whitened Stein responses
-    instead of control variates; ``two_time``: keep the two-time kernels and responses (n, n)."""
+    instead of control variates; ``mirrored``: the paths come in antithetic pairs (backward sources negated),
+    which makes the readout's control variate redundant for whitened processes; ``two_time``: keep the two-time
+    kernels and responses (n, n)."""
 
     act: _acts.Activation
     fields: int
@@ -75,6 +77,7 @@ class Process:
     Pa: int
     P: int
     whitened: bool
+    mirrored: bool = False
     two_time: bool = False
     dtype: str = "float64"
 
@@ -84,11 +87,13 @@ class Process:
 
     @property
     def switched_off(self) -> tuple[tuple[str, int], ...]:
-        """Sources switched off in the control-variate processes: ``("r", K)`` for the readout response;
-        with control variates also ``("r", k)`` for ``A^k`` and ``("u", k + 1)`` for ``B^k``."""
+        """Sources switched off in the control-variate processes: ``("r", K)`` for the readout response (not
+        needed by whitened processes on mirrored paths: a pair's ``r_K [phi(r) - phi(-r)] / 2`` already drops the
+        part of ``phi`` even in ``r_K``); with control variates also ``("r", k)`` for ``A^k`` and ``("u", k + 1)``
+        for ``B^k``."""
         K = self.fields
         if self.whitened:
-            return (("r", K),)
+            return () if self.mirrored else (("r", K),)
         return tuple(("r", k) for k in range(1, K)) + tuple(("u", k) for k in range(2, K + 1)) + (("r", K),)
 
     def computed(self, proc) -> tuple[int, ...]:
@@ -200,11 +205,25 @@ def _kernel_row(X, hist, S: int):
     return X.T @ hist / S
 
 
+def _extend(pr: Process, consts, carry, name: str, Krow, t, rows):
+    """Extend the factor of source ``name`` by the block row ``t`` of its covariance ``Krow`` (Pa, m); returns the
+    row (Pa, m) of the factor ``F`` with ``v = e F^T`` (``C W`` for whitened sources)."""
+    carry["Ci"][name], Crow, rows[f"Ctt_{name}"], carry["scale"][name] = extend_factor(
+        carry["Ci"][name], Krow, t, pr.Pa, consts["jitter"], carry["scale"][name])
+    return Crow @ consts[f"W_{name}"] if pr.whitened else Crow
+
+
+def _stein(pr: Process, consts, carry, X, name: str, t, inclusive: bool):
+    """Row block ``t`` of ``E[dX/dv]`` for the source ``name`` (whitened or plain, :func:`stein_row`)."""
+    return stein_row(X, consts[f"e_{name}"], t, pr.Pa, inclusive, carry["Ci"][name],
+                     consts[f"Wi_{name}"] if pr.whitened else None)
+
+
 def _up(pr: Process, consts, carry, t, rows, vals):
     """Fields ``1..K`` at time ``t`` for every process, with the rows ``Phi^k(t, :)``, ``A^k(t, :)``."""
     K, Pa, S = pr.fields, pr.Pa, pr.S
     b, kappa, c = consts["b"], consts["kappa"], consts["c"]
-    hist, Ci, scale, Dt = carry["hist"], carry["Ci"], carry["scale"], carry["Dt"]
+    hist, scale, Dt = carry["hist"], carry["scale"], carry["Dt"]
     m = Dt.shape[0]
     start = t * Pa
     past = jnp.arange(m) < start
@@ -214,9 +233,7 @@ def _up(pr: Process, consts, carry, t, rows, vals):
             src, Mrow = b[0] * consts["u1"], None
         else:
             Krow = rows[f"Phi{k - 1}"]
-            Ci[f"u{k}"], Crow, rows[f"Ctt_u{k}"], scale[f"u{k}"] = extend_factor(
-                Ci[f"u{k}"], Krow, t, Pa, consts["jitter"], scale[f"u{k}"])
-            CW = Crow @ consts[f"W_u{k}"] if pr.whitened else Crow
+            CW = _extend(pr, consts, carry, f"u{k}", Krow, t, rows)
             src = b[k - 1] * (consts[f"e_u{k}"] @ CW.T)
             Mrow = (b[k - 1] * rows[f"A{k - 1}"] + c * kappa[k - 1] * Krow * Dt[None, :]) * past
         for p in procs:
@@ -239,15 +256,14 @@ def _up(pr: Process, consts, carry, t, rows, vals):
             rows[f"Phi{k}"] = _kernel_row(ph, hist[f"main/phi{k}"], S)
         if k < K:
             X = ph if pr.whitened else ph - vals[f"r{k}"][f"phi{k}"]
-            rows[f"A{k}"] = stein_row(X, consts[f"e_r{k}"], t, Pa, False, Ci[f"r{k}"],
-                                      consts[f"Wi_r{k}"] if pr.whitened else None)
+            rows[f"A{k}"] = _stein(pr, consts, carry, X, f"r{k}", t, inclusive=False)
 
 
 def _down(pr: Process, consts, carry, t, rows, vals):
     """Fields ``K..1`` at time ``t`` for every process, with the rows ``G^k(t, :)``, ``B^k(t, :)``."""
     K, Pa, S = pr.fields, pr.Pa, pr.S
     b, kappa, c = consts["b"], consts["kappa"], consts["c"]
-    hist, Ci, scale, Dt = carry["hist"], carry["Ci"], carry["scale"], carry["Dt"]
+    hist, Dt = carry["hist"], carry["Dt"]
     m = Dt.shape[0]
     start = t * Pa
     cols = jnp.arange(m)
@@ -258,16 +274,14 @@ def _down(pr: Process, consts, carry, t, rows, vals):
             src, Zrow = b[K] * consts["r_top"], None
         else:
             Grow = rows[f"G{k + 1}"]
-            Ci[f"r{k}"], Crow, _, scale[f"r{k}"] = extend_factor(Ci[f"r{k}"], Grow, t, Pa, consts["jitter"],
-                                                                  scale[f"r{k}"])
-            CW = Crow @ consts[f"W_r{k}"] if pr.whitened else Crow
+            CW = _extend(pr, consts, carry, f"r{k}", Grow, t, rows)
             src = b[k] * (consts[f"e_r{k}"] @ CW.T)
             g_up = vals["main"][f"g{k + 1}"]
             if pr.whitened:
-                B = stein_row(g_up, consts[f"e_u{k + 1}"], t, Pa, True, Ci[f"u{k + 1}"], consts[f"Wi_u{k + 1}"])
+                B = _stein(pr, consts, carry, g_up, f"u{k + 1}", t, inclusive=True)
             else:
                 B = stein_row_diagonal(g_up - vals[f"u{k + 1}"][f"g{k + 1}"], consts[f"e_u{k + 1}"], t, Pa,
-                                       Ci[f"u{k + 1}"], rows[f"Ctt_u{k + 1}"])
+                                       carry["Ci"][f"u{k + 1}"], rows[f"Ctt_u{k + 1}"])
             rows[f"B{k}"] = B
             Zrow = b[k] * B * upto + c * kappa[k] * Grow * Dt[None, :] * past
         for p in procs:
@@ -291,10 +305,11 @@ def _down(pr: Process, consts, carry, t, rows, vals):
 
 def _readout(pr: Process, consts, carry, vals):
     """Per-path predictions (S, Pa) at time t: ``r_K [phi(h^K) - phi(h^K)|_{r_K=0}] / gamma
-    + lr kappa_{K+1} phi(h^K) sum_{s<t} Dt(s).phi(h^K(s))``; their mean is ``f(t)``."""
+    + lr kappa_{K+1} phi(h^K) sum_{s<t} Dt(s).phi(h^K(s))`` (on mirrored paths of a whitened process, ``r_K phi(h^K)``
+    in the first term: the pair mean is the same difference with ``phi(h^K)|_{-r}``); their mean is ``f(t)``."""
     K = pr.fields
     top = vals["main"][f"phi{K}"]
-    ra = consts["r_top"] * (top - vals[f"r{K}"][f"phi{K}"])
+    ra = consts["r_top"] * (top - vals[f"r{K}"][f"phi{K}"] if ("r", K) in pr.switched_off else top)
     return ra / consts["gamma"] + consts["lr"] * consts["kappa"][K] * top * carry["runK"]["main"]
 
 

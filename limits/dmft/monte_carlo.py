@@ -95,27 +95,29 @@ def default_blocks(n: int) -> int:
 
 
 def build(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, limit, sources: dict, stein_jitter: float,
-          dtype: str = "float64", two_time: bool = False):
+          dtype: str = "float64", two_time: bool = False, mirrored: bool = False):
     """The :class:`~limits.dmft.march.Process` and constants of one problem.
 
     ``Kx_all`` (Pa, Pa): input kernel ``x.x'/D`` of train and test points; ``y_all`` (Pa,) targets (0 for
     test points), ``train_mask`` (Pa,) 1 for train points; ``limit``: the table's
     :class:`~limits.parametrization.DMFTLimit` (richness, per-weight source scales and learning-rate weights,
-    skip connections); ``sources``: from :func:`mlp_sources` or :func:`resnet_sources`. MLPs estimate the
+    skip connections); ``sources``: from :func:`mlp_sources` or :func:`resnet_sources` (``mirrored``: drawn in
+    antithetic pairs). MLPs estimate the
     responses on sample-whitened sources, residual networks with control variates (module
     :mod:`limits.dmft.march`). Call inside :func:`limits.dmft.march.precision` of ``dtype``.
     """
     with _march.precision(dtype):
-        return _build(_acts.get(act), Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time)
+        return _build(_acts.get(act), Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time,
+                      mirrored)
 
 
-def _build(act, Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time):
+def _build(act, Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time, mirrored):
     K = limit.fields
     Pa, T1 = Kx_all.shape[0], int(steps) + 1
     S = int(np.shape(sources["u1"])[0])
     whitened = not limit.residual
     pr = _march.Process(act=act, fields=K, skip=bool(limit.residual), S=S, T1=T1, Pa=Pa, P=int(np.sum(train_mask)),
-                        whitened=whitened, two_time=bool(two_time), dtype=dtype)
+                        whitened=whitened, mirrored=bool(mirrored), two_time=bool(two_time), dtype=dtype)
     cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
     Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(Pa))
     consts = {"u1": cast(np.asarray(sources["u1"]) @ Lx.T), "r_top": cast(sources["r_top"]),

@@ -47,10 +47,10 @@ def gaussian_sources(S, dims, seed, qmc=True):
 
 
 def whiten(eps):
-    """``(e, W, W^{-1})`` with ``eps = e W^T``, ``W`` lower triangular and ``e^T e / S = I`` exactly (``W W^T`` =
-    the sample second moment of the sources; time-major order is kept, so ``e_b`` depends only on
-    ``eps_{<=b}``). JAX, in the dtype of ``eps``; ``O(S d^2)``. Needs more samples than coordinates; otherwise
-    (or for a rank-deficient sample) returns ``(eps, I, I)``."""
+    """``(e, W, W^{-1})`` with ``eps = e W^T``, ``W`` lower triangular and ``e^T e / S = I`` exactly (``W W^T`` = the
+    sample second moment of the sources; time-major order is kept, so ``e_b`` depends only on ``eps_{<=b}``).
+    JAX, in the dtype of ``eps``; ``O(S d^2)``. Needs more samples than coordinates; otherwise (or for a
+    rank-deficient sample) returns ``(eps, I, I)``."""
     import jax.numpy as jnp
     from jax.scipy.linalg import solve_triangular
 
