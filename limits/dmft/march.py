@@ -168,14 +168,19 @@ def _centered_moment(X, e, t, Pa: int, inclusive: bool):
     return M * (jnp.arange(m) < (t + int(inclusive)) * Pa)
 
 
-def stein_row(X, e, t, Pa: int, inclusive: bool, Ci, Wi=None):
-    """Row block ``t`` (Pa, m) of the response ``E[dX/dv]`` to the source ``v = e (C W)^T`` (Stein's lemma):
-    ``E[X e^T] = E[dX/dv] C W``, so ``E[dX/dv] = E[(X - <X>) e^T] W^{-1} C^{-1}`` on the causal columns.
-    ``Wi = W^{-1}`` (lower triangular) for sample-whitened sources (``e^T e / S = I``: the part of ``X``
-    linear in the sources is then recovered exactly), None for plain ones. ``O(S m Pa + Pa m^2)``."""
-    M = _centered_moment(X, e, t, Pa, inclusive)
+def stein_row(X, eps, t, Pa: int, inclusive: bool, Ci, Wi=None):
+    """Row block ``t`` (Pa, m) of the response ``E[dX/dv]`` to the source ``v = eps C^T`` (Stein's lemma).
+
+    Plain (``Wi`` None): ``E[X eps^T] = E[dX/dv] C``, so ``E[dX/dv] = E[(X - <X>) eps^T] C^{-1}`` on the causal
+    columns. Sample-whitened (``Wi = W^{-1}``, ``W W^T = eps^T eps / S`` the sample second moment, lower
+    triangular): the same with the sources' sample moment in place of the identity,
+    ``E[(X - <X>) eps^T] Sigma^{-1} C^{-1}``, ``Sigma^{-1} = W^{-T} W^{-1}`` restricted to the causal prefix (the
+    least-squares coefficient of ``X`` on the sources: the part of ``X`` linear in them is recovered exactly).
+    ``O(S m Pa + Pa m^2)``."""
+    M = _centered_moment(X, eps, t, Pa, inclusive)
     if Wi is not None:
-        M = M @ Wi
+        m = eps.shape[1]
+        M = ((M @ Wi.T) * (jnp.arange(m) < (t + int(inclusive)) * Pa)) @ Wi
     return M @ Ci
 
 
@@ -207,10 +212,10 @@ def _kernel_row(X, hist, S: int):
 
 def _extend(pr: Process, consts, carry, name: str, Krow, t, rows):
     """Extend the factor of source ``name`` by the block row ``t`` of its covariance ``Krow`` (Pa, m); returns the
-    row (Pa, m) of the factor ``F`` with ``v = e F^T`` (``C W`` for whitened sources)."""
+    row ``C[t, :]`` (Pa, m) of the factor (``v = eps C^T``)."""
     carry["Ci"][name], Crow, rows[f"Ctt_{name}"], carry["scale"][name] = extend_factor(
         carry["Ci"][name], Krow, t, pr.Pa, consts["jitter"], carry["scale"][name])
-    return Crow @ consts[f"W_{name}"] if pr.whitened else Crow
+    return Crow
 
 
 def _stein(pr: Process, consts, carry, X, name: str, t, inclusive: bool):
@@ -416,7 +421,7 @@ def _prefix(consts, m: int, n: int):
     for k, v in consts.items():
         if k.startswith("e_") and v.shape[1] == n:
             out[k] = v[:, :m]
-        elif k.startswith(("W_", "Wi_")):
+        elif k.startswith("Wi_"):
             out[k] = v[:m, :m]
         else:
             out[k] = v

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import activations as _acts
 from . import march as _march
-from .sources import gaussian_sources, split_sources, whiten
+from .sources import gaussian_sources, split_sources, whitening
 
 __all__ = ["Solution", "mlp_sources", "resnet_sources", "build", "solve", "default_blocks"]
 
@@ -125,10 +125,10 @@ def _build(act, Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitt
               "gamma": cast(limit.gamma), "jitter": cast(stein_jitter), "Kx": cast(Kx_all), "y": cast(y_all),
               "mask": cast(train_mask)}
     for name in pr.sources:
-        eps = cast(sources[name])
         if whitened:
-            eps, consts[f"W_{name}"], consts[f"Wi_{name}"] = whiten(eps)
-        consts[f"e_{name}"] = eps
+            Wi = whitening(sources[name], dtype)
+            consts[f"Wi_{name}"] = cast(np.eye(pr.n) if Wi is None else Wi)
+        consts[f"e_{name}"] = cast(sources[name])
     return pr, consts
 
 

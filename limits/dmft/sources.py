@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["gaussian_sources", "whiten", "split_sources", "pair_blocks"]
+__all__ = ["gaussian_sources", "whitening", "split_sources", "pair_blocks"]
 
 
 def gaussian_sources(S, dims, seed, qmc=True):
@@ -46,23 +46,24 @@ def gaussian_sources(S, dims, seed, qmc=True):
     return out
 
 
-def whiten(eps):
-    """``(e, W, W^{-1})`` with ``eps = e W^T``, ``W`` lower triangular and ``e^T e / S = I`` exactly (``W W^T`` = the
-    sample second moment of the sources; time-major order is kept, so ``e_b`` depends only on ``eps_{<=b}``).
-    JAX, in the dtype of ``eps``; ``O(S d^2)``. Needs more samples than coordinates; otherwise (or for a
-    rank-deficient sample) returns ``(eps, I, I)``."""
-    import jax.numpy as jnp
-    from jax.scipy.linalg import solve_triangular
+def whitening(eps, dtype="float64"):
+    """``W^{-1}`` (d, d) for the Cholesky factor ``W`` of the sample second moment ``eps^T eps / S = W W^T`` of the
+    sources ``eps`` (S, d) (lower triangular; time-major order is kept, so its leading blocks whiten the leading
+    coordinates), or None when there are too few samples (``S <= d + 1``) or the moment is singular. The moment
+    is one symmetric rank-S update (BLAS ``syrk``, half a GEMM) in ``dtype``; the factor in float64."""
+    from scipy.linalg import blas, solve_triangular
 
     S, d = eps.shape
-    eye = jnp.eye(d, dtype=eps.dtype)
     if S <= d + 1:
-        return eps, eye, eye
-    W = jnp.linalg.cholesky(eps.T @ eps / S)
-    if not bool(jnp.all(jnp.isfinite(W))):
-        return eps, eye, eye
-    Wi = solve_triangular(W, eye, lower=True)
-    return eps @ Wi.T, W, Wi
+        return None
+    x = np.asarray(eps, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64, order="F")
+    syrk = blas.ssyrk if x.dtype == np.float32 else blas.dsyrk
+    G = np.asarray(syrk(1.0 / S, x, trans=1, lower=1), dtype=np.float64)  # lower triangle of eps^T eps / S
+    try:
+        W = np.linalg.cholesky(np.tril(G) + np.tril(G, -1).T)
+    except np.linalg.LinAlgError:
+        return None
+    return solve_triangular(W, np.eye(d), lower=True)
 
 
 def split_sources(Z, L: int, T1: int, Pa: int):
