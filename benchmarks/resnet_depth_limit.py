@@ -48,31 +48,31 @@ def run(quick: bool) -> dict:
 
 def coupled_depths(K: int, seed: int, *, data, lr, steps, samples) -> dict:
     """Tanh depth-mup DMFT at L = K, K/2, .., 1 blocks on coupled sources
-    (:func:`limits.dmft.resnet_mc.euler_levels`; the finite-depth DMFT is the Euler-Maruyama scheme of the
+    (:func:`limits.dmft.layer_time.coupled_levels`; the finite-depth DMFT is the Euler-Maruyama scheme of the
     layer-time SDE, so the differences between these levels carry no sampling noise of their own: they
     measure the depth convergence itself): {L: loss (steps+1,)}."""
-    from limits import activations
-    from limits.dmft.resnet_mc import euler_levels
+    from limits.dmft import layer_time
 
     levels = [K >> i for i in range(K.bit_length())]
-    runs = euler_levels(activations.get("tanh"), levels, 1.0, 1.0, 1.0, X=data.X, y=data.y, X_test=None, lr=lr,
-                        steps=steps, samples=samples, seed=seed, qmc=True, stein_jitter=1e-4, tol=1e-10,
-                        max_iter=200, damping=None, progress=False)
-    return {L: 0.5 * np.mean((np.asarray(run[0]["f"]).reshape(steps + 1, -1) - data.y) ** 2, axis=1)
-            for L, (_, run) in zip(levels, runs)}
+    limit = limits.param("depth-mup", 4).dmft_limit(infinite_depth=True)
+    Kx = data.X @ data.X.T / data.X.shape[1]
+    level = layer_time.monte_carlo_level("tanh", Kx_all=Kx, y_all=data.y, train_mask=np.ones(len(data.y)),
+                                         steps=steps, lr=lr, samples=samples, seed=seed, qmc=True, stein_jitter=1e-4,
+                                         dtype="float64")
+    return {L: 0.5 * np.mean((sol.f - data.y) ** 2, axis=1) for L, _, sol in layer_time.coupled_levels(limit, levels, level)}
 
 
 def run_tanh(quick: bool, seeds) -> dict:
     d = limits.datasets.teacher(P=4, D=8, seed=0)
     steps, samples = (3, 512) if quick else (6, 4096)
-    kw = dict(X=d.X, y=d.y, gamma0=1.0, lr=0.5, steps=steps, samples=samples, progress=False)
+    kw = dict(X=d.X, y=d.y, gamma0=1.0, lr=0.5, steps=steps, progress=False)
+    method = limits.dmft.MonteCarlo(samples=samples)
     out = {"linear_monte_carlo_vs_ode": [], "tanh": []}
-    ode = limits.solve_dmft("depth-mup", math.inf, activation="linear", **dict(kw, lr=0.25, samples=None))
-    from limits.dmft.resnet import solve_resnet_dmft
-    from limits.dmft.resnet_mc import richardson_weights
+    ode = limits.solve_dmft("depth-mup", math.inf, activation="linear", **dict(kw, lr=0.25))
+    from limits.dmft.layer_time import richardson_weights
 
     for K in ([4] if quick else [4, 8]):
-        mc = solve_resnet_dmft("depth-mup", math.inf, activation="linear", method="monte carlo", depth_steps=K,
+        mc = limits.solve_dmft("depth-mup", math.inf, activation="linear", method=method, depth_steps=K,
                                **dict(kw, lr=0.25))
         rel = lambda v: float(np.max(np.abs(v - ode.loss)) / ode.loss[0])  # noqa: E731
         out["linear_monte_carlo_vs_ode"].append({"depth_steps": K, "loss_err_over_L0": rel(mc.loss),
@@ -90,7 +90,8 @@ def run_tanh(quick: bool, seeds) -> dict:
                "fitted_rate": float(np.polyfit(np.log(fit), np.log([errs[depths.index(L)] for L in fit]), 1)[0]),
                "loss_inf": ref.tolist(), "solver": {}}
         for K in ([4] if quick else [4, 8]):
-            tr = limits.solve_dmft("depth-mup", math.inf, activation="tanh", depth_steps=K, seed=seed + 100, **kw)
+            tr = limits.solve_dmft("depth-mup", math.inf, activation="tanh", depth_steps=K, seed=seed + 100,
+                                   method=method, **kw)
             row["solver"][K] = {"err_over_L0": float(np.max(np.abs(tr.loss - ref)) / L0),
                                 "stderr_bound_over_L0": float(np.max(tr.loss_stderr) / L0),
                                 "seconds": tr.diagnostics["wall_time"]}

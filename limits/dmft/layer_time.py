@@ -21,7 +21,8 @@ import numpy as np
 from . import monte_carlo as mc
 from .sources import pair_blocks
 
-__all__ = ["richardson_weights", "levels_of", "LayerTimeSolution", "solve", "monte_carlo_level", "exact_level"]
+__all__ = ["richardson_weights", "levels_of", "LayerTimeSolution", "coupled_levels", "solve", "monte_carlo_level",
+           "exact_level"]
 
 
 def richardson_weights(m: int):
@@ -50,22 +51,35 @@ class LayerTimeSolution:
     level_f: dict
 
 
-def solve(limit, K: int, level, *, Kx_all) -> LayerTimeSolution:
-    """Richardson-extrapolated levels ``K, K/2 (, K/4)`` of the layer-time limit ``limit`` (a
-    :class:`~limits.parametrization.DMFTLimit` with ``layer_time``). ``level(limit_k, k, eps) -> (Solution,
-    eps_next)`` solves the ``k``-block process ``limit_k = limit.with_blocks(k)`` (on the sources ``eps`` coupled
-    to the finer level, None for the finest) and returns the sources of the next coarser level:
-    :func:`monte_carlo_level` or :func:`exact_level`. ``Kx_all`` (Pa, Pa) for the NTK."""
-    levels = levels_of(K)
-    w = richardson_weights(len(levels))
-    sols, ntks, eps = [], [], None
+def coupled_levels(limit, levels, level) -> list:
+    """Solutions of the ``k``-block discretizations of the layer-time limit ``limit`` for each ``k`` in ``levels``
+    (each the double of the next), each coarser one on the sources the finer one passes on (``level(limit_k, k,
+    eps) -> (Solution, eps_next)``: :func:`monte_carlo_level` or :func:`exact_level`). Stops after a level whose
+    gradient descent diverges. Returns ``[(k, limit_k, Solution), ...]``."""
+    if any(a != 2 * b for a, b in zip(levels, levels[1:])):
+        raise ValueError(f"levels must halve step by step, got {levels}")
+    out, eps = [], None
     for k in levels:
         lim = limit.with_blocks(k)
         sol, eps = level(lim, k, eps)
+        out.append((k, lim, sol))
         if sol.diverged_at is not None:
-            return LayerTimeSolution(sol, mc.ntk(sol, Kx_all, lim.kappa), levels, w, {})
-        sols.append(sol)
-        ntks.append(mc.ntk(sol, Kx_all, lim.kappa))
+            break
+    return out
+
+
+def solve(limit, K: int, level, *, Kx_all) -> LayerTimeSolution:
+    """Richardson-extrapolated levels ``K, K/2 (, K/4)`` of the layer-time limit ``limit`` (a
+    :class:`~limits.parametrization.DMFTLimit` with ``layer_time``) by :func:`coupled_levels`.
+    ``Kx_all`` (Pa, Pa) for the NTK."""
+    levels = levels_of(K)
+    w = richardson_weights(len(levels))
+    runs = coupled_levels(limit, levels, level)
+    if runs[-1][2].diverged_at is not None:
+        k, lim, sol = runs[-1]
+        return LayerTimeSolution(sol, mc.ntk(sol, Kx_all, lim.kappa), levels, w, {})
+    sols = [sol for _, _, sol in runs]
+    ntks = [mc.ntk(sol, Kx_all, lim.kappa) for _, lim, sol in runs]
     combine = lambda xs: sum(wi * x for wi, x in zip(w, xs))  # noqa: E731
     kmin = levels[-1]
     nodes = lambda x, k: x[:, [j * k // kmin for j in range(kmin + 1)]]  # noqa: E731  coarse tau nodes
