@@ -111,7 +111,7 @@ def extrapolate(widths, values):
 # ---------------------------------------------------------------------------
 CASES = {
     "tanh_d1": dict(depth=1, activation="tanh", lr=0.5, steps=20, widths=(1024, 4096), seeds=(512, 512)),
-    "relu_d1": dict(depth=1, activation="relu", lr=0.5, steps=20, widths=(1024, 4096), seeds=(2048, 2048)),
+    "relu_d1": dict(depth=1, activation="relu", lr=0.5, steps=20, widths=(1024, 4096), seeds=(8192, 8192)),
     "tanh_d2": dict(depth=2, activation="tanh", lr=0.5, steps=20),
     "relu_d2": dict(depth=2, activation="relu", lr=0.5, steps=20),
     "linear_d3": dict(depth=3, activation="linear", lr=0.05, steps=20, widths=(128, 256, 512), seeds=(128, 64, 32)),

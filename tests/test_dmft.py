@@ -264,3 +264,18 @@ def test_options_that_do_not_apply_are_rejected(small):
         solve_dmft("mup", 2, activation="linear", record="all", **kw)
     with pytest.raises(ValueError, match="width must be"):
         solve_dmft("mup", 2, 0, activation="linear", **kw)
+
+
+def test_two_layer_relu_has_no_readout_bias(data):
+    """The readout response by Stein's lemma on mirrored paths is unbiased for ReLU. Against two-layer ReLU
+    finite widths (N = 1024, 4096, 8192 seeds each, extrapolated in 1/N; standard error 0.016% of L(0)) the
+    earlier tangent estimate (phi'' = delta smoothed) sat +0.13% of L(0) above, 18-21 standard errors; this one
+    is within one combined standard error at seeds 0/1/2 (measured max |dL| 0.08% / 0.007% / 0.04% of L(0))."""
+    ref = REF["relu_d1"]
+    c = ref["case"]
+    ext, se = extrapolate_in_width(ref["widths"], ref["mean"], ref["stderr"])
+    tr = solve_dmft("mup", 1, X=data.X, y=data.y, activation="relu", lr=c["lr"], steps=c["steps"],
+                    method=limits.dmft.MonteCarlo(samples=16384), progress=False)
+    z = np.abs(tr.loss - ext) / np.sqrt(se**2 + tr.loss_stderr**2)
+    assert z.max() < 3.0, z.max()
+    assert np.max(tr.loss - ext) < 5e-4 * ext[0]  # the old offset was 1.3e-3 L(0)
