@@ -46,6 +46,7 @@ the factors, ``n = (steps + 1) Pa``; memory ``O(S n)`` per history and source.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -120,10 +121,13 @@ class Process:
         return tuple(f"u{k}" for k in range(2, K + 1)) + tuple(f"r{k}" for k in range(1, K))
 
 
+@contextlib.contextmanager
 def precision(dtype: str):
-    """Context in which JAX computes in ``dtype`` ("float64" or "float32") without changing the user's
-    global setting (``jax.enable_x64`` is scoped; compiled functions are cached per setting)."""
-    return jax.enable_x64(jnp.dtype(dtype) == jnp.float64)
+    """Context in which JAX computes in ``dtype`` ("float64" or "float32") without changing the user's global
+    settings (``jax.enable_x64`` is scoped; compiled functions are cached per setting), with full-precision
+    matrix products (GPUs default to TF32 for float32, 10 mantissa bits: the Cholesky rows then blow up)."""
+    with jax.enable_x64(jnp.dtype(dtype) == jnp.float64), jax.default_matmul_precision("highest"):
+        yield
 
 
 def _name(proc) -> str:
