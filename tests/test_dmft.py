@@ -279,3 +279,17 @@ def test_two_layer_relu_has_no_readout_bias(data):
     z = np.abs(tr.loss - ext) / np.sqrt(se**2 + tr.loss_stderr**2)
     assert z.max() < 3.0, z.max()
     assert np.max(tr.loss - ext) < 5e-4 * ext[0]  # the old offset was 1.3e-3 L(0)
+
+
+def test_samples_rule_and_warning(small):
+    """samples=None: max(8192, 5 n); target_stderr adds a pass with S (error/target)^2 paths; too few paths for
+    the response functions draw a warning naming the number needed."""
+    kw = dict(X=small.X, y=small.y, activation="tanh", lr=0.5, steps=3, progress=False)
+    tr = solve_dmft("mup", 2, **kw)
+    assert tr.diagnostics["samples"] == 8192 and "5 n" in tr.diagnostics["samples_rule"]
+    with pytest.warns(RuntimeWarning, match="needs about .* paths, above MonteCarlo.max_samples=2048"):
+        tr = solve_dmft("mup", 2, **kw,
+                        method=limits.dmft.MonteCarlo(samples=1024, target_stderr=1e-4, max_samples=2048))
+    assert tr.diagnostics["samples"] == 2048 and "target 0.0001" in tr.diagnostics["samples_rule"]
+    with pytest.warns(RuntimeWarning, match=r"samples=16 is below 128 \(5 n as a power of 2"):
+        solve_dmft("mup", 2, **kw, method=limits.dmft.MonteCarlo(samples=16))

@@ -24,7 +24,7 @@ from .methods import Exact, MonteCarlo
 __all__ = ["solve_dmft"]
 
 _RECORD = ("equal_time", "two_time", "none")
-FIRST_PASS_SAMPLES = 4096
+DEFAULT_SAMPLES = 8192
 DEFAULT_DEPTH_STEPS = {"exact": 64, "monte carlo": 4}
 
 
@@ -241,6 +241,8 @@ def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, de
                                                  antithetic=method.antithetic, blocks=method.blocks, progress=progress)
             res = layer_time.solve(limit, depth_steps, level, Kx_all=problem.Kx_all)
             return res.solution, {"ntk": res.ntk, "levels": res}
+        _check_memory(mc.process(act, limit, S=S, steps=steps, Pa=problem.Kx_all.shape[0], P=problem.P,
+                                 dtype=method.dtype, two_time=record == "two_time", mirrored=method.antithetic))
         draw = mc.resnet_sources if limit.residual else mc.mlp_sources
         sources = draw(S, limit.fields, steps + 1, problem.Kx_all.shape[0], seed, method.qmc,
                        antithetic=method.antithetic)
@@ -248,16 +250,57 @@ def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, de
                               two_time=record == "two_time", mirrored=method.antithetic)
         return mc.solve(pr, consts, blocks=method.blocks, progress=progress), {}
 
+    n = (steps + 1) * problem.Kx_all.shape[0]
+    needed = _samples_for_responses(limit, n)
     S, rule = method.samples, None
-    sol, extra = run(S or FIRST_PASS_SAMPLES)
+    if S is not None and S < needed:
+        warnings.warn(f"samples={S} is below {needed} (5 n as a power of 2, n = (steps+1) x points = {n}): the response functions "
+                      f"regress each path on the sources of all n earlier grid points, and with S/n = {S / n:.1f} "
+                      f"their noise biases late, small losses (measured: 10-40% at S/n = 5 with one-sided sources, "
+                      f"a factor 3 at S/n = 2.5; docs/theory/dmft.md section 7); use samples >= {needed}",
+                      RuntimeWarning, stacklevel=3)
     if S is None:
-        S, rule = _samples_rule(sol, problem, method)
-        if S != FIRST_PASS_SAMPLES:
+        S = max(DEFAULT_SAMPLES, needed)
+        rule = f"default: max({DEFAULT_SAMPLES}, 5 n) paths (n = {n} grid points)"
+    sol, extra = run(S)
+    if method.target_stderr is not None:
+        S2, rule2 = _samples_rule(sol, problem, method, S)
+        rule = f"{rule}; {rule2}" if rule else rule2
+        if S2 != S:
+            S = S2
             sol, extra = run(S)
     extra.update(samples=S, samples_rule=rule, stein_jitter=jitter,
                  method=("layer-time Monte Carlo march (Euler-Maruyama levels, Richardson)" if limit.layer_time
                          else "Monte Carlo march") + f" ({S} paths, {method.dtype})")
     return sol, extra
+
+
+def _check_memory(pr):
+    """Raise before a march that would not fit in this machine's memory (rough estimate, :func:`memory_bytes`)."""
+    import os
+
+    from .march import memory_bytes
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - platform without sysconf
+        return
+    need = memory_bytes(pr)
+    if need > 0.9 * total:
+        fits = int(pr.S * 0.9 * total / need)
+        raise MemoryError(f"the march needs about {need / 1e9:.1f} GB for samples={pr.S} on n = {pr.n} grid points "
+                          f"(this machine has {total / 1e9:.1f} GB): use at most samples={2 ** max(4, fits.bit_length() - 1)}, "
+                          f"dtype='float32', or fewer steps or points")
+
+
+def _samples_for_responses(limit, n: int) -> int:
+    """Paths the Stein response functions need on a grid of ``n`` points: ``5 n`` (a power of 2) when the process has
+    responses (two fields or more), else none beyond the first pass."""
+    if limit.layer_time is not None:
+        responses = limit.layer_time[0] > 0  # branch noise: CompleteP's vanishes, and its responses with it
+    else:
+        responses = limit.fields >= 2 and (not limit.residual or any(b > 0 for b in limit.b[1:-1]))
+    return int(2 ** math.ceil(math.log2(5 * n))) if responses else 0
 
 
 def _relative_loss_error(sol, problem: _Problem) -> float:
@@ -266,14 +309,13 @@ def _relative_loss_error(sol, problem: _Problem) -> float:
     return float(np.max(sol.loss_se / np.maximum(loss, 1e-3 * loss[0])))
 
 
-def _samples_rule(sol, problem: _Problem, method: MonteCarlo):
-    """Paths for the target error from the first pass: ``S = S0 (rel / target)^2`` as a power of 2 in
+def _samples_rule(sol, problem: _Problem, method: MonteCarlo, S0: int):
+    """Paths for the target error from the first pass of ``S0`` paths: ``S = S0 (rel / target)^2`` as a power of 2 in
     ``[S0, max_samples]``; returns ``(S, rule text)``."""
     rel = _relative_loss_error(sol, problem)
-    S0 = FIRST_PASS_SAMPLES
     want = S0 * (rel / method.target_stderr) ** 2
     S = int(min(method.max_samples, max(S0, 2 ** math.ceil(math.log2(max(want, 1.0))))))
-    rule = (f"first pass of {S0} paths: relative loss standard error {rel:.3g} -> {S} paths for target "
+    rule = (f"pass of {S0} paths: relative loss standard error {rel:.3g} -> {S} paths for target "
             f"{method.target_stderr:g}")
     if want > method.max_samples:
         warnings.warn(f"the target relative loss error {method.target_stderr:g} needs about {int(want)} paths, above "

@@ -57,7 +57,7 @@ import numpy as np
 
 from .. import activations as _acts
 
-__all__ = ["Process", "march", "drive", "precision", "time_blocks", "extend_factor", "stein_row", "stein_row_diagonal"]
+__all__ = ["Process", "march", "drive", "precision", "memory_bytes", "time_blocks", "extend_factor", "stein_row", "stein_row_diagonal"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +128,16 @@ def precision(dtype: str):
     matrix products (GPUs default to TF32 for float32, 10 mantissa bits: the Cholesky rows then blow up)."""
     with jax.enable_x64(jnp.dtype(dtype) == jnp.float64), jax.default_matmul_precision("highest"):
         yield
+
+
+def memory_bytes(pr: Process) -> int:
+    """Rough peak memory of a march: the path histories and two-time sources (``S x n`` each, plus a copy while a
+    time block grows), the factors (``n x n``), and the float64 Sobol draw of the sources."""
+    item = jnp.dtype(pr.dtype).itemsize
+    procs = (None,) + pr.switched_off
+    arrays = sum(len(pr.stored(p)) for p in procs) + len(pr.sources)
+    draw = 8 * pr.S * (pr.Pa + len(pr.sources) * pr.n) * 2
+    return int(2 * item * pr.S * pr.n * arrays + 3 * item * pr.n**2 * len(pr.sources) + draw)
 
 
 def _name(proc) -> str:

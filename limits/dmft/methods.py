@@ -23,11 +23,15 @@ class MonteCarlo:
     """Monte Carlo over single-site paths, marched once forward in time (:mod:`limits.dmft.march`).
 
     Args:
-        samples: paths per solve (even). None: 4096 for a first pass, then, if the relative standard error of the
-            loss exceeds ``target_stderr``, one more pass with ``4096 (error / target)^2`` paths (a power of
-            2, at most ``max_samples``); the first pass is the variance estimate (no pilot solves).
-        target_stderr: relative standard error of the loss aimed at when ``samples`` is None.
-        max_samples: cap of the automatic choice (memory grows linearly with the paths).
+        samples: paths per solve (even). None: ``max(8192, 5 n)`` as a power of 2, ``n = (steps + 1) x points``
+            (the response functions of depth >= 2 regress on the sources of all ``n`` grid points and need
+            ``S >= 5 n``; measured accuracy in docs/theory/dmft.md section 7). Below ``5 n`` a given number of
+            paths draws a warning.
+        target_stderr: None (default), or a relative standard error of the loss to reach: the first pass's
+            error estimate (``loss_stderr``, 16 Sobol blocks, conservative) then sets a second pass of
+            ``S (error / target)^2`` paths (a power of 2, at most ``max_samples``) when it is above the target
+            (no pilot solves).
+        max_samples: cap of ``target_stderr``'s choice (memory grows linearly with the paths).
         qmc: scrambled-Sobol sources (randomized quasi-Monte Carlo) instead of pseudo-random normals.
         antithetic: paths in mirrored pairs (forward sources shared, backward sources negated; ``samples`` even),
             which makes every estimate exactly even in the richness ``gamma``, as the limit is.
@@ -40,7 +44,7 @@ class MonteCarlo:
     """
 
     samples: int | None = None
-    target_stderr: float = 0.01
+    target_stderr: float | None = None
     max_samples: int = 65536
     qmc: bool = True
     antithetic: bool = True
@@ -53,7 +57,8 @@ class MonteCarlo:
             integer(self.samples, "MonteCarlo.samples", 16)
             if self.samples % 2 and self.antithetic:
                 raise ValueError(f"MonteCarlo.samples must be even (paths come in mirrored pairs), got {self.samples}")
-        positive(self.target_stderr, "MonteCarlo.target_stderr")
+        if self.target_stderr is not None:
+            positive(self.target_stderr, "MonteCarlo.target_stderr")
         integer(self.max_samples, "MonteCarlo.max_samples", 16)
         for name in ("qmc", "antithetic"):
             if not isinstance(getattr(self, name), bool):

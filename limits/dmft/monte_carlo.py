@@ -18,7 +18,7 @@ from .. import activations as _acts
 from . import march as _march
 from .sources import gaussian_sources, split_sources, whitening
 
-__all__ = ["Solution", "mlp_sources", "resnet_sources", "build", "solve", "default_blocks"]
+__all__ = ["Solution", "mlp_sources", "resnet_sources", "process", "build", "solve", "default_blocks"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +94,16 @@ def default_blocks(n: int) -> int:
     return int(max(1, min(8, n // 256)))
 
 
+def process(act, limit, *, S: int, steps: int, Pa: int, P: int, dtype: str = "float64", two_time: bool = False,
+            mirrored: bool = False) -> _march.Process:
+    """The static :class:`~limits.dmft.march.Process` of ``limit`` (a :class:`~limits.parametrization.DMFTLimit`)
+    with ``S`` paths on ``steps + 1`` times and ``Pa`` points (``P`` train): MLPs estimate the responses on
+    sample-whitened sources, residual networks with control variates (module :mod:`limits.dmft.march`)."""
+    return _march.Process(act=_acts.get(act), fields=limit.fields, skip=bool(limit.residual), S=int(S),
+                          T1=int(steps) + 1, Pa=int(Pa), P=int(P), whitened=not limit.residual,
+                          mirrored=bool(mirrored), two_time=bool(two_time), dtype=dtype)
+
+
 def build(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, limit, sources: dict, stein_jitter: float,
           dtype: str = "float64", two_time: bool = False, mirrored: bool = False):
     """The :class:`~limits.dmft.march.Process` and constants of one problem.
@@ -102,33 +112,22 @@ def build(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, limit, sourc
     test points), ``train_mask`` (Pa,) 1 for train points; ``limit``: the table's
     :class:`~limits.parametrization.DMFTLimit` (richness, per-weight source scales and learning-rate weights,
     skip connections); ``sources``: from :func:`mlp_sources` or :func:`resnet_sources` (``mirrored``: drawn in
-    antithetic pairs). MLPs estimate the
-    responses on sample-whitened sources, residual networks with control variates (module
-    :mod:`limits.dmft.march`). Call inside :func:`limits.dmft.march.precision` of ``dtype``.
+    antithetic pairs).
     """
+    pr = process(act, limit, S=np.shape(sources["u1"])[0], steps=steps, Pa=Kx_all.shape[0], P=np.sum(train_mask),
+                 dtype=dtype, two_time=two_time, mirrored=mirrored)
+    Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(pr.Pa))
     with _march.precision(dtype):
-        return _build(_acts.get(act), Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time,
-                      mirrored)
-
-
-def _build(act, Kx_all, y_all, train_mask, steps, lr, limit, sources, stein_jitter, dtype, two_time, mirrored):
-    K = limit.fields
-    Pa, T1 = Kx_all.shape[0], int(steps) + 1
-    S = int(np.shape(sources["u1"])[0])
-    whitened = not limit.residual
-    pr = _march.Process(act=act, fields=K, skip=bool(limit.residual), S=S, T1=T1, Pa=Pa, P=int(np.sum(train_mask)),
-                        whitened=whitened, mirrored=bool(mirrored), two_time=bool(two_time), dtype=dtype)
-    cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
-    Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(Pa))
-    consts = {"u1": cast(np.asarray(sources["u1"]) @ Lx.T), "r_top": cast(sources["r_top"]),
-              "b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
-              "gamma": cast(limit.gamma), "jitter": cast(stein_jitter), "Kx": cast(Kx_all), "y": cast(y_all),
-              "mask": cast(train_mask)}
-    for name in pr.sources:
-        if whitened:
-            Wi = whitening(sources[name], dtype)
-            consts[f"Wi_{name}"] = cast(np.eye(pr.n) if Wi is None else Wi)
-        consts[f"e_{name}"] = cast(sources[name])
+        cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
+        consts = {"u1": cast(np.asarray(sources["u1"]) @ Lx.T), "r_top": cast(sources["r_top"]),
+                  "b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
+                  "gamma": cast(limit.gamma), "jitter": cast(stein_jitter), "Kx": cast(Kx_all), "y": cast(y_all),
+                  "mask": cast(train_mask)}
+        for name in pr.sources:
+            if pr.whitened:
+                Wi = whitening(sources[name], dtype)
+                consts[f"Wi_{name}"] = cast(np.eye(pr.n) if Wi is None else Wi)
+            consts[f"e_{name}"] = cast(sources[name])
     return pr, consts
 
 
