@@ -32,10 +32,11 @@ iterative solver of earlier versions converged to (``tests/test_dmft_march.py`` 
 on stored fixed points), is what this pass produces; it costs about one iteration of that solver.
 
 Estimators of the responses (Stein's lemma, ``E[X eps^T] = E[dX/d eps]``, no ``phi''``, unbiased for
-ReLU): ``whitened`` regresses the path values on the sample-whitened sources (MLPs, whose fields
-decouple given the kernels); otherwise each response has a control variate, the same process with
-its source switched off, marched alongside (residual networks). The readout response ``a`` always
-has the control variate ``phi(h^K)|_{r_K = 0}``.
+ReLU): ``whitened`` regresses the path values on the sources with their exact sample moment (MLPs,
+whose fields decouple given the kernels); otherwise each response has a control variate, the same
+process with its source switched off, marched alongside (residual networks). The readout response
+``a`` has the control variate ``phi(h^K)|_{r_K = 0}``, or, on mirrored paths of a whitened process
+(antithetic pairs with the backward sources negated), the pair's own odd part.
 
 Layout: paths at one time are ``(S, Pa)``; histories ``(S, m)`` time-major over the prefix
 ``m = t1 Pa`` of the current time block ``[t0, t1)``; factors ``(m, m)``. The time blocks are
@@ -57,7 +58,8 @@ import numpy as np
 
 from .. import activations as _acts
 
-__all__ = ["Process", "march", "drive", "precision", "memory_bytes", "time_blocks", "extend_factor", "stein_row", "stein_row_diagonal"]
+__all__ = ["Process", "march", "drive", "precision", "memory_bytes", "time_blocks", "extend_factor", "stein_row",
+           "stein_row_diagonal"]
 
 
 @dataclasses.dataclass(frozen=True)
