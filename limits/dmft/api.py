@@ -25,6 +25,7 @@ __all__ = ["solve_dmft"]
 
 _RECORD = ("equal_time", "two_time", "none")
 DEFAULT_SAMPLES = 8192
+DEFAULT_SAMPLES_TWO_LAYER = 65536  # no path histories: O(S n P), seconds at most
 DEFAULT_DEPTH_STEPS = {"exact": 64, "monte carlo": 4}
 
 
@@ -260,8 +261,9 @@ def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, de
                       f"a factor 3 at S/n = 2.5; docs/theory/dmft.md section 7); use samples >= {needed}",
                       RuntimeWarning, stacklevel=3)
     if S is None:
-        S = max(DEFAULT_SAMPLES, needed)
-        rule = f"default: max({DEFAULT_SAMPLES}, 5 n) paths (n = {n} grid points)"
+        base = DEFAULT_SAMPLES_TWO_LAYER if limit.fields == 1 else DEFAULT_SAMPLES
+        S = max(base, needed)
+        rule = f"default: max({base}, 5 n) paths (n = {n} grid points)"
     sol, extra = run(S)
     if method.target_stderr is not None:
         S2, rule2 = _samples_rule(sol, problem, method, S)

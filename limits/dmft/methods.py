@@ -23,7 +23,8 @@ class MonteCarlo:
     """Monte Carlo over single-site paths, marched once forward in time (:mod:`limits.dmft.march`).
 
     Args:
-        samples: paths per solve (even). None: ``max(8192, 5 n)`` as a power of 2, ``n = (steps + 1) x points``
+        samples: paths per solve (even). None: ``max(8192, 5 n)`` as a power of 2 (65536 for two-layer networks, whose
+            march keeps no path histories and costs ``O(S n P)``), ``n = (steps + 1) x points``
             (the response functions of depth >= 2 regress on the sources of all ``n`` grid points and need
             ``S >= 5 n``; measured accuracy in docs/theory/dmft.md section 7). Below ``5 n`` a given number of
             paths draws a warning.
