@@ -22,7 +22,6 @@ with ``n = (steps + 1) Pa``; no iteration, no damping.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -32,44 +31,28 @@ import numpy as np
 from . import march as _march
 from .monte_carlo import Solution, default_blocks
 
-__all__ = ["LinearProcess", "solve"]
+__all__ = ["solve"]
 
 
-@dataclasses.dataclass(frozen=True)
-class LinearProcess:
-    """Static shape of a deep-linear march: ``fields`` = K hidden layers, ``T1 = steps + 1``, ``Pa`` points,
-    ``P`` train points."""
-
-    fields: int
-    T1: int
-    Pa: int
-    P: int
-    dtype: str = "float64"
-
-    @property
-    def n(self) -> int:
-        return self.T1 * self.Pa
-
-
-def _source_dims(pr: LinearProcess, k: int, m: int):
+def _source_dims(pr: _march.Grid, k: int, m: int):
     """Columns of the coefficient matrices of field ``k`` on ``(u_k, r_k)``: ``u_1`` has ``Pa`` (constant in time),
     ``r_K`` one; the others one per grid point of the prefix (``m``)."""
-    return (pr.Pa if k == 1 else m), (1 if k == pr.fields else m)
+    return (pr.Pa if k == 1 else m), (1 if k == pr.size else m)
 
 
-def _initial_carry(pr: LinearProcess):
+def _initial_carry(pr: _march.Grid):
     z = lambda *s: jnp.zeros(s, jnp.dtype(pr.dtype))  # noqa: E731
     carry = {"Dt": z(0)}
-    for k in range(1, pr.fields + 1):
+    for k in range(1, pr.size + 1):
         du, dr = _source_dims(pr, k, 0)
         carry.update({f"Hu{k}": z(0, du), f"Zu{k}": z(0, du), f"Hr{k}": z(0, dr), f"Zr{k}": z(0, dr),
                       f"Phi{k}": z(0, 0), f"G{k}": z(0, 0)})
     return carry
 
 
-def _grown(pr: LinearProcess, carry, m: int):
+def _grown(pr: _march.Grid, carry, m: int):
     out = {"Dt": jnp.pad(carry["Dt"], (0, m - carry["Dt"].shape[0]))}
-    for k in range(1, pr.fields + 1):
+    for k in range(1, pr.size + 1):
         du, dr = _source_dims(pr, k, m)
         for name, cols in (("Hu", du), ("Zu", du), ("Hr", dr), ("Zr", dr), ("Phi", m), ("G", m)):
             x = carry[f"{name}{k}"]
@@ -88,9 +71,9 @@ def _quadratic(X_t, Su, Xu, Y_t, Sr, Yr):
     return (X_t @ Su) @ Xu.T + (Y_t @ Sr) @ Yr.T
 
 
-def step(pr: LinearProcess, consts, carry, t):
+def step(pr: _march.Grid, consts, carry, t):
     """One time step of the deep-linear march (module docstring)."""
-    K, Pa = pr.fields, pr.Pa
+    K, Pa = pr.size, pr.Pa
     b, kappa, c = consts["b"], consts["kappa"], consts["c"]
     carry = dict(carry)
     Dt = carry["Dt"]
@@ -139,7 +122,7 @@ def step(pr: LinearProcess, consts, carry, t):
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
-def _block(pr: LinearProcess, consts, carry, ts):
+def _block(pr: _march.Grid, consts, carry, ts):
     return jax.lax.scan(functools.partial(step, pr, consts), carry, ts)
 
 
@@ -149,7 +132,7 @@ def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, two_time=F
     :class:`~limits.dmft.monte_carlo.Solution` with zero standard errors (the equations are exact) and, with
     ``two_time``, the two-time kernels ``Phi{k}``, ``G{k}`` and responses ``A{k} = H_r``, ``B{k}`` (n, n)."""
     Pa, T1 = Kx_all.shape[0], int(steps) + 1
-    pr = LinearProcess(fields=limit.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
+    pr = _march.Grid(size=limit.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
     with _march.precision(pr.dtype):
         cast = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
         consts = {"b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
@@ -159,7 +142,7 @@ def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, two_time=F
                                   grow=functools.partial(_grown, pr), progress=progress, desc="deep-linear DMFT")
         two = None
         if two_time:
-            K = pr.fields
+            K = pr.size
             two = {f"{q}{k}": np.asarray(carry[f"{q}{k}"]) for k in range(1, K + 1) for q in ("Phi", "G")}
             two.update({f"A{k}": np.asarray(carry[f"Hr{k}"]) for k in range(1, K)})
             two.update({f"B{k}": np.asarray(carry[f"Zu{k + 1}"]) for k in range(1, K)})

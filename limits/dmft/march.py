@@ -58,7 +58,7 @@ import numpy as np
 
 from .. import activations as _acts
 
-__all__ = ["Process", "march", "drive", "precision", "memory_bytes", "time_blocks", "extend_factor", "stein_row",
+__all__ = ["Process", "Grid", "march", "drive", "precision", "memory_bytes", "time_blocks", "extend_factor", "stein_row",
            "stein_row_diagonal"]
 
 
@@ -121,6 +121,22 @@ class Process:
         """Two-time sources with a causal factor: ``u2..uK`` and ``r1..r(K-1)``."""
         K = self.fields
         return tuple(f"u{k}" for k in range(2, K + 1)) + tuple(f"r{k}" for k in range(1, K))
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Static shape of a deterministic march (hashable, compiled once per Grid): ``size`` fields (or layer-time
+    nodes), ``T1 = steps + 1`` times, ``Pa`` points (train + test), ``P`` train points."""
+
+    size: int
+    T1: int
+    Pa: int
+    P: int
+    dtype: str = "float64"
+
+    @property
+    def n(self) -> int:
+        return self.T1 * self.Pa
 
 
 @contextlib.contextmanager

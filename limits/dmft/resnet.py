@@ -33,7 +33,6 @@ Layer time (``depth = inf``) is :mod:`limits.dmft.layer_time` on these finite-de
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -43,37 +42,24 @@ import numpy as np
 from . import march as _march
 from .monte_carlo import Solution, default_blocks
 
-__all__ = ["ResidualLinearProcess", "solve"]
+__all__ = ["solve", "solve_layer_time"]
 
 _FIELD = ("Pi", "N", "R", "S", "Phi", "G", "PRI")  # per field k
 _WEIGHT = ("C", "E", "EP", "CE", "J", "Q", "JQ", "Mid", "Inner")  # per block weight k = 2..K
 _SYMMETRIC = ("N", "S", "Phi", "G", "Mid", "Inner")
 
 
-@dataclasses.dataclass(frozen=True)
-class ResidualLinearProcess:
-    """Static shape of a linear residual march: ``fields`` = K (blocks + 1), ``T1``, ``Pa``, ``P``."""
-
-    fields: int
-    T1: int
-    Pa: int
-    P: int
-    dtype: str = "float64"
-
-    @property
-    def n(self) -> int:
-        return self.T1 * self.Pa
-
-    def names(self) -> list[str]:
-        K = self.fields
-        out = [f"{q}{k}" for k in range(1, K + 1) for q in _FIELD]
-        out += [f"{q}{k}" for k in range(2, K + 1) for q in _WEIGHT]
-        return out + ["F", "PF", "Cin"]
+def _names(pr) -> list[str]:
+    """The carried matrices of the finite-depth march: per field and per block weight (module docstring)."""
+    K = pr.size
+    out = [f"{q}{k}" for k in range(1, K + 1) for q in _FIELD]
+    out += [f"{q}{k}" for k in range(2, K + 1) for q in _WEIGHT]
+    return out + ["F", "PF", "Cin"]
 
 
 def _initial_carry(pr):
     z = jnp.zeros((0, 0), jnp.dtype(pr.dtype))
-    return dict({name: z for name in pr.names()}, Dt=jnp.zeros((0,), jnp.dtype(pr.dtype)))
+    return dict({name: z for name in _names(pr)}, Dt=jnp.zeros((0,), jnp.dtype(pr.dtype)))
 
 
 def _grown(carry, m: int):
@@ -103,7 +89,7 @@ class _Rows:
 
 def _up(pr, consts, x: _Rows, e_t, MK, t):
     """Rows ``t`` of ``C, J, Q, R, S, Phi`` up the stream (needs down-sweep rows ``< t`` only)."""
-    K = pr.fields
+    K = pr.size
     b, kappa = consts["b"], consts["kappa"]
     Cin = x.set("Cin", kappa[0] * MK(jnp.tile(consts["Kx"], (1, x["F"].shape[0] // pr.Pa))))
     F = x.set("F", e_t + Cin @ x["PF"])
@@ -126,7 +112,7 @@ def _up(pr, consts, x: _Rows, e_t, MK, t):
 
 def _down(pr, consts, x: _Rows, e_t, MK, ones_row):
     """Rows ``t`` of ``Pi, N, G, E`` down the stream (needs the up-sweep rows ``<= t``)."""
-    K = pr.fields
+    K = pr.size
     b, kappa = consts["b"], consts["kappa"]
     for k in range(K, 0, -1):
         if k == K:
@@ -144,9 +130,9 @@ def _down(pr, consts, x: _Rows, e_t, MK, ones_row):
     x.set("PF", x.row["Pi1"] @ x["F"])
 
 
-def step(pr: ResidualLinearProcess, consts, carry, t):
+def step(pr: _march.Grid, consts, carry, t):
     """One time step: up the stream, the readout ``f(t)``, down the stream (module docstring)."""
-    K, Pa = pr.fields, pr.Pa
+    K, Pa = pr.size, pr.Pa
     carry = dict(carry)
     Dt = carry["Dt"]
     m = Dt.shape[0]
@@ -170,7 +156,7 @@ def step(pr: ResidualLinearProcess, consts, carry, t):
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
-def _block(pr: ResidualLinearProcess, consts, carry, ts):
+def _block(pr: _march.Grid, consts, carry, ts):
     return jax.lax.scan(functools.partial(step, pr, consts), carry, ts)
 
 
@@ -180,7 +166,7 @@ def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, blocks: in
     ``K`` fields) in float64; inputs as :func:`limits.dmft.monte_carlo.build`. Returns a
     :class:`~limits.dmft.monte_carlo.Solution` with zero standard errors (exact equations)."""
     Pa, T1 = Kx_all.shape[0], int(steps) + 1
-    pr = ResidualLinearProcess(fields=limit.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
+    pr = _march.Grid(size=limit.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
     with _march.precision(pr.dtype):
         cast = lambda v: jnp.asarray(v, dtype=jnp.float64)  # noqa: E731
         consts = {"b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
@@ -195,21 +181,6 @@ def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, blocks: in
 
 # ----------------------------------------------------------------------------- layer time (depth = inf)
 _NODE = ("R", "S", "Phi", "C", "CPi", "RPi", "Pi", "N", "G", "PiR", "PiC")  # per tau node, stacked (K+1, m, m)
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerTimeLinearProcess:
-    """Static shape of the linear residual march in layer time: ``nodes`` = K Heun steps in ``tau``."""
-
-    nodes: int
-    T1: int
-    Pa: int
-    P: int
-    dtype: str = "float64"
-
-    @property
-    def n(self) -> int:
-        return self.T1 * self.Pa
 
 
 class _NodeRows:
@@ -294,10 +265,10 @@ def _lt_sweep(x: _NodeRows, nodes, h, names, rhs, derived, up: bool):
     x.carry = jax.lax.fori_loop(0, nodes, body, x.carry)
 
 
-def layer_time_step(pr: LayerTimeLinearProcess, consts, carry, t):
+def layer_time_step(pr: _march.Grid, consts, carry, t):
     """One time step of the layer-time march: the up ODEs for ``R, S`` from ``tau = 0`` to 1 (Heun), the
     readout, the down ODEs for ``Pi, N`` from ``tau = 1`` to 0 (docs/theory/resnet_dmft.md section 3)."""
-    K, Pa = pr.nodes, pr.Pa
+    K, Pa = pr.size, pr.Pa
     Dt = carry["Dt"]
     m = Dt.shape[0]
     start = t * Pa
@@ -330,7 +301,7 @@ def layer_time_step(pr: LayerTimeLinearProcess, consts, carry, t):
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
-def _layer_time_block(pr: LayerTimeLinearProcess, consts, carry, ts):
+def _layer_time_block(pr: _march.Grid, consts, carry, ts):
     return jax.lax.scan(functools.partial(layer_time_step, pr, consts), carry, ts)
 
 
@@ -350,7 +321,7 @@ def solve_layer_time(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit,
     ``kappa_1 G(0) Phi^0 + kappa int_0^1 G Phi dtau + kappa_{out} Phi(1)`` (trapezoid rule)."""
     Pa, T1 = Kx_all.shape[0], int(steps) + 1
     K = int(depth_steps)
-    pr = LayerTimeLinearProcess(nodes=K, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
+    pr = _march.Grid(size=K, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
     s2, k2 = limit.layer_time
     with _march.precision(pr.dtype):
         cast = lambda v: jnp.asarray(v, dtype=jnp.float64)  # noqa: E731
