@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import march as _march
-from .monte_carlo import Solution, default_blocks
+from .monte_carlo import Solution
 
 __all__ = ["solve"]
 
@@ -131,21 +131,16 @@ def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, two_time=F
     """March the deep-linear DMFT (float64). Inputs as :func:`limits.dmft.monte_carlo.build`; returns a
     :class:`~limits.dmft.monte_carlo.Solution` with zero standard errors (the equations are exact) and, with
     ``two_time``, the two-time kernels ``Phi{k}``, ``G{k}`` and responses ``A{k} = H_r``, ``B{k}`` (n, n)."""
-    Pa, T1 = Kx_all.shape[0], int(steps) + 1
-    pr = _march.Grid(size=limit.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
-    with _march.precision(pr.dtype):
-        cast = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
-        consts = {"b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
-                  "gamma": cast(limit.gamma), "Kx": cast(Kx_all), "y": cast(y_all), "mask": cast(train_mask)}
-        out, carry = _march.drive(functools.partial(_block, pr), _initial_carry(pr), consts, T1=T1, Pa=Pa, P=pr.P,
-                                  blocks=default_blocks(pr.n) if blocks is None else blocks,
-                                  grow=functools.partial(_grown, pr), progress=progress, desc="deep-linear DMFT")
-        two = None
-        if two_time:
-            K = pr.size
-            two = {f"{q}{k}": np.asarray(carry[f"{q}{k}"]) for k in range(1, K + 1) for q in ("Phi", "G")}
-            two.update({f"A{k}": np.asarray(carry[f"Hr{k}"]) for k in range(1, K)})
-            two.update({f"B{k}": np.asarray(carry[f"Zu{k + 1}"]) for k in range(1, K)})
+    pr = _march.Grid(size=limit.fields, T1=int(steps) + 1, Pa=Kx_all.shape[0], P=int(np.sum(train_mask)))
+    out, carry = _march.drive_exact(_block, pr, functools.partial(_initial_carry, pr), limit, Kx_all=Kx_all, y_all=y_all,
+                                    train_mask=train_mask, lr=lr, grow=functools.partial(_grown, pr), blocks=blocks,
+                                    progress=progress, desc="deep-linear DMFT")
+    two = None
+    if two_time:
+        K = pr.size
+        two = {f"{q}{k}": np.asarray(carry[f"{q}{k}"]) for k in range(1, K + 1) for q in ("Phi", "G")}
+        two.update({f"A{k}": np.asarray(carry[f"Hr{k}"]) for k in range(1, K)})
+        two.update({f"B{k}": np.asarray(carry[f"Zu{k + 1}"]) for k in range(1, K)})
     zero = np.zeros_like(out["f"])
     return Solution(f=out["f"], f_se=zero, loss_se=zero[:, 0], phi=out["phi"], g=out["g"], two=two,
                     diverged_at=out["diverged_at"])

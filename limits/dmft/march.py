@@ -58,7 +58,7 @@ import numpy as np
 
 from .. import activations as _acts
 
-__all__ = ["Process", "Grid", "march", "drive", "precision", "memory_bytes", "time_blocks", "extend_factor", "stein_row",
+__all__ = ["Process", "Grid", "march", "drive_exact", "exact_constants", "row_frame", "drive", "precision", "memory_bytes", "time_blocks", "extend_factor", "stein_row",
            "stein_row_diagonal"]
 
 
@@ -496,6 +496,40 @@ def drive(block, carry, consts, *, T1: int, Pa: int, P: int, blocks: int, grow, 
     out = {k: np.concatenate([o[k] for o in outs], axis=0) for k in outs[0]}
     out["diverged_at"] = diverged
     return out, carry
+
+
+def exact_constants(limit, *, Kx_all, y_all, train_mask, lr: float, **extra):
+    """The float64 constants of a deterministic march of ``limit`` (a :class:`~limits.parametrization.DMFTLimit`):
+    per-weight ``b``, ``kappa``, ``c = lr gamma``, ``lr``, ``gamma``, the input kernel and the targets. Call inside
+    :func:`precision` ("float64")."""
+    cast = lambda v: jnp.asarray(v, dtype=jnp.float64)  # noqa: E731
+    consts = {"b": limit.b, "kappa": limit.kappa, "c": lr * limit.gamma, "lr": lr, "gamma": limit.gamma,
+              "Kx": Kx_all, "y": y_all, "mask": train_mask, **extra}
+    return {k: cast(v) for k, v in consts.items()}
+
+
+def drive_exact(block, pr: Grid, init, limit, *, Kx_all, y_all, train_mask, lr: float, grow, blocks=None,
+                progress=False, desc="DMFT march", **extra):
+    """:func:`drive` for the deterministic marches (float64, :func:`exact_constants`); ``init()`` builds the empty
+    carry (inside the float64 context); ``blocks`` None: by the grid size. Returns ``(outputs, carry)``."""
+    from .monte_carlo import default_blocks
+
+    with precision(pr.dtype):
+        consts = exact_constants(limit, Kx_all=Kx_all, y_all=y_all, train_mask=train_mask, lr=lr, **extra)
+        return drive(functools.partial(block, pr), init(), consts, T1=pr.T1, Pa=pr.Pa, P=pr.P,
+                     blocks=default_blocks(pr.n) if blocks is None else blocks, grow=grow, progress=progress,
+                     desc=desc)
+
+
+def row_frame(Dt, t, Pa: int, c):
+    """What every deterministic row update at time ``t`` uses: ``(start, past, e_t, MK)`` with ``past`` (m,) the
+    columns before ``t``, ``e_t`` (Pa, m) the block row of the identity at ``t`` and ``MK(row) = c row Dt [s < t]``
+    (the learning-rate memory of a kernel row)."""
+    m = Dt.shape[0]
+    start = t * Pa
+    past = jnp.arange(m) < start
+    e_t = jax.lax.dynamic_update_slice(jnp.zeros((Pa, m), Dt.dtype), jnp.eye(Pa, dtype=Dt.dtype), (0, start))
+    return start, past, e_t, lambda row: c * row * Dt[None, :] * past
 
 
 def march(pr: Process, consts, *, blocks: int, progress: bool = False, desc: str = "DMFT march"):

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import march as _march
-from .monte_carlo import Solution, default_blocks
+from .monte_carlo import Solution
 
 __all__ = ["solve", "solve_layer_time"]
 
@@ -135,12 +135,8 @@ def step(pr: _march.Grid, consts, carry, t):
     K, Pa = pr.size, pr.Pa
     carry = dict(carry)
     Dt = carry["Dt"]
-    m = Dt.shape[0]
-    start = t * Pa
-    past = jnp.arange(m) < start
-    dtype = Dt.dtype
-    e_t = jax.lax.dynamic_update_slice(jnp.zeros((Pa, m), dtype), jnp.eye(Pa, dtype=dtype), (0, start))
-    MK = lambda row: consts["c"] * row * Dt[None, :] * past  # noqa: E731  M[K] row t
+    m, dtype = Dt.shape[0], Dt.dtype
+    start, past, e_t, MK = _march.row_frame(Dt, t, Pa, consts["c"])
     ones_row = jnp.ones((Pa, m), dtype) * (jnp.arange(m) < start + Pa)
     consts = dict(consts, Kx_full=jnp.tile(consts["Kx"], (m // Pa, m // Pa)))
     x = _Rows(carry, start)
@@ -165,15 +161,10 @@ def solve(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit, blocks: in
     """March the linear residual DMFT of ``limit`` (a residual :class:`~limits.parametrization.DMFTLimit` with
     ``K`` fields) in float64; inputs as :func:`limits.dmft.monte_carlo.build`. Returns a
     :class:`~limits.dmft.monte_carlo.Solution` with zero standard errors (exact equations)."""
-    Pa, T1 = Kx_all.shape[0], int(steps) + 1
-    pr = _march.Grid(size=limit.fields, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
-    with _march.precision(pr.dtype):
-        cast = lambda v: jnp.asarray(v, dtype=jnp.float64)  # noqa: E731
-        consts = {"b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
-                  "gamma": cast(limit.gamma), "Kx": cast(Kx_all), "y": cast(y_all), "mask": cast(train_mask)}
-        out, _ = _march.drive(functools.partial(_block, pr), _initial_carry(pr), consts, T1=T1, Pa=Pa, P=pr.P,
-                              blocks=default_blocks(pr.n) if blocks is None else blocks, grow=_grown,
-                              progress=progress, desc="linear residual DMFT")
+    pr = _march.Grid(size=limit.fields, T1=int(steps) + 1, Pa=Kx_all.shape[0], P=int(np.sum(train_mask)))
+    out, _ = _march.drive_exact(_block, pr, functools.partial(_initial_carry, pr), limit, Kx_all=Kx_all, y_all=y_all,
+                                train_mask=train_mask, lr=lr, grow=_grown, blocks=blocks, progress=progress,
+                                desc="linear residual DMFT")
     zero = np.zeros_like(out["f"])
     return Solution(f=out["f"], f_se=zero, loss_se=zero[:, 0], phi=out["phi"], g=out["g"], two=None,
                     diverged_at=out["diverged_at"])
@@ -270,12 +261,8 @@ def layer_time_step(pr: _march.Grid, consts, carry, t):
     readout, the down ODEs for ``Pi, N`` from ``tau = 1`` to 0 (docs/theory/resnet_dmft.md section 3)."""
     K, Pa = pr.size, pr.Pa
     Dt = carry["Dt"]
-    m = Dt.shape[0]
-    start = t * Pa
-    past = jnp.arange(m) < start
-    dtype = Dt.dtype
-    e_t = jax.lax.dynamic_update_slice(jnp.zeros((Pa, m), dtype), jnp.eye(Pa, dtype=dtype), (0, start))
-    MK = lambda row: consts["c"] * row * Dt[None, :] * past  # noqa: E731
+    m, dtype = Dt.shape[0], Dt.dtype
+    start, past, e_t, MK = _march.row_frame(Dt, t, Pa, consts["c"])
     s2, k2 = consts["s2"], consts["k2"]
     b, kappa, h = consts["b"], consts["kappa"], 1.0 / K
     flat = _Rows({k: carry[k] for k in ("F", "PF", "Cin")}, start)
@@ -319,20 +306,17 @@ def solve_layer_time(*, Kx_all, y_all, train_mask, steps: int, lr: float, limit,
     steps in ``tau`` (error O(depth_steps^-2)). Returns ``(Solution, ntk)``: kernels on the nodes
     ``tau = j / depth_steps`` (``phi``, ``g`` of shape (T1, depth_steps + 1, Pa, Pa)) and the NTK
     ``kappa_1 G(0) Phi^0 + kappa int_0^1 G Phi dtau + kappa_{out} Phi(1)`` (trapezoid rule)."""
-    Pa, T1 = Kx_all.shape[0], int(steps) + 1
     K = int(depth_steps)
-    pr = _march.Grid(size=K, T1=T1, Pa=Pa, P=int(np.sum(train_mask)))
+    pr = _march.Grid(size=K, T1=int(steps) + 1, Pa=Kx_all.shape[0], P=int(np.sum(train_mask)))
     s2, k2 = limit.layer_time
-    with _march.precision(pr.dtype):
-        cast = lambda v: jnp.asarray(v, dtype=jnp.float64)  # noqa: E731
-        consts = {"b": cast(limit.b), "kappa": cast(limit.kappa), "c": cast(lr * limit.gamma), "lr": cast(lr),
-                  "gamma": cast(limit.gamma), "Kx": cast(Kx_all), "y": cast(y_all), "mask": cast(train_mask),
-                  "s2": cast(s2), "k2": cast(k2)}
+
+    def init():
         carry = {q: jnp.zeros((K + 1, 0, 0), jnp.float64) for q in _NODE}
-        carry.update({k: jnp.zeros((0, 0), jnp.float64) for k in ("F", "PF", "Cin")}, Dt=jnp.zeros((0,), jnp.float64))
-        out, _ = _march.drive(functools.partial(_layer_time_block, pr), carry, consts, T1=T1, Pa=Pa, P=pr.P,
-                              blocks=default_blocks(pr.n) if blocks is None else blocks, grow=_grown_nodes,
-                              progress=progress, desc="linear residual DMFT in layer time")
+        return dict(carry, F=jnp.zeros((0, 0)), PF=jnp.zeros((0, 0)), Cin=jnp.zeros((0, 0)), Dt=jnp.zeros((0,)))
+
+    out, _ = _march.drive_exact(_layer_time_block, pr, init, limit, Kx_all=Kx_all, y_all=y_all,
+                                train_mask=train_mask, lr=lr, grow=_grown_nodes, blocks=blocks, progress=progress,
+                                desc="linear residual DMFT in layer time", s2=s2, k2=k2)
     zero = np.zeros_like(out["f"])
     sol = Solution(f=out["f"], f_se=zero, loss_se=zero[:, 0], phi=out["phi"], g=out["g"], two=None,
                    diverged_at=out["diverged_at"])
