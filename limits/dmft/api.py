@@ -100,8 +100,8 @@ def solve_dmft(
 
     Returns:
         :class:`~limits.trajectory.Trajectory`: ``loss`` (steps+1,), ``predictions`` (steps+1, P),
-        ``test_predictions`` (steps+1, Q), ``loss_stderr`` (steps+1,) (first-order Monte Carlo error over paths,
-        0 for exact equations), ``ntk`` (steps+1, P, P) (the lr-weighted NTK: to first order
+        ``test_predictions`` (steps+1, Q), ``loss_stderr`` (steps+1,) (Monte Carlo error: the spread of 16 Sobol
+        blocks of the paths, a conservative estimate; 0 for exact equations), ``ntk`` (steps+1, P, P) (the lr-weighted NTK: to first order
         ``f(t+1) - f(t) = lr/P NTK(t) Delta(t)``), ``kernels``, ``meta`` (settings, the compiled table),
         ``diagnostics`` (samples and how they were chosen, prediction standard errors, wall time).
 
@@ -365,8 +365,8 @@ def _trajectory(sol, extra, table, limit, act, method, problem, *, width, depth,
     diagnostics = {"method": extra["method"], "samples": extra.get("samples"), "samples_rule": extra.get("samples_rule"),
                    "wall_time": time.perf_counter() - t_start,
                    "loss_stderr_kind": "exact (deterministic equations)" if isinstance(method, Exact) else
-                   "first-order Monte Carlo estimate over paths (the noise of the estimated kernels and responses is "
-                   "not in it: compare seeds for the full error)"}
+                   "spread of the loss over 16 Sobol blocks of the paths given the kernels (conservative: measured "
+                   "1.5-8x the seed-to-seed spread on the reference problems; docs/theory/dmft.md section 7)"}
     if isinstance(method, MonteCarlo):
         diagnostics.update(prediction_stderr=sol.f_se[:, :P], stein_jitter=extra["stein_jitter"])
     if limit.residual and not infinite:
