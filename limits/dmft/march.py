@@ -99,20 +99,28 @@ class Process:
             return () if self.mirrored else (("r", K),)
         return tuple(("r", k) for k in range(1, K)) + tuple(("u", k) for k in range(2, K + 1)) + (("r", K),)
 
-    def computed(self, proc) -> tuple[int, ...]:
-        """Fields that process ``proc`` (None: the main one) computes; without skip connections the fields
-        are coupled only through the kernels, so switching off a source changes its own field only."""
-        K = self.fields
-        return tuple(range(1, K + 1)) if proc is None or self.skip else (proc[1],)
+    @property
+    def processes(self) -> int:
+        """Number of processes marched together: the main one and the switched-off ones (a batch axis)."""
+        return 1 + len(self.switched_off)
 
-    def stored(self, proc) -> tuple[tuple[str, int], ...]:
-        """Histories ``(kind, field)`` kept for ``proc``: those that memory terms or kernel rows read
+    def index(self, proc) -> int:
+        """Position of the process with source ``proc`` switched off on the batch axis (0: the main one)."""
+        return 1 + self.switched_off.index(proc)
+
+    def mask(self, kind: str, k: int) -> np.ndarray:
+        """(processes,) 1 where source ``(kind, k)`` is on, 0 in the process that switches it off."""
+        return np.array([0.0 if p == (kind, k) else 1.0 for p in (None,) + self.switched_off])
+
+    @property
+    def stored(self) -> tuple[tuple[str, int], ...]:
+        """Histories ``(kind, field)`` kept for every process: those that memory terms or kernel rows read
         (``phi^k`` for k < K, ``g^k`` for k > 1; field 1 and the readout use running sums)."""
         K, out = self.fields, []
-        for k in self.computed(proc):
-            if k < K or (proc is None and self.two_time):
+        for k in range(1, K + 1):
+            if k < K or self.two_time:
                 out.append(("phi", k))
-            if k > 1 or (proc is None and self.two_time):
+            if k > 1 or self.two_time:
                 out.append(("g", k))
         return tuple(out)
 
@@ -152,14 +160,9 @@ def memory_bytes(pr: Process) -> int:
     """Rough peak memory of a march: the path histories and two-time sources (``S x n`` each, plus a copy while a
     time block grows), the factors (``n x n``), and the float64 Sobol draw of the sources."""
     item = jnp.dtype(pr.dtype).itemsize
-    procs = (None,) + pr.switched_off
-    arrays = sum(len(pr.stored(p)) for p in procs) + len(pr.sources)
+    arrays = pr.processes * len(pr.stored) + len(pr.sources)
     draw = 8 * pr.S * (pr.Pa + len(pr.sources) * pr.n) * 2
     return int(2 * item * pr.S * pr.n * arrays + 3 * item * pr.n**2 * len(pr.sources) + draw)
-
-
-def _name(proc) -> str:
-    return "main" if proc is None else f"{proc[0]}{proc[1]}"
 
 
 def time_blocks(T1: int, blocks: int) -> list[tuple[int, int]]:
@@ -256,88 +259,82 @@ def _stein(pr: Process, consts, carry, X, name: str, t, inclusive: bool):
                      consts[f"Wi_{name}"] if pr.whitened else None)
 
 
+def _times(H, M):
+    """``H @ M^T`` for a history ``H`` (processes, S, m) and rows ``M`` (Pa, m): (processes, S, Pa), one GEMM."""
+    p, S, m = H.shape
+    return (H.reshape(p * S, m) @ M.T).reshape(p, S, -1)
+
+
+def _write(hist, key, X, start):
+    """``hist[key]`` (processes, S, m) with the values ``X`` (processes, S, Pa) of time ``t`` at column ``start``."""
+    hist[key] = jax.lax.dynamic_update_slice(hist[key], X, (0, 0, start))
+
+
+def _response_input(pr: Process, vals, key: str, source):
+    """The main process's path values ``vals[key][0]`` (S, Pa), minus those of the process with ``source`` switched
+    off when the responses use control variates."""
+    X = vals[key][0]
+    return X if pr.whitened else X - vals[key][pr.index(source)]
+
+
 def _up(pr: Process, consts, carry, t, rows, vals):
-    """Fields ``1..K`` at time ``t`` for every process, with the rows ``Phi^k(t, :)``, ``A^k(t, :)``."""
+    """Fields ``1..K`` at time ``t`` for every process (batched), with the rows ``Phi^k(t, :)``, ``A^k(t, :)``."""
     K, Pa, S = pr.fields, pr.Pa, pr.S
     b, kappa, c = consts["b"], consts["kappa"], consts["c"]
-    hist, scale, Dt = carry["hist"], carry["scale"], carry["Dt"]
-    m = Dt.shape[0]
+    hist, Dt = carry["hist"], carry["Dt"]
     start = t * Pa
-    past = jnp.arange(m) < start
-    procs = (None,) + pr.switched_off
+    past = jnp.arange(Dt.shape[0]) < start
+    dtype = Dt.dtype
     for k in range(1, K + 1):
         if k == 1:
-            src, Mrow = b[0] * consts["u1"], None
+            src = b[0] * consts["u1"]
+            mem = c * kappa[0] * (carry["run1"] @ consts["Kx"])
         else:
             Krow = rows[f"Phi{k - 1}"]
-            CW = _extend(pr, consts, carry, f"u{k}", Krow, t, rows)
-            src = b[k - 1] * (consts[f"e_u{k}"] @ CW.T)
-            Mrow = (b[k - 1] * rows[f"A{k - 1}"] + c * kappa[k - 1] * Krow * Dt[None, :]) * past
-        for p in procs:
-            if k not in pr.computed(p):
-                continue
-            h = 0.0 if p == ("u", k) else src
-            if k == 1:
-                h = h + c * kappa[0] * (carry["run1"][_name(p)] @ consts["Kx"])
-            else:
-                h = h + hist[f"{_name(p)}/g{k}"] @ Mrow.T
-            if pr.skip and k > 1:
-                h = h + vals[_name(p)][f"h{k - 1}"]
-            v = vals[_name(p)]
-            v[f"h{k}"], v[f"phi{k}"], v[f"dphi{k}"] = h, pr.act.fn(h), pr.act.deriv(h)
-            if ("phi", k) in pr.stored(p):
-                hist[f"{_name(p)}/phi{k}"] = jax.lax.dynamic_update_slice(hist[f"{_name(p)}/phi{k}"], v[f"phi{k}"],
-                                                                          (0, start))
-        ph = vals["main"][f"phi{k}"]
-        if ("phi", k) in pr.stored(None):
-            rows[f"Phi{k}"] = _kernel_row(ph, hist[f"main/phi{k}"], S)
+            src = b[k - 1] * (consts[f"e_u{k}"] @ _extend(pr, consts, carry, f"u{k}", Krow, t, rows).T)
+            mem = _times(hist[f"g{k}"], (b[k - 1] * rows[f"A{k - 1}"] + c * kappa[k - 1] * Krow * Dt[None, :]) * past)
+        h = jnp.asarray(pr.mask("u", k), dtype)[:, None, None] * src[None] + mem
+        if pr.skip and k > 1:
+            h = h + vals[f"h{k - 1}"]
+        vals[f"h{k}"], vals[f"phi{k}"], vals[f"dphi{k}"] = h, pr.act.fn(h), pr.act.deriv(h)
+        if ("phi", k) in pr.stored:
+            _write(hist, f"phi{k}", vals[f"phi{k}"], start)
+            rows[f"Phi{k}"] = _kernel_row(vals[f"phi{k}"][0], hist[f"phi{k}"][0], S)
         if k < K:
-            X = ph if pr.whitened else ph - vals[f"r{k}"][f"phi{k}"]
+            X = _response_input(pr, vals, f"phi{k}", ("r", k))
             rows[f"A{k}"] = _stein(pr, consts, carry, X, f"r{k}", t, inclusive=False)
 
 
 def _down(pr: Process, consts, carry, t, rows, vals):
-    """Fields ``K..1`` at time ``t`` for every process, with the rows ``G^k(t, :)``, ``B^k(t, :)``."""
+    """Fields ``K..1`` at time ``t`` for every process (batched), with the rows ``G^k(t, :)``, ``B^k(t, :)``."""
     K, Pa, S = pr.fields, pr.Pa, pr.S
     b, kappa, c = consts["b"], consts["kappa"], consts["c"]
     hist, Dt = carry["hist"], carry["Dt"]
-    m = Dt.shape[0]
     start = t * Pa
-    cols = jnp.arange(m)
+    cols = jnp.arange(Dt.shape[0])
     past, upto = cols < start, cols < start + Pa
-    procs = (None,) + pr.switched_off
+    dtype = Dt.dtype
     for k in range(K, 0, -1):
         if k == K:
-            src, Zrow = b[K] * consts["r_top"], None
+            src = b[K] * consts["r_top"]
+            mem = c * kappa[K] * carry["runK"]
         else:
             Grow = rows[f"G{k + 1}"]
-            CW = _extend(pr, consts, carry, f"r{k}", Grow, t, rows)
-            src = b[k] * (consts[f"e_r{k}"] @ CW.T)
-            g_up = vals["main"][f"g{k + 1}"]
+            src = b[k] * (consts[f"e_r{k}"] @ _extend(pr, consts, carry, f"r{k}", Grow, t, rows).T)
+            X = _response_input(pr, vals, f"g{k + 1}", ("u", k + 1))
             if pr.whitened:
-                B = _stein(pr, consts, carry, g_up, f"u{k + 1}", t, inclusive=True)
+                B = _stein(pr, consts, carry, X, f"u{k + 1}", t, inclusive=True)
             else:
-                B = stein_row_diagonal(g_up - vals[f"u{k + 1}"][f"g{k + 1}"], consts[f"e_u{k + 1}"], t, Pa,
-                                       carry["Ci"][f"u{k + 1}"], rows[f"Ctt_u{k + 1}"])
+                B = stein_row_diagonal(X, consts[f"e_u{k + 1}"], t, Pa, carry["Ci"][f"u{k + 1}"], rows[f"Ctt_u{k + 1}"])
             rows[f"B{k}"] = B
-            Zrow = b[k] * B * upto + c * kappa[k] * Grow * Dt[None, :] * past
-        for p in procs:
-            if k not in pr.computed(p):
-                continue
-            v = vals[_name(p)]
-            z = 0.0 if p == ("r", k) else src
-            if k == K:
-                z = z + c * kappa[K] * carry["runK"][_name(p)]
-            else:
-                z = z + hist[f"{_name(p)}/phi{k}"] @ Zrow.T
-            g = v[f"dphi{k}"] * z
-            if pr.skip and k < K:
-                g = g + v[f"g{k + 1}"]
-            v[f"g{k}"] = g
-            if ("g", k) in pr.stored(p):
-                hist[f"{_name(p)}/g{k}"] = jax.lax.dynamic_update_slice(hist[f"{_name(p)}/g{k}"], g, (0, start))
-        if ("g", k) in pr.stored(None):
-            rows[f"G{k}"] = _kernel_row(vals["main"][f"g{k}"], hist[f"main/g{k}"], S)
+            mem = _times(hist[f"phi{k}"], b[k] * B * upto + c * kappa[k] * Grow * Dt[None, :] * past)
+        g = vals[f"dphi{k}"] * (jnp.asarray(pr.mask("r", k), dtype)[:, None, None] * src[None] + mem)
+        if pr.skip and k < K:
+            g = g + vals[f"g{k + 1}"]
+        vals[f"g{k}"] = g
+        if ("g", k) in pr.stored:
+            _write(hist, f"g{k}", g, start)
+            rows[f"G{k}"] = _kernel_row(g[0], hist[f"g{k}"][0], S)
 
 
 def _readout(pr: Process, consts, carry, vals):
@@ -345,9 +342,10 @@ def _readout(pr: Process, consts, carry, vals):
     + lr kappa_{K+1} phi(h^K) sum_{s<t} Dt(s).phi(h^K(s))`` (on mirrored paths of a whitened process, ``r_K phi(h^K)``
     in the first term: the pair mean is the same difference with ``phi(h^K)|_{-r}``); their mean is ``f(t)``."""
     K = pr.fields
-    top = vals["main"][f"phi{K}"]
-    ra = consts["r_top"] * (top - vals[f"r{K}"][f"phi{K}"] if ("r", K) in pr.switched_off else top)
-    return ra / consts["gamma"] + consts["lr"] * consts["kappa"][K] * top * carry["runK"]["main"]
+    top = vals[f"phi{K}"]
+    off = top[pr.index(("r", K))] if ("r", K) in pr.switched_off else 0.0
+    ra = consts["r_top"] * (top[0] - off)
+    return ra / consts["gamma"] + consts["lr"] * consts["kappa"][K] * top[0] * carry["runK"][0]
 
 
 ERROR_BLOCKS = 16
@@ -372,37 +370,28 @@ def _standard_errors(f_paths, f, consts, pr: Process):
 
 
 def step(pr: Process, consts, carry, t):
-    """One time step of the march (module docstring). ``carry``: histories, inverse factors, running sums,
-    ``Dt`` (m,) and, with ``two_time``, the (m, m) kernels and responses; returns ``(carry, outputs at t)``."""
+    """One time step of the march (module docstring). ``carry``: histories (processes, S, m), inverse factors,
+    running sums, ``Dt`` (m,) and, with ``two_time``, the (m, m) kernels and responses; returns
+    ``(carry, outputs at t)``."""
     K, Pa, S = pr.fields, pr.Pa, pr.S
     carry = {k: (dict(v) if isinstance(v, dict) else v) for k, v in carry.items()}
     start = t * Pa
-    vals = {_name(p): {} for p in (None,) + pr.switched_off}
-    rows = {}
+    vals, rows = {}, {}
     _up(pr, consts, carry, t, rows, vals)
-    for p in pr.switched_off:  # fields an off process does not compute are the main process's
-        for k in set(range(1, K + 1)) - set(pr.computed(p)):
-            for q in ("h", "phi", "dphi"):
-                vals[_name(p)][f"{q}{k}"] = vals["main"][f"{q}{k}"]
     f_paths = _readout(pr, consts, carry, vals)
     f = f_paths.mean(0)
     dt = (consts["y"] - f) * consts["mask"] / pr.P
     _down(pr, consts, carry, t, rows, vals)
     carry["Dt"] = jax.lax.dynamic_update_slice(carry["Dt"], dt, (start,))
-    for p in (None,) + pr.switched_off:
-        v, name = vals[_name(p)], _name(p)
-        if 1 in pr.computed(p):
-            carry["run1"][name] = carry["run1"][name] + v["g1"] * dt[None, :]
-        if K in pr.computed(p):
-            carry["runK"][name] = carry["runK"][name] + v[f"phi{K}"] @ dt[:, None]
+    carry["run1"] = carry["run1"] + vals["g1"] * dt
+    carry["runK"] = carry["runK"] + vals[f"phi{K}"] @ dt[:, None]
     if pr.two_time:
         for key in carry["two"]:
             carry["two"][key] = jax.lax.dynamic_update_slice(carry["two"][key], rows[key], (start, 0))
-    main = vals["main"]
     f_se, loss_se = _standard_errors(f_paths, f, consts, pr)
     out = {"f": f, "f_se": f_se, "loss_se": loss_se,
-           "phi": jnp.stack([main[f"phi{k}"].T @ main[f"phi{k}"] / S for k in range(1, K + 1)]),
-           "g": jnp.stack([main[f"g{k}"].T @ main[f"g{k}"] / S for k in range(1, K + 1)])}
+           "phi": jnp.stack([vals[f"phi{k}"][0].T @ vals[f"phi{k}"][0] / S for k in range(1, K + 1)]),
+           "g": jnp.stack([vals[f"g{k}"][0].T @ vals[f"g{k}"][0] / S for k in range(1, K + 1)])}
     return carry, out
 
 
@@ -419,13 +408,12 @@ def _grow(x, m: int, axes):
 
 def initial_carry(pr: Process, dtype):
     """Empty histories, factors and running sums (prefix length 0, grown block by block)."""
-    S, Pa, K = pr.S, pr.Pa, pr.fields
+    S, Pa, K, n_proc = pr.S, pr.Pa, pr.fields, pr.processes
     zeros = lambda *shape: jnp.zeros(shape, dtype)  # noqa: E731
-    procs = (None,) + pr.switched_off
     carry = {
-        "hist": {f"{_name(p)}/{kind}{k}": zeros(S, 0) for p in procs for kind, k in pr.stored(p)},
-        "run1": {_name(p): zeros(S, Pa) for p in procs if 1 in pr.computed(p)},
-        "runK": {_name(p): zeros(S, 1) for p in procs if K in pr.computed(p)},
+        "hist": {f"{kind}{k}": zeros(n_proc, S, 0) for kind, k in pr.stored},
+        "run1": zeros(n_proc, S, Pa),
+        "runK": zeros(n_proc, S, 1),
         "Ci": {s: zeros(0, 0) for s in pr.sources},
         "scale": {s: zeros() for s in pr.sources},
         "Dt": zeros(0),
@@ -440,7 +428,7 @@ def initial_carry(pr: Process, dtype):
 def _grown(carry, m: int):
     """``carry`` with every prefix (histories, factors, two-time matrices, ``Dt``) extended to length ``m``."""
     out = dict(carry)
-    out["hist"] = {k: _grow(v, m, (1,)) for k, v in carry["hist"].items()}
+    out["hist"] = {k: _grow(v, m, (2,)) for k, v in carry["hist"].items()}
     out["Ci"] = {k: _grow(v, m, (0, 1)) for k, v in carry["Ci"].items()}
     out["two"] = {k: _grow(v, m, (0, 1)) for k, v in carry["two"].items()}
     out["Dt"] = _grow(carry["Dt"], m, (0,))
