@@ -1,42 +1,174 @@
-"""Argument validation shared by every entry point: one message style everywhere."""
+"""Argument validation shared by every public entry point: one message style everywhere.
+
+Every checker takes the value and the argument's name, returns the value in canonical form, and raises
+``ValueError`` (bad value) or ``TypeError`` (wrong kind of object) with a message that names the argument, what it
+must be and what was given. Nothing is coerced silently: ``1.9`` is not an integer, ``"no"`` is not a boolean,
+complex numbers are not real.
+
+The shared arguments of the entry points (:func:`limits.solve_dmft`, :func:`limits.solve_kernel`,
+:func:`limits.simulate`, :func:`limits.transfer`, :func:`limits.coord_check`) are checked here, with the same names
+and meaning everywhere (see ``docs/api.md``): ``param``, ``depth``, ``width``, ``X``, ``y``, ``activation``,
+``gamma0``, ``lr``, ``steps``, ``X_test``, ``y_test``, ``seed``, ``seeds``, ``record``, ``progress``.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
+from typing import Iterable
 
 import numpy as np
 
-__all__ = ["integer", "positive", "nonnegative"]
+__all__ = [
+    "ArgumentTypeError", "RECORD", "META_KEYS", "integer", "positive", "nonnegative", "real", "boolean", "choice", "seed",
+    "open_unit", "record", "width", "inapplicable", "finite_result", "option",
+]
+
+RECORD = {
+    "ntk": "the learning-rate-weighted NTK, (K, P, P) at the recorded steps",
+    "kernels": "feature kernels phi1.. and gradient kernels g1.. (K, P, P)",
+    "two_time": "two-time kernels phi1_tt.., g1_tt.. (T+1, T+1, P, P) (DMFT only)",
+    "features": "RMS feature movement per layer (finite networks only)",
+    "spectral": "spectral norms of the weights and their change (finite networks only)",
+    "test_variance": "posterior / initialization variance of the test predictions (kernel limit only)",
+}
+"""The one ``record=`` vocabulary of every entry point; each entry point accepts the subset it can compute and
+rejects the rest by name."""
+
+META_KEYS = ("solver", "param", "depth", "width", "activation", "gamma0", "lr", "steps", "seed", "method", "wall_s")
+"""Keys every :class:`~limits.Trajectory` ``meta`` has (solvers add their own after these)."""
+
+_MAX_SEED = 2**32 - 1
 
 
-def integer(value, name: str, minimum: int) -> int:
-    """``value`` as an int ``>= minimum`` (bools and floats rejected), else ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+class ArgumentTypeError(TypeError, ValueError):
+    """A wrong kind of object for an argument. Both a ``TypeError`` and a ``ValueError``, so that callers catching
+    either (the documented contract: bad input raises ``ValueError`` or ``TypeError`` naming the argument) see it."""
 
 
-def _finite(value, name: str, what: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be {what}, got {value!r}") from exc
+def _is_real_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def integer(value, name: str, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; bools, floats (even ``2.0``) and strings are rejected."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ArgumentTypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {bound}, got {value}")
+    return value
+
+
+def real(value, name: str) -> float:
+    """``value`` as a finite float (ints and NumPy scalars accepted; bools, complex, strings, NaN, inf rejected)."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if not _is_real_number(value):
+        raise ArgumentTypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    out = float(value)
     if not math.isfinite(out):
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {value!r}")
     return out
 
 
 def positive(value, name: str) -> float:
-    """``value`` as a finite float ``> 0``, else ValueError naming ``name``."""
-    out = _finite(value, name, "a positive finite number")
+    """``value`` as a finite float ``> 0``."""
+    out = real(value, name)
     if out <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return out
 
 
 def nonnegative(value, name: str) -> float:
-    """``value`` as a finite float ``>= 0``, else ValueError naming ``name``."""
-    out = _finite(value, name, "a finite number >= 0")
+    """``value`` as a finite float ``>= 0``."""
+    out = real(value, name)
     if out < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return out
+
+
+def open_unit(value, name: str) -> float:
+    """``value`` as a float in the open interval (0, 1) (e.g. a confidence level: 0.95, not 95 or 2)."""
+    out = real(value, name)
+    if not 0 < out < 1:
+        raise ValueError(f"{name} must lie strictly between 0 and 1 (e.g. 0.95), got {value!r}")
+    return out
+
+
+def boolean(value, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False`` (NumPy bools accepted); strings such as ``"no"`` are rejected."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")
+
+
+def choice(value, name: str, options: Iterable[str]) -> str:
+    """``value`` if it is one of ``options`` (exact, case-sensitive strings)."""
+    options = tuple(options)
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+def seed(value, name: str = "seed") -> int:
+    """A random seed: an integer in ``[0, 2**32 - 1]``."""
+    return integer(value, name, 0, _MAX_SEED)
+
+
+def width(value, name: str = "width", *, infinite: bool = True) -> int | float:
+    """A network width: a positive integer (``2.0`` is rejected: widths are counts), or ``math.inf`` if allowed."""
+    if infinite and _is_real_number(value) and math.isinf(value) and value > 0:
+        return math.inf
+    try:
+        return integer(value, name, 1)
+    except TypeError:
+        what = "a positive integer or math.inf" if infinite else "a positive integer"
+        raise ArgumentTypeError(f"{name} must be {what}, got {value!r}") from None
+
+
+def record(value, name: str = "record", *, supported: Iterable[str]) -> frozenset:
+    """The set of quantities to record: a name from :data:`RECORD`, a sequence of names, or None / ``()`` for none.
+
+    Names outside :data:`RECORD` and names this entry point cannot compute (not in ``supported``) are rejected.
+    """
+    supported = tuple(supported)
+    if value is None:
+        return frozenset()
+    names = (value,) if isinstance(value, str) else value
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ArgumentTypeError(f"{name} must be a name or a sequence of names from {list(supported)}, got {value!r}") from None
+    for item in names:
+        if not isinstance(item, str) or item not in RECORD:
+            raise ValueError(f"{name}: unknown quantity {item!r}; the record vocabulary is {list(RECORD)}")
+        if item not in supported:
+            raise ValueError(f"{name}: {item!r} ({RECORD[item]}) cannot be recorded here; this entry point records "
+                             f"{list(supported)}")
+    return frozenset(names)
+
+
+def inapplicable(name: str, why: str) -> ValueError:
+    """The error for an option that does not apply: ``raise inapplicable("seed", "method=Exact() has no sources")``."""
+    return ValueError(f"{name}= does not apply here: {why}; drop {name}=")
+
+
+def option(value, name: str, types: type | tuple, default=None):
+    """An options object of one of ``types`` (or ``default`` for None); any other object is a ``TypeError``."""
+    if value is None:
+        return default
+    if not isinstance(value, types):
+        kinds = types if isinstance(types, tuple) else (types,)
+        raise ArgumentTypeError(f"{name} must be {' or '.join(t.__name__ + '(...)' for t in kinds)}, got {value!r}")
+    return value
+
+
+def finite_result(array, what: str, *, hint: str = ""):
+    """``array`` if every entry is finite, else ``FloatingPointError`` naming ``what`` and the first bad index."""
+    arr = np.asarray(array)
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise FloatingPointError(f"{what} is not finite at index {first}" + (f": {hint}" if hint else ""))
+    return array

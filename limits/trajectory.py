@@ -18,9 +18,20 @@ Shapes (``T = steps``, ``P`` train points, ``Q`` test points, ``S`` seeds):
 - ``kernels``: mapping name -> array, e.g. ``"phi1"`` of shape (K, P, P) for the
   feature kernel of layer 1 at ``kernel_steps``; ``"g2"`` for gradient kernels.
 - ``kernel_steps``: (K,) integer steps at which kernels were recorded.
-- ``meta``: settings that produced the trajectory (solver, parametrization,
-  width, depth, lr, gamma0, ...).
-- ``diagnostics``: solver-specific information (iterations, residuals, ...).
+- ``predictions_per_seed``: (S, T+1, P) per-seed train predictions (simulator) or None.
+- ``test_predictions_per_seed``: (S, T+1, Q) or None. ``test_losses``: (S, T+1) or None.
+- ``ntk_per_seed``: (S, K, P, P) or None. ``kernels_per_seed``: name -> (S, K, P, P).
+- ``prediction_stderr``: (T+1, P) Monte Carlo standard error of ``predictions`` (DMFT) or None.
+- ``test_prediction_var``: (T+1, Q) variance of the test predictions over initializations / the posterior
+  (kernel limit, ``record="test_variance"``) or None.
+- ``meta``: settings that produced the trajectory; always the keys of :data:`limits.checks.META_KEYS`
+  (``solver``, ``param``, ``depth``, ``width``, ``activation``, ``gamma0``, ``lr``, ``steps``, ``seed``,
+  ``method``, ``wall_s``), then solver-specific ones.
+- ``diagnostics``: solver-specific, informational scalars and text (how samples were chosen, timings of parts,
+  ...); nothing that analysis code reads: arrays that code reads are typed fields above.
+
+A Trajectory is a JAX pytree: the arrays (and the kernel mappings) are leaves, ``meta`` and ``diagnostics`` are
+static, so ``jax.tree_util.tree_map(np.log, traj)`` or ``jax.device_put(traj)`` work on it.
 """
 
 from __future__ import annotations
@@ -28,11 +39,34 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+import jax
 import numpy as np
 
 __all__ = ["Trajectory"]
 
 
+_LEAVES = ("loss", "predictions", "test_predictions", "test_loss", "losses", "loss_stderr", "prediction_cov", "ntk",
+           "kernels", "kernel_steps", "predictions_per_seed", "test_predictions_per_seed", "test_losses",
+           "ntk_per_seed", "kernels_per_seed", "prediction_stderr", "test_prediction_var")
+
+
+class _Static:
+    """Static pytree data (``meta``, ``diagnostics``): equal when it is the same object (they hold arrays, so value
+    equality would be ambiguous), hashed by identity."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and other.value is self.value
+
+    def __hash__(self):
+        return id(self.value)
+
+
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class Trajectory:
     """Gradient-descent trajectory of a network or of one of its limits."""
@@ -47,6 +81,13 @@ class Trajectory:
     ntk: np.ndarray | None = None
     kernels: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     kernel_steps: np.ndarray | None = None
+    predictions_per_seed: np.ndarray | None = None
+    test_predictions_per_seed: np.ndarray | None = None
+    test_losses: np.ndarray | None = None
+    ntk_per_seed: np.ndarray | None = None
+    kernels_per_seed: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    prediction_stderr: np.ndarray | None = None
+    test_prediction_var: np.ndarray | None = None
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     diagnostics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -87,6 +128,18 @@ class Trajectory:
             known = ", ".join(sorted(self.kernels)) or "none"
             raise KeyError(f"kernel {name!r} was not recorded (recorded: {known})")
         return np.asarray(self.kernels[name])
+
+    def tree_flatten(self):
+        return tuple(getattr(self, k) for k in _LEAVES), (_Static(self.meta), _Static(self.diagnostics))
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        out = object.__new__(cls)  # no shape checks: JAX transforms pass placeholder leaves
+        for k, v in zip(_LEAVES, children):
+            object.__setattr__(out, k, v)
+        object.__setattr__(out, "meta", aux[0].value)
+        object.__setattr__(out, "diagnostics", aux[1].value)
+        return out
 
     def replace(self, **changes: Any) -> "Trajectory":
         return dataclasses.replace(self, **changes)
