@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = [
     "ArgumentTypeError", "RECORD", "META_KEYS", "integer", "positive", "nonnegative", "real", "boolean", "choice", "seed",
-    "open_unit", "record", "width", "inapplicable", "finite_result", "option",
+    "open_unit", "record", "width", "inapplicable", "finite_result", "option", "fingerprint",
 ]
 
 RECORD = {
@@ -172,3 +172,23 @@ def finite_result(array, what: str, *, hint: str = ""):
         first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise FloatingPointError(f"{what} is not finite at index {first}" + (f": {hint}" if hint else ""))
     return array
+
+
+def fingerprint(*arrays) -> str:
+    """A short content hash of data arrays, e.g. ``meta["data"] = fingerprint(X, y, X_test, y_test)``.
+
+    Each array is hashed as float64 values with its shape (so the same numbers in float32 and float64, or in a
+    list, give the same fingerprint); ``None`` has its own marker, so ``(X, y, None, None)`` differs from
+    ``(X, y)`` only by the count of arguments. Used by :func:`limits.compare` to refuse trajectories of different
+    data and by the transfer cache."""
+    import hashlib
+
+    h = hashlib.sha256(f"{len(arrays)}:".encode())
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        arr = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+        h.update(f"{arr.shape};".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:16]
