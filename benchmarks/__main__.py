@@ -1,8 +1,10 @@
-"""``python -m benchmarks <name>|all [--quick]``: run benchmark scripts in turn."""
+"""``python -m benchmarks <name>|all [--quick] [--out DIR]``: run benchmark scripts in turn (JSON to ``DIR``, default
+``benchmarks/out``, or ``$LIMITS_BENCHMARK_OUT``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("names", nargs="+", help=f"benchmark names or 'all': {', '.join(available())}")
     parser.add_argument("--quick", action="store_true", help="small sizes (for CI)")
+    parser.add_argument("--out", default=None, help="folder for the JSON results (default: benchmarks/out)")
     args = parser.parse_args(argv)
+    env = dict(os.environ, **({"LIMITS_BENCHMARK_OUT": str(Path(args.out).resolve())} if args.out else {}))
     names = available() if "all" in args.names else args.names
     unknown = [n for n in names if n not in available()]
     if unknown:
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         print(f"=== {name} ===", flush=True)
         cmd = [sys.executable, str(HERE / f"{name}.py")] + (["--quick"] if args.quick else [])
-        if subprocess.run(cmd, cwd=HERE.parent).returncode != 0:
+        if subprocess.run(cmd, cwd=HERE.parent, env=env).returncode != 0:
             failed.append(name)
         print(f"=== {name}: {time.perf_counter() - start:.1f} s ===\n", flush=True)
     if failed:

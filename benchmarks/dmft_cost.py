@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -159,7 +160,7 @@ def main() -> int:
               f"steps, S = {fp['samples']} ({fp['dtype']}): {fp['fixed_point_seconds']:.1f} s "
               f"({fp['fixed_point_iterations']} iterations) vs {fp['march_seconds']:.1f} s: ratio {fp['ratio']:.1f}; "
               f"max |dlog loss| between them {fp['max_abs_dlog_loss']:.2g} (their Monte Carlo estimators differ)")
-    path = ROOT / "benchmarks" / "out" / "dmft_cost.json"
+    path = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out")) / "dmft_cost.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     print(f"wrote {path}")

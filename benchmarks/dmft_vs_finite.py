@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import time
 
@@ -123,7 +124,7 @@ def main(argv=None):
         cases = {k: FULL[k] for k in args.cases}
     t0 = time.perf_counter()
     res = run(cases, stored=args.stored, seeds=tuple(args.seeds))
-    path = ROOT / "benchmarks" / "out" / "dmft_vs_finite.json"
+    path = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out")) / "dmft_vs_finite.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=1))
     print(f"wrote {path} ({time.perf_counter() - t0:.0f}s)")

@@ -142,7 +142,7 @@ def main() -> None:
         f"floor model: bandwidth {last['bandwidth_GBps']:.1f} GB/s (copy), "
         f"vectorized arccos+sqrt {last['acos_ns_per_elem']:.2f} ns/elem (per core / cores)"
     )
-    out = Path(__file__).resolve().parent / "out"
+    out = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out"))
     out.mkdir(exist_ok=True)
     meta = {"depth": DEPTH, "D": D, "dtype": "float64", "cpus": os.cpu_count(), "machine": platform.machine()}
     (out / "kernels.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     print(f"width for the DMFT's accuracy: N* = {res['width_for_equal_accuracy']:.3g}; "
           f"simulation time there ~ {res['t_sim_equal_accuracy']:.3g} s; "
           f"ratio simulate/solve = {res['ratio_sim_over_solve']:.3g}")
-    out = Path(__file__).parent / "out"
+    out = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out"))
     out.mkdir(exist_ok=True)
     (out / "solve_vs_simulate.json").write_text(json.dumps(res, indent=2))
     return 0

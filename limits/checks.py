@@ -20,7 +20,7 @@ from typing import Iterable
 import numpy as np
 
 __all__ = [
-    "ArgumentTypeError", "RECORD", "META_KEYS", "integer", "positive", "nonnegative", "real", "boolean", "choice", "seed",
+    "ArgumentTypeError", "RECORD", "META_KEYS", "default_data", "integer", "positive", "nonnegative", "real", "boolean", "choice", "seed",
     "open_unit", "record", "width", "inapplicable", "finite_result", "option", "fingerprint",
 ]
 
@@ -172,6 +172,27 @@ def finite_result(array, what: str, *, hint: str = ""):
         first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise FloatingPointError(f"{what} is not finite at index {first}" + (f": {hint}" if hint else ""))
     return array
+
+
+def default_data(X, y, X_test=None, y_test=None):
+    """The data of an entry point, checked: ``(X, y, X_test, y_test)`` as float64 arrays of shapes (P, D), (P,),
+    (Q, D) or None, (Q,) or None. ``X`` and ``y`` both None: ``limits.datasets.teacher()`` (its train set); one of
+    them None: an error. ``y_test`` needs ``X_test``."""
+    from .data import teacher, validate
+
+    if X is None and y is None:
+        data = teacher()
+        X, y = data.X, data.y
+    elif X is None or y is None:
+        raise ValueError(f"give both X and y, or neither for the default dataset limits.datasets.teacher(); got "
+                         f"{'X' if y is None else 'y'} only")
+    X, y, X_test = validate(X, y, X_test)
+    if y_test is not None:
+        if X_test is None:
+            raise ValueError("y_test was given without X_test; give both (or neither)")
+        _, y_test, _ = validate(X_test, y_test)
+        y_test = np.asarray(y_test)
+    return X, y, X_test, y_test
 
 
 def fingerprint(*arrays) -> str:

@@ -123,7 +123,7 @@ def test_outputs_shapes_and_test_points(small):
     X, y, Xt = small.X, small.y, small.X_test
     T = 6
     tr = solve_dmft("mup", 2, X=X, y=y, X_test=Xt, activation="linear", lr=0.2, steps=T, progress=False,
-                    record="two_time")
+                    record=("ntk", "kernels", "two_time"))
     P, Q = len(y), len(Xt)
     assert tr.loss.shape == (T + 1,) and tr.predictions.shape == (T + 1, P)
     assert tr.test_predictions.shape == (T + 1, Q) and tr.ntk.shape == (T + 1, P, P)
@@ -260,10 +260,20 @@ def test_options_that_do_not_apply_are_rejected(small):
         solve_dmft("ntk", 2, activation="tanh", method=limits.dmft.MonteCarlo(), **kw)
     with pytest.raises(ValueError, match="method must be"):
         solve_dmft("mup", 2, activation="tanh", method="monte carlo", **kw)
-    with pytest.raises(ValueError, match="record must be"):
+    with pytest.raises(ValueError, match="record: unknown quantity 'all'"):
         solve_dmft("mup", 2, activation="linear", record="all", **kw)
+    with pytest.raises(ValueError, match="record: 'spectral'.*cannot be recorded here"):
+        solve_dmft("mup", 2, activation="linear", record=("ntk", "spectral"), **kw)
     with pytest.raises(ValueError, match="width must be"):
         solve_dmft("mup", 2, 0, activation="linear", **kw)
+    with pytest.raises(TypeError, match="width must be"):
+        solve_dmft("mup", 2, 8.9, activation="linear", **kw)
+    with pytest.raises(TypeError, match="steps must be an integer"):
+        solve_dmft("mup", 2, activation="linear", **{**kw, "steps": 1.9})
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        solve_dmft("mup", 2, activation="linear", **{**kw, "progress": "no"})
+    with pytest.raises(ValueError, match="y_test was given without X_test"):
+        solve_dmft("mup", 2, activation="linear", y_test=y, **kw)
 
 
 def test_two_layer_relu_has_no_readout_bias(data):

@@ -67,7 +67,7 @@ def test_solve_dmft_marches_the_same_fixed_point(problem):
     c = INFO["cases"]["tanh_d2"]
     tr = limits.solve_dmft("mup", 2, X=d.X, y=d.y, X_test=d.X_test, activation="tanh", lr=c["lr"], steps=c["steps"],
                            method=limits.dmft.MonteCarlo(samples=c["samples"], antithetic=False), seed=c["seed"], progress=False,
-                           record="two_time")
+                           record=("ntk", "kernels", "two_time"))
     f = REF["tanh_d2/f"]
     assert _rel(tr.predictions, f[:, :4]) < 1e-8 and _rel(tr.test_predictions, f[:, 4:]) < 1e-8
     T1, Pa = c["steps"] + 1, 6
@@ -78,7 +78,7 @@ def test_solve_dmft_marches_the_same_fixed_point(problem):
 def test_deep_linear_march_equals_the_iterated_equations(problem):
     _, d = problem
     tr = limits.solve_dmft("mup", 3, X=d.X, y=d.y, X_test=d.X_test, activation="linear", lr=0.5, steps=10,
-                           record="two_time", progress=False)
+                           record=("ntk", "kernels", "two_time"), progress=False)
     f = REF["linear_d3/f"]
     assert _rel(tr.predictions, f[:, :4]) < 1e-10 and _rel(tr.test_predictions, f[:, 4:]) < 1e-10
     assert _rel(tr.ntk, REF["linear_d3/ntk"]) < 1e-10

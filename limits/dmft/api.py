@@ -15,15 +15,16 @@ import warnings
 import numpy as np
 
 from .. import activations as _acts
+from .. import checks
 from ..checks import integer, positive
-from ..data import validate
+from ..checks import default_data
 from ..trajectory import Trajectory
 from . import monte_carlo as mc
 from .methods import Exact, MonteCarlo
 
 __all__ = ["solve_dmft"]
 
-_RECORD = ("equal_time", "two_time", "none")
+_RECORD = ("ntk", "kernels", "two_time")
 DEFAULT_SAMPLES = 8192
 DEFAULT_SAMPLES_TWO_LAYER = 65536  # no path histories: O(S n P), seconds at most
 DEFAULT_DEPTH_STEPS = {"exact": 64, "monte carlo": 4}
@@ -56,18 +57,19 @@ def solve_dmft(
     depth=None,
     width=math.inf,
     *,
-    X,
-    y,
+    X=None,
+    y=None,
     activation="tanh",
     gamma0: float | None = None,
     lr: float = 0.5,
     steps: int = 100,
     X_test=None,
-    method: MonteCarlo | Exact | None = None,
+    y_test=None,
     seed: int | None = None,
-    record: str = "equal_time",
-    depth_steps: int | None = None,
+    record=("ntk", "kernels"),
     progress: bool = True,
+    method: MonteCarlo | Exact | None = None,
+    depth_steps: int | None = None,
 ) -> Trajectory:
     """Infinite-width DMFT of full-batch gradient descent for a parametrization table.
 
@@ -84,15 +86,17 @@ def solve_dmft(
         depth: hidden layers (MLP) or residual blocks; ``math.inf`` for the layer-time limit of a residual preset;
             None: the table's own depth (1 for a preset name).
         width: ``math.inf``, or a finite width N for tables whose richness depends on it (``ntk``: ``gamma = 1/sqrt N``).
-        X: (P, D) train inputs. y: (P,) targets. X_test: (Q, D) or None.
+        X: (P, D) train inputs. y: (P,) targets (both None: ``limits.datasets.teacher()``).
+        X_test: (Q, D) or None. y_test: (Q,) test targets (gives ``test_loss``) or None.
         activation: name (``linear``, ``relu``, ``tanh``, ``erf``, ``gelu``) or callable.
         gamma0: richness of a preset (default 1); rejected with a table (it carries its constants).
         lr: learning rate. steps: gradient steps (the trajectory has ``steps + 1`` entries).
         method: :class:`limits.dmft.MonteCarlo` (any activation) or :class:`limits.dmft.Exact` (linear);
             None: ``Exact()`` for ``activation="linear"``, else ``MonteCarlo()``.
         seed: seed of the Monte Carlo sources (default 0); rejected with ``Exact``.
-        record: ``"equal_time"`` (kernels ``phi1..``, ``g1..`` of shape (steps+1, P, P)), ``"two_time"`` (also
-            ``phi1_tt``, ``g1_tt``, .. of shape (steps+1, steps+1, P, P)) or ``"none"``.
+        record: names from ``("ntk", "kernels", "two_time")`` (a name, a sequence, or None for none): ``"ntk"``
+            (steps+1, P, P); ``"kernels"``: ``phi1..``, ``g1..`` of shape (steps+1, P, P) (``phi_tau``, ``g_tau`` at
+            depth inf); ``"two_time"``: ``phi1_tt``, ``g1_tt``, .. of shape (steps+1, steps+1, P, P).
         depth_steps: steps in layer time at ``depth=math.inf``: Heun steps of the linear ODEs (``Exact``, default
             64, error O(depth_steps^-2)) or Euler-Maruyama steps of the Monte Carlo SDE (even, default 4), marched
             with ``depth_steps/2`` (and ``/4``) on coupled sources and Richardson-extrapolated.
@@ -100,32 +104,32 @@ def solve_dmft(
 
     Returns:
         :class:`~limits.trajectory.Trajectory`: ``loss`` (steps+1,), ``predictions`` (steps+1, P),
-        ``test_predictions`` (steps+1, Q), ``loss_stderr`` (steps+1,) (Monte Carlo error: the spread of 16 Sobol
+        ``test_predictions`` (steps+1, Q), ``test_loss`` (steps+1,) with ``y_test``,
+        ``prediction_stderr`` (steps+1, P) (Monte Carlo), ``loss_stderr`` (steps+1,) (Monte Carlo error: the spread of 16 Sobol
         blocks of the paths, a conservative estimate; 0 for exact equations), ``ntk`` (steps+1, P, P) (the lr-weighted NTK: to first order
-        ``f(t+1) - f(t) = lr/P NTK(t) Delta(t)``), ``kernels``, ``meta`` (settings, the compiled table),
-        ``diagnostics`` (samples and how they were chosen, prediction standard errors, wall time).
+        ``f(t+1) - f(t) = lr/P NTK(t) Delta(t)``), ``kernels``, ``meta`` (:data:`limits.checks.META_KEYS`, then the compiled table),
+        ``diagnostics`` (informational: samples and how they were chosen).
 
     Cost: ``O(S n^2)`` per field for ``S`` paths on ``n = (steps + 1)(P + Q)`` grid points (a few products of the
     path histories per time step; the residual control variates multiply it by about ``2 L + 2``), ``O(n^3)``
     for the Cholesky factors; exact linear: ``O(L n^3)``. Memory ``O(S n)`` per history.
     """
     t_start = time.perf_counter()
-    X, y, X_test = validate(X, y, X_test)
+    X, y, X_test, y_test = default_data(X, y, X_test, y_test)
     steps = integer(steps, "steps", 1)
     lr = positive(lr, "lr")
-    if record not in _RECORD:
-        raise ValueError(f"record must be one of {_RECORD}, got {record!r}")
-    if not isinstance(progress, bool):
-        raise ValueError(f"progress must be True or False, got {progress!r}")
+    record = checks.record(record, supported=_RECORD)
+    progress = checks.boolean(progress, "progress")
     table, infinite, gamma0 = _table(param, depth, gamma0)
-    _check_width(width)
+    width = checks.width(width)
     act = _acts.get(activation)
     cls = table.classify()
     if math.isinf(width) and cls.regime in ("kernel", "trivial") and not infinite:
         _reject_dmft_options(method, seed, depth_steps, cls.regime)
         from ..kernels import solve_kernel
 
-        return solve_kernel(table, table.depth, X=X, y=y, activation=activation, lr=lr, steps=steps, X_test=X_test)
+        return solve_kernel(table, table.depth, X=X, y=y, activation=activation, lr=lr, steps=steps, X_test=X_test,
+                            y_test=y_test, record=tuple(record - {"two_time"}), progress=progress)
     limit = table.dmft_limit(width, infinite_depth=infinite)
     method = _method(method, act)
     seed = _seed(seed, method)
@@ -136,8 +140,16 @@ def solve_dmft(
     if sol.diverged_at is not None:
         raise FloatingPointError(f"the gradient-descent dynamics diverge at step {sol.diverged_at} (predictions grow "
                                  f"without bound) with lr={lr:g}; use a smaller lr (e.g. lr={lr / 4:g})")
-    return _trajectory(sol, extra, table, limit, act, method, problem, width=width, depth=math.inf if infinite
+    traj = _trajectory(sol, extra, table, limit, act, method, problem, width=width, depth=math.inf if infinite
                        else table.depth, steps=steps, lr=lr, gamma0=gamma0, seed=seed, record=record, t_start=t_start)
+    return _with_test_loss(traj, y_test)
+
+
+def _with_test_loss(traj: Trajectory, y_test) -> Trajectory:
+    """``traj`` with ``test_loss`` (steps+1,) ``= 1/(2Q) sum (f_test - y_test)^2`` when ``y_test`` is given."""
+    if y_test is None:
+        return traj
+    return traj.replace(test_loss=0.5 * np.mean((traj.test_predictions - y_test) ** 2, axis=1))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -165,10 +177,6 @@ def _table(param, depth, gamma0):
     return resolve(param, 1 if depth is None else integer(depth, "depth", 1), gamma0=gamma0), False, gamma0
 
 
-def _check_width(width):
-    ok = isinstance(width, (int, float, np.integer, np.floating)) and not isinstance(width, bool)
-    if not ok or not width > 0 or (not math.isinf(width) and (not math.isfinite(width) or width != int(width))):
-        raise ValueError(f"width must be a positive integer or math.inf, got {width!r}")
 
 
 def _reject_dmft_options(method, seed, depth_steps, regime):
@@ -204,12 +212,12 @@ def _depth_steps(depth_steps, infinite, method, record, limit):
     if not infinite:
         if depth_steps is not None:
             raise ValueError("depth_steps= applies to depth=math.inf (layer time); this depth is finite")
-        if record == "two_time" and limit.residual and kind == "exact":
-            raise ValueError("record='two_time' is not available for the exact linear residual solver; use "
-                             "'equal_time', or method=limits.dmft.MonteCarlo()")
+        if "two_time" in record and limit.residual and kind == "exact":
+            raise ValueError("record='two_time' is not available for the exact linear residual solver; drop it, or "
+                             "use method=limits.dmft.MonteCarlo()")
         return None
-    if record == "two_time":
-        raise ValueError("record='two_time' is not available at depth=math.inf; use 'equal_time' or a finite depth")
+    if "two_time" in record:
+        raise ValueError("record='two_time' is not available at depth=math.inf; drop it, or use a finite depth")
     K = DEFAULT_DEPTH_STEPS[kind] if depth_steps is None else integer(depth_steps, "depth_steps", 1)
     if kind == "monte carlo" and (K < 2 or K % 2):
         raise ValueError(f"depth_steps must be an even integer >= 2 for the Monte Carlo layer-time solver (Richardson "
@@ -231,7 +239,7 @@ def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, de
         if limit.residual:
             return (resnet.solve(**kw, limit=limit, blocks=method.blocks, progress=progress),
                     {"method": "linear residual Riccati sweep, marched in time"})
-        return (linear.solve(**kw, limit=limit, two_time=record == "two_time", blocks=method.blocks,
+        return (linear.solve(**kw, limit=limit, two_time="two_time" in record, blocks=method.blocks,
                              progress=progress), {"method": "deep-linear kernel equations, marched in time"})
     jitter = method.stein_jitter if method.stein_jitter is not None else (1e-4 if limit.residual else 1e-3)
 
@@ -243,12 +251,12 @@ def _solve(limit, act, method, problem: _Problem, *, steps, lr, seed, record, de
             res = layer_time.solve(limit, depth_steps, level, Kx_all=problem.Kx_all)
             return res.solution, {"ntk": res.ntk, "levels": res}
         _check_memory(mc.process(act, limit, S=S, steps=steps, Pa=problem.Kx_all.shape[0], P=problem.P,
-                                 dtype=method.dtype, two_time=record == "two_time", mirrored=method.antithetic))
+                                 dtype=method.dtype, two_time="two_time" in record, mirrored=method.antithetic))
         draw = mc.resnet_sources if limit.residual else mc.mlp_sources
         sources = draw(S, limit.fields, steps + 1, problem.Kx_all.shape[0], seed, method.qmc,
                        antithetic=method.antithetic)
         pr, consts = mc.build(act, **kw, limit=limit, sources=sources, stein_jitter=jitter, dtype=method.dtype,
-                              two_time=record == "two_time", mirrored=method.antithetic)
+                              two_time="two_time" in record, mirrored=method.antithetic)
         return mc.solve(pr, consts, blocks=method.blocks, progress=progress), {}
 
     n = (steps + 1) * problem.Kx_all.shape[0]
@@ -338,14 +346,18 @@ def _two_time(M, T1, Pa, P):
 
 
 def _kernels(sol, limit, record, T1, Pa, P, infinite):
-    if record == "none":
-        return {}
-    if infinite:
-        return {"phi_tau": sol.phi.transpose(1, 0, 2, 3)[:, :, :P, :P], "g_tau": sol.g.transpose(1, 0, 2, 3)[:, :, :P, :P]}
+    """The recorded kernels: equal-time ``phi{k}``, ``g{k}`` (T1, P, P) for ``"kernels"`` (``phi_tau``, ``g_tau`` of
+    shape (T1, K+1, P, P) at depth inf), two-time ``phi{k}_tt``, ``g{k}_tt`` (T1, T1, P, P) for ``"two_time"``."""
     out = {}
+    if infinite:
+        if "kernels" in record:
+            out = {"phi_tau": sol.phi.transpose(1, 0, 2, 3)[:, :, :P, :P],
+                   "g_tau": sol.g.transpose(1, 0, 2, 3)[:, :, :P, :P]}
+        return out
     for k in range(1, limit.fields + 1):
-        out[f"phi{k}"], out[f"g{k}"] = sol.phi[:, k - 1, :P, :P], sol.g[:, k - 1, :P, :P]
-        if record == "two_time":
+        if "kernels" in record:
+            out[f"phi{k}"], out[f"g{k}"] = sol.phi[:, k - 1, :P, :P], sol.g[:, k - 1, :P, :P]
+        if "two_time" in record:
             out[f"phi{k}_tt"] = _two_time(sol.two[f"Phi{k}"], T1, Pa, P)
             out[f"g{k}_tt"] = _two_time(sol.two[f"G{k}"], T1, Pa, P)
     return out
@@ -357,18 +369,17 @@ def _trajectory(sol, extra, table, limit, act, method, problem, *, width, depth,
     infinite = limit.layer_time is not None
     preds = sol.f[:, :P]
     ntk = extra["ntk"] if "ntk" in extra else mc.ntk(sol, problem.Kx_all, limit.kappa)
-    meta = {"solver": "dmft", "parametrization": table.name.replace("depth 4", "depth inf") if infinite else table.name,
-            "regime": "feature_learning", "width": width, "depth": depth, "activation": act.name, "lr": float(lr),
-            "gamma0": gamma0,
-            "gamma": limit.gamma, "steps": steps, "seed": seed, "method": repr(method), "residual": limit.residual,
+    meta = {"solver": "dmft", "param": table.name.replace("depth 4", "depth inf") if infinite else table.name,
+            "depth": depth, "width": width, "activation": act.name, "gamma0": gamma0, "lr": float(lr), "steps": steps,
+            "seed": seed, "method": repr(method), "wall_s": time.perf_counter() - t_start,
+            "regime": "feature_learning", "gamma": limit.gamma, "residual": limit.residual,
             "source_scales": limit.b, "lr_weights": limit.kappa}
     diagnostics = {"method": extra["method"], "samples": extra.get("samples"), "samples_rule": extra.get("samples_rule"),
-                   "wall_time": time.perf_counter() - t_start,
                    "loss_stderr_kind": "exact (deterministic equations)" if isinstance(method, Exact) else
                    "spread of the loss over 16 Sobol blocks of the paths given the kernels (conservative: measured "
                    "1.5-8x the seed-to-seed spread on the reference problems; docs/theory/dmft.md section 7)"}
     if isinstance(method, MonteCarlo):
-        diagnostics.update(prediction_stderr=sol.f_se[:, :P], stein_jitter=extra["stein_jitter"])
+        diagnostics.update(stein_jitter=extra["stein_jitter"])
     if limit.residual and not infinite:
         meta.update(branch_weight_per_block=limit.b[1] ** 2, lr_weight_per_block=limit.kappa[1])
     if infinite:
@@ -383,6 +394,8 @@ def _trajectory(sol, extra, table, limit, act, method, problem, *, width, depth,
                                depth_error=np.abs(0.5 * np.mean((preds - problem.y) ** 2, axis=1) - level_loss[lv.levels[0]]))
     return Trajectory(loss=0.5 * np.mean((preds - problem.y) ** 2, axis=1), predictions=preds,
                       test_predictions=None if Pa == P else sol.f[:, P:], loss_stderr=sol.loss_se,
-                      prediction_cov=np.zeros((T1, P, P)), ntk=None if record == "none" else ntk[:, :P, :P],
+                      prediction_cov=np.zeros((T1, P, P)), ntk=ntk[:, :P, :P] if "ntk" in record else None,
                       kernels=_kernels(sol, limit, record, T1, Pa, P, infinite),
-                      kernel_steps=None if record == "none" else np.arange(T1), meta=meta, diagnostics=diagnostics)
+                      kernel_steps=np.arange(T1) if record & {"ntk", "kernels"} else None,
+                      prediction_stderr=sol.f_se[:, :P] if isinstance(method, MonteCarlo) else None,
+                      meta=meta, diagnostics=diagnostics)
