@@ -1,9 +1,11 @@
 """Embedded datasets and input validation.
 
-Every entry point validates its data once with :func:`validate`, so solvers may
-assume ``X`` is a finite float array of shape (P, D) and ``y`` of shape (P,).
+Every entry point validates its data once with :func:`validate` (through
+:func:`limits.checks.default_data`), so solvers may assume ``X`` is a finite float array of shape (P, D) and ``y``
+of shape (P,).
 
-Datasets (all deterministic given ``seed``, nothing is downloaded):
+Datasets (all deterministic given ``seed``, nothing is downloaded). In each, the train set does not depend on
+``P_test``: asking for more or fewer test points leaves ``X`` and ``y`` unchanged.
 
 - :func:`teacher`: Gaussian inputs on the sphere of radius sqrt(D), labels from
   a random two-layer tanh teacher, normalized to unit variance.
@@ -11,6 +13,9 @@ Datasets (all deterministic given ``seed``, nothing is downloaded):
   ``sum_k k^{-alpha/2} cos(k theta + phase_k)`` (a power-law spectrum).
 - :func:`digits`: scikit-learn's bundled 8x8 digits (``pip install limits[data]``),
   a binary task (even vs odd digit, +-1 labels) on standardized pixels.
+
+:func:`fingerprint` (:func:`limits.checks.fingerprint`) is a short hash of the arrays a solver ran on
+(``Trajectory.meta["data"]``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Dataset", "teacher", "powerlaw_circle", "digits", "validate", "load"]
+from .checks import ArgumentTypeError, fingerprint, integer, real
+from .checks import seed as _check_seed
+
+__all__ = ["Dataset", "teacher", "powerlaw_circle", "digits", "validate", "fingerprint", "load"]
+
+_NORMALIZING_POINTS = 64
+"""The teacher's labels are scaled to unit variance over the train points and the first this-many test points
+(the default test set), whatever ``P_test`` is, so that the train labels do not depend on ``P_test``."""
 
 
 class Dataset(NamedTuple):
@@ -31,42 +43,86 @@ class Dataset(NamedTuple):
     y_test: np.ndarray
 
 
+def _seed(value) -> int:
+    return 0 if value is None else _check_seed(value, "seed")
+
+
 def _sphere(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     x = rng.standard_normal((n, dim))
     return x / np.linalg.norm(x, axis=1, keepdims=True) * np.sqrt(dim)
 
 
 def teacher(P: int = 16, D: int = 8, P_test: int = 64, *, hidden: int = 32, seed: int = 0) -> Dataset:
-    """Two-layer tanh teacher ``y = a . tanh(W x / sqrt(D)) / sqrt(hidden)``, unit variance."""
+    """Two-layer tanh teacher ``y = a . tanh(W x / sqrt(D)) / sqrt(hidden)``, unit variance.
+
+    ``P``, ``D``, ``P_test``, ``hidden``: positive integers; ``seed``: an integer in [0, 2**32 - 1] (None: 0).
+    The labels are divided by their standard deviation over the ``P`` train points and the first 64 test
+    points, so the train set (inputs and labels) is the same for every ``P_test``, and the test points of a
+    smaller ``P_test`` are the first ones of a larger one.
+    """
+    P, D = integer(P, "P", 1), integer(D, "D", 1)
+    P_test, hidden, seed = integer(P_test, "P_test", 1), integer(hidden, "hidden", 1), _seed(seed)
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((hidden, D))
     a = rng.standard_normal(hidden)
-    X = _sphere(rng, P + P_test, D)
-    y = np.tanh(X @ W.T / np.sqrt(D)) @ a / np.sqrt(hidden)
-    y = y / np.std(y)
-    return Dataset(X[:P], y[:P], X[P:], y[P:])
+
+    def label(X):
+        return np.tanh(X @ W.T / np.sqrt(D)) @ a / np.sqrt(hidden)
+
+    X = _sphere(rng, P + _NORMALIZING_POINTS, D)  # the train points first, then the default test points
+    y = label(X)
+    scale = np.std(y)
+    if not (np.isfinite(scale) and scale > 0):  # pragma: no cover - needs hidden * D degenerate draws
+        raise ValueError(f"the teacher's labels are constant for seed={seed} (P={P}, D={D}, hidden={hidden}); "
+                         f"use another seed")
+    extra = P_test - _NORMALIZING_POINTS
+    if extra > 0:  # drawn after (and computed apart from) the normalizing set: those stay bit-identical
+        X_extra = _sphere(rng, extra, D)
+        X, y = np.concatenate([X, X_extra]), np.concatenate([y, label(X_extra)])
+    y = y / scale
+    return Dataset(X[:P], y[:P], X[P : P + P_test], y[P : P + P_test])
 
 
 def powerlaw_circle(P: int = 16, P_test: int = 64, *, alpha: float = 2.0, modes: int = 32, seed: int = 0) -> Dataset:
-    """Target with power-law Fourier spectrum ``|c_k|^2 ~ k^{-alpha}`` on the circle."""
-    rng = np.random.default_rng(seed)
-    theta = rng.uniform(0.0, 2.0 * np.pi, P + P_test)
+    """Target with power-law Fourier spectrum ``|c_k|^2 ~ k^{-alpha}`` (k = 1..modes) on the circle.
+
+    The target has unit variance over the circle (the coefficients are normalized exactly, not by the sample
+    spread, so no sample size gives NaN labels); the phases, the train angles and the test angles come from
+    three independent streams of ``seed``. ``alpha``: any finite real; ``modes``, ``P``, ``P_test``: positive
+    integers.
+    """
+    P, P_test = integer(P, "P", 1), integer(P_test, "P_test", 1)
+    modes, alpha, seed = integer(modes, "modes", 1), real(alpha, "alpha"), _seed(seed)
     k = np.arange(1, modes + 1)
-    phase = rng.uniform(0.0, 2.0 * np.pi, modes)
-    y = (k ** (-alpha / 2.0) * np.cos(np.outer(theta, k) + phase)).sum(axis=1)
-    y = y / np.std(y)
-    X = np.stack([np.cos(theta), np.sin(theta)], axis=1) * np.sqrt(2.0)
-    return Dataset(X[:P], y[:P], X[P:], y[P:])
+    log_c = -0.5 * alpha * np.log(k)
+    c = np.exp(log_c - log_c.max())  # in (0, 1], the largest 1: no overflow for any finite alpha
+    c = c / np.sqrt(0.5 * np.sum(c**2))  # E_theta[(sum_k c_k cos(k theta + phase_k))^2] = sum_k c_k^2 / 2
+    phase = np.random.default_rng([seed, 0]).uniform(0.0, 2.0 * np.pi, modes)
+
+    def draw(stream: int, count: int):
+        theta = np.random.default_rng([seed, stream]).uniform(0.0, 2.0 * np.pi, count)
+        y = np.cos(np.outer(theta, k) + phase) @ c
+        return np.stack([np.cos(theta), np.sin(theta)], axis=1) * np.sqrt(2.0), y
+
+    X, y = draw(1, P)
+    X_test, y_test = draw(2, P_test)
+    return Dataset(X, y, X_test, y_test)
 
 
 def digits(P: int = 64, P_test: int = 256, *, seed: int = 0) -> Dataset:
-    """8x8 digits bundled with scikit-learn: even (+1) vs odd (-1), standardized pixels."""
+    """8x8 digits bundled with scikit-learn: even (+1) vs odd (-1), standardized pixels.
+
+    ``P + P_test`` must not exceed the 1797 images; train and test images are disjoint.
+    """
+    P, P_test, seed = integer(P, "P", 1), integer(P_test, "P_test", 1), _seed(seed)
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - depends on optional extra
         raise ImportError("the digits dataset needs scikit-learn: pip install 'limits[data]'") from exc
     data = load_digits()
     X = data.data.astype(np.float64)
+    if P + P_test > len(X):
+        raise ValueError(f"P + P_test = {P + P_test} exceeds the {len(X)} digit images; ask for fewer points")
     X = (X - X.mean(0)) / (X.std(0) + 1e-8)
     X = X / np.linalg.norm(X, axis=1, keepdims=True) * np.sqrt(X.shape[1])
     y = np.where(data.target % 2 == 0, 1.0, -1.0)
@@ -80,39 +136,66 @@ _DATASETS = {"teacher": teacher, "powerlaw_circle": powerlaw_circle, "digits": d
 
 def load(name: str, **kwargs) -> Dataset:
     """Dataset by name: ``teacher``, ``powerlaw_circle`` or ``digits``."""
-    if name not in _DATASETS:
+    if not isinstance(name, str) or name not in _DATASETS:
         raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(_DATASETS)}")
     return _DATASETS[name](**kwargs)
 
 
-def _finite_array(name: str, value, ndim: int, dtype) -> np.ndarray:
+# ----------------------------------------------------------------------------- validation
+_SHAPES = {1: "(P,)", 2: "(P, D)"}
+
+
+def _numeric_array(name: str, value) -> np.ndarray:
+    """``value`` as a NumPy array of real numbers (integer or float dtype), without coercing anything else."""
+    if value is None:
+        raise ArgumentTypeError(f"{name} must be an array, got None")
     try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array: {exc}") from exc
-    if arr.ndim != ndim:
-        shape = "(P, D)" if ndim == 2 else "(P,)"
-        raise ValueError(f"{name} must have shape {shape}, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf); clean the data first")
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be a numeric array: {str(exc).splitlines()[0]}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise ArgumentTypeError(f"{name} is complex ({arr.dtype}); the networks are real: pass a real array "
+                                f"(e.g. {name}.real if the imaginary part is meant to be dropped)")
+    if kind == "b":
+        raise ArgumentTypeError(f"{name} is a boolean array; pass numbers (e.g. {name}.astype(float), or +-1 labels)")
+    if kind not in "iuf":
+        raise ArgumentTypeError(f"{name} must be an array of real numbers, got dtype {arr.dtype} "
+                                f"(strings, objects or ragged rows are not converted)")
     return arr
 
 
-def validate(X, y=None, X_test=None, *, dtype=np.float64):
-    """Check shapes and finiteness once, at the entry point.
+def _finite_array(name: str, value, ndim: int, dtype) -> np.ndarray:
+    arr = _numeric_array(name, value)
+    if ndim == 1 and arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have shape {_SHAPES[ndim]}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    with np.errstate(over="ignore"):  # values beyond the dtype's range become inf, reported below
+        out = arr.astype(dtype)
+    if not np.all(np.isfinite(out)):
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        extra = ""
+        if np.all(np.isfinite(arr.astype(np.float64))):
+            extra = f" after conversion to {np.dtype(dtype).name} (values beyond its range)"
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf){extra}; clean the data first")
+    return out
 
-    Returns ``(X, y, X_test)`` as float arrays; ``y`` of shape (P, 1) is
-    flattened. Raises ``ValueError`` naming the offending argument.
+
+def validate(X, y=None, X_test=None, *, dtype=np.float64):
+    """Check kinds, shapes and finiteness once, at the entry point.
+
+    Returns ``(X, y, X_test)`` as float arrays of ``dtype``; ``y`` of shape (P, 1) is flattened. Integer and
+    float arrays are accepted; complex, boolean, string and object arrays are rejected (nothing is converted
+    silently). Raises ``ValueError`` (or :class:`~limits.checks.ArgumentTypeError`) naming the argument.
+    An ``X`` whose rows are all zero is accepted here (a finite network trains on it); the limit solvers that
+    need a nonsingular input kernel reject it themselves.
     """
     X = _finite_array("X", X, 2, dtype)
     if y is not None:
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            y_arr = y_arr[:, 0]
-        y = _finite_array("y", y_arr, 1, dtype)
+        y = _finite_array("y", y, 1, dtype)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} entries; they must match")
     if X_test is not None:

@@ -28,6 +28,8 @@ INFO = json.loads(str(REF["info"]))
 @pytest.fixture(scope="module")
 def problem():
     d = limits.datasets.teacher(**INFO["data"])
+    scale = np.std(np.concatenate([d.y, d.y_test]))  # the reference's labels: unit variance over train + test
+    d = d._replace(y=d.y / scale, y_test=d.y_test / scale)  # (the teacher's normalization before issue 15)
     X_all = np.concatenate([d.X, d.X_test])
     Q, P = d.X_test.shape[0], len(d.y)
     return dict(Kx_all=X_all @ X_all.T / d.X.shape[1], y_all=np.concatenate([d.y, np.zeros(Q)]),
