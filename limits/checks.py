@@ -119,7 +119,7 @@ def seed(value, name: str = "seed") -> int:
 
 def width(value, name: str = "width", *, infinite: bool = True) -> int | float:
     """A network width: a positive integer (``2.0`` is rejected: widths are counts), or ``math.inf`` if allowed."""
-    if infinite and _is_real_number(value) and math.isinf(value) and value > 0:
+    if infinite and isinstance(value, (float, np.floating)) and math.isinf(value) and value > 0:  # ints never overflow here
         return math.inf
     try:
         return integer(value, name, 1)
