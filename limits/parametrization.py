@@ -34,14 +34,18 @@ the finite-width simulator and the limit solvers consume.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
+import re
 from fractions import Fraction
 from typing import Iterable, Sequence
 
 import numpy as np
 import sympy as sp
 
+from .checks import ArgumentTypeError, choice, inapplicable, integer, nonnegative
 from .checks import positive as _constant
+from .checks import width as _width
 
 __all__ = [
     "Layer",
@@ -70,36 +74,79 @@ REGIMES = ("unstable", "trivial", "kernel", "feature_learning")
 _HALF = sp.Rational(1, 2)
 
 
+_MAX_FLOAT_DIGITS = 12
+"""A float exponent is taken as the decimal it prints as (``0.5`` is 1/2, ``1e-7`` is 10^-7) when that decimal
+has at most this many significant digits; longer ones (``1/3`` computed in floating point) are errors."""
+
+_EXPRESSION = re.compile(r"[\w\s.+\-*/()^]*")
+"""Characters of an exponent written as a string expression (numbers, symbols, + - * / ^ and brackets)."""
+
+
+def _float_exponent(value, field: str) -> sp.Rational:
+    """A float as the exact rational its shortest decimal spells, or an error naming ``field`` (no rounding)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{field} must be finite, got {value}")
+    text = repr(value)
+    if len(decimal.Decimal(text).normalize().as_tuple().digits) <= _MAX_FLOAT_DIGITS:
+        return sp.Rational(Fraction(text))
+    guess = Fraction(value).limit_denominator(1000)
+    hint = f"'{guess}' or sympy.Rational({guess.numerator}, {guess.denominator})" if float(guess) == value else \
+        "a string such as '1/3' or sympy.Rational(1, 3)"
+    raise ValueError(f"{field} = {value!r} is a float that is not a short decimal (a rounded fraction?); exponents are "
+                     f"exact: give {hint}")
+
+
+def _string_exponent(value: str, field: str) -> sp.Expr:
+    text = value.strip()
+    if not text:
+        raise ValueError(f"{field} is an empty string; give an exponent such as '0' or '1/2'")
+    try:
+        return sp.Rational(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        pass
+    if "__" in text or not _EXPRESSION.fullmatch(text):
+        raise ValueError(f"{field} = {value!r} is not a number or expression; use e.g. '1/2'")
+    try:
+        return sp.sympify(text, rational=True)
+    except (sp.SympifyError, SyntaxError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{field} = {value!r} is not a number or expression; use e.g. '1/2'") from exc
+
+
 def _exponent(value, field: str) -> sp.Expr:
-    """Convert a user value into an exact sympy exponent, or raise naming the field."""
-    if isinstance(value, bool):
-        raise ValueError(f"{field} must be a number or sympy symbol, got a bool")
-    if isinstance(value, (int, np.integer, Fraction)):
+    """Convert a user value into an exact sympy exponent, or raise naming the field.
+
+    Integers, fractions, decimals, strings (``'1/2'``, ``'1e-7'``, ``'s + 1'``) and sympy expressions are kept
+    exactly; floats as the decimal they print as (see :func:`_float_exponent`); complex, infinite, NaN, bool and
+    other objects are errors. Symbols are allowed (substitute them with :meth:`Parametrization.subs`)."""
+    if isinstance(value, sp.Rational):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{field} must be a number or sympy expression, got a bool ({value!r})")
+    if isinstance(value, (int, np.integer)):
+        return sp.Integer(int(value))
+    if isinstance(value, Fraction):
         return sp.Rational(value)
-    if isinstance(value, str):
-        try:
-            return sp.Rational(Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            pass
-        try:
-            expr = sp.sympify(value, rational=True)
-        except (sp.SympifyError, SyntaxError, TypeError) as exc:
-            raise ValueError(f"{field} = {value!r} is not a number or expression; use e.g. '1/2'") from exc
-    elif isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
             raise ValueError(f"{field} must be finite, got {value}")
-        return sp.Rational(Fraction(float(value)).limit_denominator(10**6))
+        return sp.Rational(Fraction(value))
+    if isinstance(value, (float, np.floating)):
+        return _float_exponent(value, field)
+    if isinstance(value, str):
+        expr = _string_exponent(value, field)
     elif isinstance(value, sp.Basic):
-        expr = value
+        expr = value.xreplace({f: _float_exponent(f, field) for f in value.atoms(sp.Float)})
     else:
-        raise ValueError(
-            f"{field} must be a number, fraction string such as '1/2', or sympy expression; got {type(value).__name__}"
+        raise ArgumentTypeError(
+            f"{field} must be a number, fraction string such as '1/2', or sympy expression; got {value!r} "
+            f"({type(value).__name__})"
         )
     if not isinstance(expr, sp.Expr) or expr.has(sp.nan, sp.oo, -sp.oo, sp.zoo):
         raise ValueError(f"{field} must be a finite real number or expression, got {expr}")
-    if not expr.free_symbols and not expr.is_real:
+    if not expr.free_symbols and expr.is_real is not True:
         raise ValueError(f"{field} must be real, got {expr}")
-    return expr if expr.free_symbols or expr.is_Rational else sp.nsimplify(expr, rational=True)
+    return expr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +159,12 @@ class Layer:
     multiplier: float = 1.0
     init_std: float = 1.0
     lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b", "c"):
+            object.__setattr__(self, name, _exponent(getattr(self, name), f"Layer.{name}"))
+        for name in ("multiplier", "init_std", "lr_scale"):
+            object.__setattr__(self, name, _constant(getattr(self, name), f"Layer.{name}"))
 
     @property
     def W_std(self) -> float:
@@ -258,21 +311,38 @@ class DMFTLimit:
                          (self.kappa[0],) + (k2 / K,) * K + (self.kappa[-1],), residual=True)
 
 
-def _as_list(value, length: int, field: str) -> list:
-    if isinstance(value, (list, tuple, np.ndarray)):
+def _as_list(value, length: int, field: str, rows: str = "") -> list:
+    """``value`` repeated ``length`` times, or ``value`` itself if it is a list/tuple/1-D array of that length."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return [value[()]] * length
+        if value.ndim != 1:
+            raise ValueError(f"{field} must be one value or a 1-D list of values, got an array of shape {value.shape}")
+        value = list(value)
+    if isinstance(value, (list, tuple)):
         if len(value) != length:
             raise ValueError(
-                f"{field} has {len(value)} entries but the table has {length} layers "
-                f"(depth + 1); give one value per layer or a single value"
+                f"{field} has {len(value)} entries but the table has {length} rows ({rows or 'one per layer'}); "
+                f"give one value per row or a single value"
             )
         return list(value)
+    if isinstance(value, Iterable) and not isinstance(value, (str, sp.Basic)):
+        raise ArgumentTypeError(f"{field} must be a single value or a list/tuple with one value per row, got "
+                                f"{type(value).__name__}")
     return [value] * length
 
 
+def _rows(size: int, residual: bool) -> str:
+    """What the rows of a table are, for messages: ``depth + 1`` weight layers, or input, blocks and readout."""
+    if residual:
+        return f"depth + 2: input, {size - 2} residual block{'s' * (size != 3)}, readout"
+    return f"depth + 1: one per weight layer, depth {size - 1}"
+
+
 def _simp(expr) -> sp.Expr:
-    """Simplify only when symbols are present (exact Rationals need nothing)."""
+    """Simplify unless the expression is already a Rational (exact Rationals need nothing)."""
     expr = sp.sympify(expr)
-    return expr if not expr.free_symbols else sp.simplify(expr)
+    return expr if expr.is_Rational else sp.simplify(expr)
 
 
 def _numeric(expr: sp.Expr, what: str) -> sp.Expr:
@@ -306,6 +376,11 @@ class Residual:
     alpha: sp.Expr
     beta: float = 1.0
     lr_exponent: sp.Expr = sp.Integer(0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alpha", _exponent(self.alpha, "Residual.alpha"))
+        object.__setattr__(self, "beta", _constant(self.beta, "Residual.beta"))
+        object.__setattr__(self, "lr_exponent", _exponent(self.lr_exponent, "Residual.lr_exponent"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,10 +432,18 @@ class Parametrization:
     residual: Residual | None = None
 
     def __post_init__(self) -> None:
-        if len(self.layers) < 2:
-            raise ValueError("a table needs at least 2 layers (depth >= 1): input and readout")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; use 'sgd' or 'adam'")
+        if not isinstance(self.layers, (list, tuple)) or not all(isinstance(L, Layer) for L in self.layers):
+            raise ArgumentTypeError(f"layers must be a tuple of limits.parametrization.Layer, got {self.layers!r}")
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if self.residual is not None and not isinstance(self.residual, Residual):
+            raise ArgumentTypeError(f"residual must be None or a Residual(...), got {self.residual!r}")
+        rows = 3 if self.residual is not None else 2
+        if len(self.layers) < rows:
+            raise ValueError(f"a {'residual ' if rows == 3 else ''}table needs at least {rows} layers (depth >= 1): "
+                             f"input, {'a block, ' if rows == 3 else ''}readout; got {len(self.layers)}")
+        choice(self.optimizer, "optimizer", OPTIMIZERS)
+        if not isinstance(self.name, str):
+            raise ArgumentTypeError(f"name must be a string, got {self.name!r}")
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -378,17 +461,18 @@ class Parametrization:
         residual: Residual | None = None,
     ) -> "Parametrization":
         """Table from exponent lists ``a``, ``b`` (length depth+1) and ``c`` (scalar or list)."""
-        if isinstance(a, (str, bytes)) or not isinstance(a, Iterable):
-            raise ValueError("a must be a list with one exponent per layer (depth + 1 entries)")
-        a, b = list(a), list(b) if isinstance(b, (list, tuple, np.ndarray)) else b
+        if not isinstance(a, (list, tuple, np.ndarray)) or np.ndim(a) != 1:
+            raise ArgumentTypeError(f"a must be a list with one exponent per layer (depth + 1 entries), got {a!r}")
+        a = list(a)
         size = len(a)
         if size < 2:
             raise ValueError(f"a has {size} entries; a table needs depth + 1 >= 2 layers")
-        b = _as_list(b, size, "b")
-        c = _as_list(c, size, "c")
-        mult = _as_list(multipliers, size, "multipliers")
-        init = _as_list(init_stds, size, "init_stds")
-        lrs = _as_list(lr_scales, size, "lr_scales")
+        rows = _rows(size, residual is not None)
+        b = _as_list(b, size, "b", rows)
+        c = _as_list(c, size, "c", rows)
+        mult = _as_list(multipliers, size, "multipliers", rows)
+        init = _as_list(init_stds, size, "init_stds", rows)
+        lrs = _as_list(lr_scales, size, "lr_scales", rows)
         layers = tuple(
             Layer(
                 _exponent(a[i], f"a[{i}] (layer {i + 1})"),
@@ -406,11 +490,16 @@ class Parametrization:
         return dataclasses.replace(self, **changes)
 
     def subs(self, **values) -> "Parametrization":
-        """Substitute values for symbols in the exponents."""
-        table = {sp.Symbol(k): v for k, v in values.items()}
+        """Substitute values for symbols in the exponents (exactly: values are converted like exponents)."""
+        symbols = {s.name: s for L in self.layers for e in (L.a, L.b, L.c) for s in e.free_symbols}
+        unknown = sorted(set(values) - set(symbols))
+        if unknown:
+            raise ValueError(f"subs: the table has no symbol {', '.join(unknown)}; its symbols are "
+                             f"{sorted(symbols) or 'none'}")
+        table = {symbols[k]: _exponent(v, f"subs({k}=...)") for k, v in values.items()}
 
         def sub(e):
-            return sp.nsimplify(e.subs(table)) if e.free_symbols else e
+            return _exponent(e.subs(table), "substituted exponent") if e.free_symbols else e
 
         return self.replace(layers=tuple(dataclasses.replace(L, a=sub(L.a), b=sub(L.b), c=sub(L.c)) for L in self.layers))
 
@@ -560,9 +649,7 @@ class Parametrization:
         ``n^-theta``; from the second step on the updated readout counts too
         (TP4's ``r``), which matters when ``2 a_{L+1} + c_{L+1} < theta`` (SP).
         """
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        first = steps == 1
+        first = integer(steps, "steps", 1) == 1
         r_l, s = self._r_terms(first_step=first)
         theta = self.readout_scale
         delta_h = tuple(_simp(-sp.Min(*r_l[: i + 1])) for i in range(len(self.layers) - 1))
@@ -620,7 +707,8 @@ class Parametrization:
     def equivalent(self, other: "Parametrization", rtol: float = 1e-12) -> bool:
         """True if both tables give the same training dynamics at every width."""
         if not isinstance(other, Parametrization):
-            raise TypeError("equivalent() compares two Parametrization tables")
+            raise ArgumentTypeError("equivalent() compares two Parametrization tables")
+        rtol = nonnegative(rtol, "rtol")
         if self.depth != other.depth or self.optimizer != other.optimizer or self.residual != other.residual:
             return False
         for A, B in zip(self.canonical().layers, other.canonical().layers):
@@ -633,16 +721,16 @@ class Parametrization:
     # ---------------------------------------------------------- numerics
     def instantiate(self, width: int, input_dim: int) -> Network:
         """Numeric multipliers, init stds and learning-rate factors at ``width``."""
-        width = _positive_int(width, "width")
-        input_dim = _positive_int(input_dim, "input_dim")
+        width = _width(width, "width", infinite=False)
+        input_dim = integer(input_dim, "input_dim", 1)
         mult, init, lrs = [], [], []
         for i, L in enumerate(self.layers):
             for e, field in ((L.a, "a"), (L.b, "b"), (L.c, "c")):
                 _numeric(e, f"{field}[{i}]")
             fan = 1.0 / math.sqrt(input_dim) if i == 0 else 1.0
-            mult.append(L.multiplier * fan * width ** (-float(L.a)))
-            init.append(L.init_std * width ** (-float(L.b)))
-            lrs.append(L.lr_scale * width ** (-float(L.c)) * self._block_lr_factor(i))
+            mult.append(L.multiplier * fan * _power(width, -L.a, f"multiplier of layer {i + 1}"))
+            init.append(L.init_std * _power(width, -L.b, f"init std of layer {i + 1}"))
+            lrs.append(L.lr_scale * _power(width, -L.c, f"learning rate of layer {i + 1}") * self._block_lr_factor(i))
         return Network(
             self.depth, width, input_dim, self.optimizer, np.array(mult), np.array(init), np.array(lrs),
             residual=self.is_residual, branch_multiplier=self.branch_multiplier(),
@@ -704,7 +792,8 @@ class Parametrization:
         if cls.regime == "unstable":
             raise ValueError(f"parametrization {self.name!r} is unstable, it has no infinite-width limit:\n  "
                              + "\n  ".join(cls.reasons))
-        inf = math.isinf(width)
+        width = _width(width, "width")
+        inf = width == math.inf
         if inf and cls.regime != "feature_learning":
             raise ValueError(f"{self.name!r} is in the {cls.regime!r} regime: its infinite-width limit is kernel gradient "
                              f"descent (limits.solve_kernel, Parametrization.kernel_limit), not a DMFT")
@@ -722,7 +811,7 @@ class Parametrization:
             if e > 0:
                 raise ValueError(f"layer {i + 1}'s update grows like n^{e:g} (fields 'c' and 'a' of layer {i + 1}): "
                                  f"unstable")
-            scale = (1.0 if e == 0 else 0.0) if inf else float(width) ** e
+            scale = (1.0 if e == 0 else 0.0) if inf else _float_power(width, e)
             eta = L.lr_scale * L.multiplier**2 * self._block_lr_factor(i)
             branch = self.branch_multiplier() if (self.is_residual and 0 < i < last) else 1.0
             if i == last:
@@ -762,14 +851,14 @@ class Parametrization:
         ``gamma0`` for mup at any width, ``1/sqrt(n)`` for ntk, 0 at infinite width
         for tables with ``theta < 1`` (kernel regime).
         """
-        e = float(_numeric(self.readout_scale - 1, "effective gamma"))
+        width = _width(width, "width")
+        e = _numeric(_simp(self.readout_scale - 1), "effective gamma")
         W = self.layers[-1].W_std
-        if math.isinf(width):
+        if width == math.inf:
             if e == 0:
                 return 1.0 / W
             return 0.0 if e < 0 else math.inf
-        width = _positive_int(width, "width")
-        return width**e / W
+        return _power(width, e, "effective gamma") / W
 
     # -------------------------------------------------------------- display
     def table(self, fmt: str = "markdown") -> str:
@@ -808,14 +897,27 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _positive_int(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)):
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    if int(value) <= 0:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return int(value)
+def _float_power(width: int, exponent: float) -> float:
+    """``width ** exponent`` in floating point, through logarithms for integers beyond float range (inf when the
+    result overflows, 0.0 when it underflows)."""
+    if exponent == 0:
+        return 1.0
+    try:
+        return float(width) ** exponent
+    except OverflowError:
+        try:
+            return math.exp(exponent * math.log(width))
+        except OverflowError:
+            return math.inf
+
+
+def _power(width: int, exponent, what: str) -> float:
+    """``width ** exponent`` as a finite positive float, or a ``ValueError`` naming ``what`` (huge widths)."""
+    out = _float_power(width, float(exponent))
+    if not (math.isfinite(out) and out > 0):
+        shown = str(width) if width < 10**15 else f"~10^{len(str(width)) - 1}"
+        raise ValueError(f"width={shown} is too large: the {what} (width^{exponent}) is {out} in floating point")
+    return out
 
 
 # ------------------------------------------------------------------- presets
@@ -843,15 +945,15 @@ def _preset_exponents(name: str, depth: int, optimizer: str):
 
 def param(
     name: str,
-    depth: int = 1,
+    depth: int | None = 1,
     *,
-    gamma0: float = 1.0,
-    optimizer: str = "sgd",
+    gamma0: float | None = 1.0,
+    optimizer: str | None = "sgd",
     c=None,
     multipliers=None,
     init_stds=None,
     lr_scales=None,
-    beta: float = 1.0,
+    beta: float | None = None,
 ) -> Parametrization:
     """A preset table for an MLP with ``depth`` hidden layers.
 
@@ -876,49 +978,86 @@ def param(
     ``gamma0`` divides the readout multiplier and multiplies every learning-rate
     factor by ``gamma0^2`` (Adam: ``gamma0``), so function-space dynamics in the
     kernel regime do not depend on it while feature learning does. ``beta`` is
-    the O(1) branch multiplier of residual presets.
+    the O(1) branch multiplier of residual presets (1 when None; rejected for MLP presets).
+
+    Arguments are checked, not coerced: ``name`` exactly as listed (lower case), ``depth`` an integer >= 1
+    (None: 1), ``gamma0`` and ``beta`` positive finite numbers (None: 1), ``optimizer`` ``"sgd"`` or ``"adam"``
+    (None: ``"sgd"``); ``c`` (exponents), ``multipliers``, ``init_stds``, ``lr_scales`` (positive finite
+    constants) one value or one per row (``depth + 1`` rows, ``depth + 2`` for residual presets).
     """
-    if not isinstance(name, str):
-        raise ValueError(f"preset name must be a string, got {type(name).__name__}")
-    key = name.lower()
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1 (number of hidden layers), got {depth!r}")
-    depth = int(depth)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; use 'sgd' or 'adam'")
-    gamma0 = _constant(gamma0, "gamma0")
-    if key not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)} or Parametrization.from_abc(...)")
+    key, depth, gamma0, optimizer = _preset_arguments(name, depth, gamma0, optimizer)
     a, b, c_default = _preset_exponents(key, depth, optimizer)
-    size = len(a)
-    residual = None
-    if key in RESIDUAL_PRESETS:
-        alpha, e_sgd, e_adam = {"depth-mup": (_HALF, 0, -_HALF), "completep": (1, 1, 0), "resnet": (0, 0, 0)}[key]
-        residual = Residual(sp.Rational(alpha), _constant(beta, "beta"), sp.Rational(e_sgd if optimizer == "sgd" else e_adam))
-    mult = [float(v) for v in _as_list(1.0 if multipliers is None else multipliers, size, "multipliers")]
-    mult[-1] = mult[-1] / gamma0
-    lr_factor = gamma0**2 if optimizer == "sgd" else gamma0
-    lrs = [float(v) * lr_factor for v in _as_list(1.0 if lr_scales is None else lr_scales, size, "lr_scales")]
-    init = 1.0 if init_stds is None else init_stds
+    residual = _preset_residual(key, optimizer, beta)
+    rows = _rows(len(a), residual is not None)
+    mult, lrs = _preset_constants(multipliers, lr_scales, len(a), rows, gamma0, optimizer)
     label = key if gamma0 == 1.0 else f"{key}(gamma0={gamma0:g})"
     return Parametrization.from_abc(
-        a, b, c_default if c is None else c, optimizer=optimizer, multipliers=mult, init_stds=init, lr_scales=lrs,
-        name=label, residual=residual,
+        a, b, c_default if c is None else c, optimizer=optimizer, multipliers=mult,
+        init_stds=1.0 if init_stds is None else init_stds, lr_scales=lrs, name=label, residual=residual,
     )
 
 
-def resolve(p, depth: int, *, gamma0: float = 1.0, optimizer: str | None = None) -> Parametrization:
+def _preset_arguments(name, depth, gamma0, optimizer) -> tuple[str, int, float, str]:
+    """The checked preset name, depth, richness and optimizer of :func:`param` (None: the defaults)."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"preset name must be a string, got {name!r} ({type(name).__name__})")
+    if name not in PRESETS:
+        hint = f" (preset names are lower case: {name.lower()!r})" if name.lower() in PRESETS else ""
+        raise ValueError(f"unknown preset {name!r}{hint}; use one of {', '.join(PRESETS)} or "
+                         f"Parametrization.from_abc(...)")
+    depth = 1 if depth is None else integer(depth, "depth", 1)
+    gamma0 = 1.0 if gamma0 is None else _constant(gamma0, "gamma0")
+    optimizer = "sgd" if optimizer is None else choice(optimizer, "optimizer", OPTIMIZERS)
+    return name, depth, gamma0, optimizer
+
+
+def _preset_residual(key: str, optimizer: str, beta) -> Residual | None:
+    """The depth scaling of a residual preset (None for MLP presets, which take no ``beta``)."""
+    if key not in RESIDUAL_PRESETS:
+        if beta is not None:
+            raise inapplicable("beta", f"{key!r} is an MLP preset; the branch multiplier belongs to the residual "
+                                       f"presets ({', '.join(RESIDUAL_PRESETS)})")
+        return None
+    alpha, e_sgd, e_adam = {"depth-mup": (_HALF, 0, -_HALF), "completep": (1, 1, 0), "resnet": (0, 0, 0)}[key]
+    beta = 1.0 if beta is None else _constant(beta, "beta")
+    return Residual(sp.Rational(alpha), beta, sp.Rational(e_sgd if optimizer == "sgd" else e_adam))
+
+
+def _preset_constants(multipliers, lr_scales, size: int, rows: str, gamma0: float, optimizer: str):
+    """Multipliers (readout divided by ``gamma0``) and learning-rate factors (times ``gamma0^2``, Adam ``gamma0``),
+    each entry checked before the arithmetic and the products checked for overflow and underflow."""
+    mult = [_constant(v, f"multipliers[{i}]")
+            for i, v in enumerate(_as_list(1.0 if multipliers is None else multipliers, size, "multipliers", rows))]
+    lrs = [_constant(v, f"lr_scales[{i}]")
+           for i, v in enumerate(_as_list(1.0 if lr_scales is None else lr_scales, size, "lr_scales", rows))]
+    lr_factor = gamma0 * gamma0 if optimizer == "sgd" else gamma0  # inf (not OverflowError) when out of range
+    mult[-1] = mult[-1] / gamma0
+    lrs = [v * lr_factor for v in lrs]
+    for what, value in [("the readout multiplier / gamma0", mult[-1])] + [
+            (f"lr_scales[{i}] * gamma0{'^2' if optimizer == 'sgd' else ''}", v) for i, v in enumerate(lrs)]:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"gamma0={gamma0:g} is out of range: {what} is {value} in floating point")
+    return mult, lrs
+
+
+def resolve(p, depth: int, *, gamma0: float | None = None, optimizer: str | None = None) -> Parametrization:
     """Turn a preset name or table into a table of the requested ``depth``.
 
     Entry points (solvers, simulator) call this once: a name becomes
-    ``param(name, depth, gamma0=gamma0)``; a table must have that depth.
+    ``param(name, depth, gamma0=gamma0, optimizer=optimizer)``; a table must have that depth (and optimizer, if
+    given), and ``gamma0`` next to a table is an error (it carries its constants).
     """
     if isinstance(p, Parametrization):
+        depth = integer(depth, "depth", 1)
         if p.depth != depth:
             raise ValueError(f"the parametrization has depth {p.depth} but depth={depth} was requested; they must match")
+        if gamma0 is not None:
+            raise inapplicable("gamma0", "a Parametrization carries its own constants (build it with "
+                                         "limits.param(name, depth, gamma0=...))")
         if optimizer is not None and optimizer != p.optimizer:
             raise ValueError(f"the parametrization is for {p.optimizer!r} but optimizer={optimizer!r} was requested")
         return p
     if isinstance(p, str):
-        return param(p, depth, gamma0=gamma0, optimizer=optimizer or "sgd")
-    raise ValueError(f"param must be a preset name ({', '.join(PRESETS)}) or a Parametrization, got {type(p).__name__}")
+        return param(p, depth, gamma0=gamma0, optimizer=optimizer)
+    raise ArgumentTypeError(f"param must be a preset name ({', '.join(PRESETS)}) or a Parametrization, got "
+                            f"{type(p).__name__}")

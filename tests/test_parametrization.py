@@ -219,3 +219,64 @@ def test_residual_instantiate_branch_and_lr_scaling():
     np.testing.assert_allclose(ad.lr_scales[1:-1] / ad.lr_scales[0], N**-0.5 * L**-0.5)
     assert param("depth-mup", L).kernel_limit().branch_multiplier == pytest.approx(0.25)
     assert not param("depth-mup", 4).equivalent(param("completep", 4))
+
+
+# ----------------------------------------------------------------- exact exponents, checked arguments (issue 15)
+def test_float_exponents_are_exact_or_rejected():
+    p = Parametrization.from_abc([0, 1e-7], [0, 0.5], [0.25, -1.0])
+    assert p.a[1] == sp.Rational(1, 10**7) and p.a[1] != 0  # not rounded to 0 (limit_denominator did)
+    assert p.b[1] == sp.Rational(1, 2) and p.c == (sp.Rational(1, 4), -1)
+    with pytest.raises(ValueError, match=r"a\[1\].*'1/3' or sympy.Rational\(1, 3\)"):
+        Parametrization.from_abc([0, 1 / 3], [0, 0], 0)
+    with pytest.raises(ValueError, match=r"a\[1\].*not a short decimal"):
+        Parametrization.from_abc([0, 0.1 + 0.2], [0, 0], 0)
+    assert Parametrization.from_abc([0, sp.Float(0.25)], [0, 0], 0).a[1] == sp.Rational(1, 4)
+    assert Parametrization.from_abc([0, "1e-7"], [0, 0], 0).a[1] == sp.Rational(1, 10**7)
+    with pytest.raises(ValueError, match="Layer.a"):
+        limits.parametrization.Layer(1 / 3, 0, 0)
+
+
+def test_irrational_exponents_stay_exact():
+    p = Parametrization.from_abc([0, sp.sqrt(2)], [0, 0], -1)
+    assert p.a[1] == sp.sqrt(2) and p.classify().regime == "trivial"
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: Parametrization.from_abc([0, 1j], [0, 0], 0), TypeError, r"a\[1\]"),
+    (lambda: Parametrization.from_abc([0, "I"], [0, 0], 0), ValueError, "must be real"),
+    (lambda: Parametrization.from_abc([0, ""], [0, 0], 0), ValueError, "empty string"),
+    (lambda: Parametrization.from_abc([0, "__import__('os')"], [0, 0], 0), ValueError, "not a number"),
+    (lambda: Parametrization.from_abc([0, True], [0, 0], 0), TypeError, "bool"),
+    (lambda: Parametrization.from_abc({0, 1}, [0, 0], 0), TypeError, "a must be a list"),
+    (lambda: Parametrization.from_abc([0, 1], [0, 0], (x for x in [0, 0])), TypeError, "c must be"),
+    (lambda: param("mup", 1, multipliers=["2", 1]), TypeError, r"multipliers\[0\]"),
+    (lambda: param("mup", 1, lr_scales=[1, math.inf]), ValueError, r"lr_scales\[1\]"),
+    (lambda: param("mup", 1, init_stds=[1, -1]), ValueError, r"init_stds\[1\]"),
+    (lambda: param("mup", 1, c=[0, 0, 0]), ValueError, r"c has 3 entries but the table has 2 rows \(depth \+ 1"),
+    (lambda: param("depth-mup", 2, c=[0, 0, 0]), ValueError, "4 rows .*2 residual blocks"),
+    (lambda: param("mup", 2.0), TypeError, "depth"),
+    (lambda: param("MUP"), ValueError, "lower case"),
+    (lambda: param("mup", beta=2.0), ValueError, "beta= does not apply"),
+    (lambda: param("mup", gamma0=math.nan), ValueError, "gamma0"),
+    (lambda: param("mup", gamma0=1e200), ValueError, "gamma0=1e\\+200 is out of range"),
+    (lambda: param("mup", gamma0=1e-200), ValueError, "gamma0=1e-200 is out of range"),
+    (lambda: param("mup", gamma0=1 + 1j), TypeError, "gamma0"),
+    (lambda: param("mup", optimizer=["sgd"]), ValueError, "optimizer"),
+    (lambda: resolve(param("mup", 1), 1, gamma0=2.0), ValueError, "gamma0= does not apply"),
+    (lambda: Parametrization.from_abc([0, "s"], [0, 0], 0).subs(t=1), ValueError, "no symbol t"),
+    (lambda: param("mup", 2).instantiate(8.0, 3), TypeError, "width"),
+    (lambda: param("mup", 2).instantiate(10**400, 3), ValueError, "width=~10\\^400 is too large"),
+    (lambda: param("mup", 2).effective_gamma(-math.inf), TypeError, "width"),
+    (lambda: param("mup", 2).exponents(1.0), TypeError, "steps"),
+    (lambda: Parametrization((limits.parametrization.Layer(0, 0, 0),) * 2, optimizer="SGD"), ValueError, "optimizer"),
+])
+def test_silently_coerced_inputs_are_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_subs_finds_symbols_by_name_and_stays_exact():
+    s = sp.Symbol("s", positive=True)
+    p = Parametrization.from_abc([0, s], [0, 0], -1)
+    assert p.subs(s=0.5).a[1] == sp.Rational(1, 2)
+    assert param("ntk", 2).dmft_limit(10**400).gamma == pytest.approx(1e-200)
