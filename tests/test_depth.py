@@ -53,33 +53,53 @@ def test_resnet_layer_weights_match_finite_differences_of_lr(data):
 # ------------------------------------------------ finite-width depth analysis
 def test_depthwise_lr_transfer_direction(tmp_path):
     """1/sqrt(L) branches: lr* flat in depth; plain branches: lr* shrinks (benchmarks/depth_transfer.py)."""
-    from limits.analysis import DepthTransferResult, transfer
+    from limits.analysis import DepthTransferResult, depth_transfer, transfer
 
     d = limits.datasets.teacher()
-    kw = dict(X=d.X, y=d.y, activation="tanh", steps=5, seeds=4, limit=False, cache_dir=False, progress=False)
+    kw = dict(X=d.X, y=d.y, activation="tanh", steps=5, seeds=4, limit=False, progress=False)
     lrs = np.geomspace(1 / 16, 16, 17)
     mup = transfer("depth-mup", None, [64], lrs, depths=[4, 16, 64], **kw)
-    plain = transfer("resnet", None, [64], lrs, depths=[4, 16, 64], **kw)
+    plain = depth_transfer("resnet", [4, 16, 64], [64], lrs, **kw)
     assert isinstance(mup, DepthTransferResult) and mup.losses.shape == (3, 1, 17)
     assert not mup.at_edge.any() and not plain.at_edge.any()
     assert abs(mup.exponent) < 0.1, mup.table()
     assert plain.exponent < -0.12 and plain.optima[-1, 0] < 0.7 * plain.optima[0, 0], plain.table()
-    assert "depth exponent" in plain.table()
+    assert "depth exponent" in plain.table() and plain.meta["depths"] == [4, 16, 64]
     assert plain.plot(tmp_path / "depth_transfer.png").exists()
 
 
-def test_transfer_depths_bad_inputs():
+def test_depth_transfer_takes_a_callable_table():
+    from limits.analysis import depth_transfer
+
+    d = limits.datasets.teacher(P=4, D=3)
+    kw = dict(X=d.X, y=d.y, steps=1, seeds=1, progress=False, limit=False)
+    r = depth_transfer(lambda L: limits.param("depth-mup", L, beta=0.5), [2, 4], [16], [0.1, 0.2], **kw)
+    assert r.losses.shape == (2, 1, 2) and r.meta["gamma0"] is None
+    assert sorted(r.per_depth) == [2, 4] and r.per_depth[4].meta["depth"] == 4
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (dict(depths=[0, 2]), ValueError, r"depths\[0\] must be an integer >= 1"),
+    (dict(depths=[2, 2.5]), TypeError, r"depths\[1\] must be an integer"),
+    (dict(depths=[2, 2]), ValueError, r"depths lists \[2\] more than once"),
+    (dict(depths=[4]), ValueError, "at least 2 depths"),
+    (dict(depths=4), TypeError, "depths must be a list"),
+    (dict(depths=[2, 4], depth=3), ValueError, "pass depth=None"),
+    (dict(depths=[2, 4], param=limits.param("depth-mup", 2)), ValueError, "fixed depth"),
+    (dict(depths=[2, 4], param=lambda L: limits.param("depth-mup", L), gamma0=2.0), ValueError, "gamma0= does not apply"),
+    (dict(depths=[2, 4], param=lambda L: "depth-mup"), TypeError, r"param\(2\) must return a limits.Parametrization"),
+    (dict(depths=[2, 4], param=3), TypeError, "param must be a preset name or a callable"),
+    (dict(depths=[2, 4], widths=[16, 16]), ValueError, r"widths lists \[16\] more than once"),
+    (dict(depths=[2, 4], lrs=[0.1, 0.0]), ValueError, r"lrs\[1\] must be a positive"),
+    (dict(depths=[2, 4], limit=True, optimizer="adam"), ValueError, "'adam'.*pass limit=False"),
+])
+def test_transfer_depths_bad_inputs(call, error, match):
     from limits.analysis import transfer
 
-    kw = dict(steps=1, seeds=1, cache_dir=False, progress=False, limit=False)
-    with pytest.raises(ValueError, match="depths"):
-        transfer("depth-mup", None, [16], [0.1], depths=[0, 2], **kw)
-    with pytest.raises(ValueError, match="not one of depths"):
-        transfer("depth-mup", 3, [16], [0.1], depths=[2, 4], **kw)
-    with pytest.raises(ValueError, match="fixed depth"):
-        transfer(limits.param("depth-mup", 2), None, [16], [0.1], depths=[2, 4], **kw)
-    with pytest.raises(ValueError, match="depth is required"):
-        transfer("depth-mup", None, [16], [0.1], **kw)
+    kw = dict(param="depth-mup", depth=None, widths=[16], lrs=[0.1], steps=1, seeds=1, progress=False, limit=False)
+    kw.update(call)
+    with pytest.raises(error, match=match):
+        transfer(kw.pop("param"), kw.pop("depth"), kw.pop("widths"), kw.pop("lrs"), **kw)
 
 
 def test_width_depth_commutation_small_grid(tmp_path):
@@ -93,3 +113,21 @@ def test_width_depth_commutation_small_grid(tmp_path):
         assert e[1, 1] < e[0, 0]  # jointly
     assert "depth first" in c.table()
     assert c.plot(tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(widths=(32, 32)), ValueError, r"widths lists \[32\] more than once"),
+    (dict(widths=(32,)), ValueError, "widths needs at least 2"),
+    (dict(depths=(2, 0)), ValueError, r"depths\[1\] must be an integer >= 1"),
+    (dict(depths=8), TypeError, "depths must be a list"),
+    (dict(seeds=1), ValueError, "seeds must be an integer >= 2"),
+    (dict(beta=0.0), ValueError, "beta must be a positive"),
+    (dict(seed=1.5), TypeError, "seed must be an integer"),
+    (dict(progress="no"), TypeError, "progress must be True or False"),
+    (dict(activation="swish"), ValueError, "unknown activation"),
+])
+def test_kernel_commutation_bad_inputs(kwargs, error, match):
+    from limits.analysis import kernel_commutation
+
+    with pytest.raises(error, match=match):
+        kernel_commutation(**{"widths": (8, 16), "depths": (2, 4), **kwargs})

@@ -2,7 +2,8 @@
 
 - :func:`compare`: deviation of finite-width trajectories from a limit vs width.
 - :func:`coord_check`: measured width exponents of feature/output updates vs predicted.
-- :func:`transfer`: optimal learning rate vs width and depth (cached, resumable sweeps).
+- :func:`transfer`: optimal learning rate vs width (optionally cached on disk, resumable sweeps);
+  :func:`depth_transfer` the same over depth.
 - :func:`kernel_commutation`: width-depth commutation of ResNet kernels (Hayou & Yang).
 - :func:`fit_power_law`: ``y ~ A x^k`` with a confidence interval for ``k``.
 """
@@ -11,7 +12,7 @@ from .compare import Comparison, compare
 from .coord_check import CoordCheck, coord_check
 from .depth import KernelCommutation, kernel_commutation
 from .fits import PowerLawFit, extrapolate_in_width, fit_power_law, local_slopes
-from .transfer import DepthTransferResult, TransferResult, optimal_lr, transfer
+from .transfer import DepthTransferResult, TransferResult, depth_transfer, optimal_lr, transfer
 
 __all__ = [
     "compare",
@@ -19,6 +20,7 @@ __all__ = [
     "coord_check",
     "CoordCheck",
     "transfer",
+    "depth_transfer",
     "TransferResult",
     "DepthTransferResult",
     "optimal_lr",

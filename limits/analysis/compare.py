@@ -5,28 +5,32 @@ recorded kernels; ``s`` = seed) with limit ``q_inf(t)``:
 
 - ``bias``: ``sqrt(mean_t [(qbar(t) - q_inf(t))^2 - var_s q(t) / S - se_inf(t)^2])`` —
   the RMS deviation of the ensemble mean from the limit with the seed noise of
-  the mean (and the limit's own Monte Carlo error ``loss_stderr``, for the loss)
-  removed (theory: O(1/N)); ``<noise`` in the table when nothing is left;
+  the mean (and the limit's own Monte Carlo error, ``loss_stderr`` for the loss and
+  ``prediction_stderr`` for the predictions) removed (theory: O(1/N)); ``<noise``
+  in the table when nothing is left;
 - ``spread``: ``sqrt(mean_t var_s q(t))`` — the seed-to-seed fluctuation
   (theory: O(1/sqrt N) in mup).
 
 Means over ``t`` also run over prediction/kernel entries. Error bars come from a
 bootstrap over seeds; each statistic is fitted against ``N`` by
 :func:`limits.analysis.fits.fit_power_law`. Without per-seed data only the
-uncorrected bias is available.
+uncorrected bias is available. Runs of different models, training or data
+(:data:`MATCH` fields of ``meta``) are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Mapping
 
 import numpy as np
 
+from .. import checks
 from ..trajectory import Trajectory
 from .fits import PowerLawFit, fit_power_law
 
-__all__ = ["compare", "Comparison", "EXPECTED"]
+__all__ = ["compare", "Comparison", "EXPECTED", "MATCH"]
 
 EXPECTED = {"bias": -1.0, "spread": -0.5}
 """Theoretical width exponents of the two statistics."""
@@ -126,57 +130,39 @@ def _bootstrap(per_seed, limit, limit_var, rng: np.random.Generator, n_boot: int
 
 def _check(traj, name: str) -> Trajectory:
     if not isinstance(traj, Trajectory):
-        raise ValueError(f"{name} must be a limits.Trajectory, got {type(traj).__name__}")
+        raise checks.ArgumentTypeError(f"{name} must be a limits.Trajectory, got {type(traj).__name__}")
     return traj
 
 
-def _quantities(limit: Trajectory, sim: Trajectory, T1: int) -> dict[str, tuple]:
-    """name -> (per_seed or None, mean, limit, limit variance) aligned arrays."""
-    out: dict[str, tuple] = {}
-    losses = None if sim.losses is None else np.asarray(sim.losses)[:, :T1]
-    lim_var = 0.0 if limit.loss_stderr is None else np.asarray(limit.loss_stderr)[:T1] ** 2
-    out["loss"] = (losses, np.asarray(sim.loss)[:T1], np.asarray(limit.loss)[:T1], lim_var)
-    if np.asarray(limit.predictions).shape[1] == np.asarray(sim.predictions).shape[1]:
-        ps = sim.diagnostics.get("predictions_per_seed")
-        ps = None if ps is None else np.asarray(ps)[:, :T1]
-        out["predictions"] = (ps, np.asarray(sim.predictions)[:T1], np.asarray(limit.predictions)[:T1], 0.0)
-    if limit.kernel_steps is None or sim.kernel_steps is None:
-        return out
-    common = np.intersect1d(np.asarray(limit.kernel_steps), np.asarray(sim.kernel_steps))
-    if common.size == 0:
-        return out
-    li = np.searchsorted(np.asarray(limit.kernel_steps), common)
-    si = np.searchsorted(np.asarray(sim.kernel_steps), common)
-    names = (["ntk"] if limit.ntk is not None and sim.ntk is not None else [])
-    names += sorted(set(limit.kernels) & set(sim.kernels))
-    per_seed_k = dict(sim.diagnostics.get("kernels_per_seed", {}))
-    if "ntk_per_seed" in sim.diagnostics:
-        per_seed_k["ntk"] = sim.diagnostics["ntk_per_seed"]
-    for name in names:
-        lim_k, sim_k = limit.kernel(name), sim.kernel(name)
-        if lim_k.shape[1:] != sim_k.shape[1:]:
-            continue
-        ps = per_seed_k.get(name)
-        out[name] = (None if ps is None else np.asarray(ps)[:, si], sim_k[si], lim_k[li], 0.0)
-    return out
+MATCH = ("param", "optimizer", "depth", "activation", "lr", "steps", "gamma0", "data")
+"""``meta`` fields a limit and every simulation must share (where both record them): the model (table, optimizer,
+depth, activation, richness), the training (learning rate, steps) and the data (``meta["data"]``, a
+:func:`limits.checks.fingerprint` of ``X, y, X_test, y_test``)."""
 
 
-def compare(
-    limit_trajectory: Trajectory,
-    simulations: Mapping[int, Trajectory],
-    *,
-    expected: Mapping[str, float] | None = None,
-    confidence: float = 0.95,
-    n_boot: int = 200,
-    seed: int = 0,
-) -> Comparison:
-    """Deviation of finite-width trajectories ``{width: Trajectory}`` from ``limit_trajectory``.
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number)) \
+            and not isinstance(a, bool) and not isinstance(b, bool):
+        return a == b or math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
 
-    Compares the common steps ``t = 0..min(T)``: loss, predictions (same train
-    set) and every kernel recorded by both at common ``kernel_steps``. Returns a
-    :class:`Comparison` with bias/spread per width and their fitted exponents.
-    """
-    limit = _check(limit_trajectory, "limit_trajectory")
+
+def _check_same_model(limit: Trajectory, sims: Mapping[int, Trajectory]) -> None:
+    """ValueError naming the first ``meta`` field (of :data:`MATCH`, and the width) where a run differs."""
+    for width, traj in sims.items():
+        w = traj.meta.get("width")
+        if w is not None and not _same(w, width):
+            raise ValueError(f"simulations[{width}] has meta width={w!r}; key each simulation by its own width")
+        for field in MATCH:
+            a, b = limit.meta.get(field), traj.meta.get(field)
+            if a is None or b is None:
+                continue  # not recorded (or a table's gamma0): nothing to compare
+            if not _same(a, b):
+                raise ValueError(f"the limit and simulations[{width}] differ in {field}: limit {field}={a!r}, "
+                                 f"simulation {field}={b!r}; compare runs of the same model, training and data")
+
+
+def _check_simulations(simulations) -> dict[int, Trajectory]:
     if not isinstance(simulations, Mapping) or len(simulations) == 0:
         raise ValueError("simulations must be a non-empty mapping {width: Trajectory}")
     sims = {}
@@ -184,18 +170,66 @@ def compare(
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width <= 0:
             raise ValueError(f"simulation keys must be positive integer widths, got {width!r}")
         sims[int(width)] = _check(traj, f"simulations[{width}]")
-    lr_lim = limit.meta.get("lr")
-    for width, traj in sims.items():
-        lr_sim = traj.meta.get("lr")
-        if lr_lim is not None and lr_sim is not None and not np.isclose(float(lr_lim), float(lr_sim)):
-            raise ValueError(f"learning rates differ: limit lr={lr_lim}, width {width} lr={lr_sim}")
-    widths = np.array(sorted(sims))
-    T1 = min([limit.steps + 1] + [t.steps + 1 for t in sims.values()])
-    rng = np.random.default_rng(seed)
+    return sims
+
+
+def _check_expected(expected) -> dict[str, float]:
+    if expected is None:
+        return dict(EXPECTED)
+    if not isinstance(expected, Mapping):
+        raise checks.ArgumentTypeError(f"expected must be a mapping like {EXPECTED}, got {expected!r}")
+    for k in expected:
+        checks.choice(k, "expected key", tuple(EXPECTED))
+    return {k: checks.real(v, f"expected[{k!r}]") for k, v in expected.items()}
+
+
+def _per_seed(array, index) -> np.ndarray | None:
+    return None if array is None else np.asarray(array)[index]
+
+
+def _quantities(limit: Trajectory, sim: Trajectory, T1: int) -> dict[str, tuple]:
+    """name -> (per_seed or None, mean, limit, limit variance) aligned arrays, from the typed fields."""
+    t = slice(None, T1)
+    out: dict[str, tuple] = {}
+    lim_var = 0.0 if limit.loss_stderr is None else np.asarray(limit.loss_stderr)[t] ** 2
+    out["loss"] = (_per_seed(sim.losses, (slice(None), t)), np.asarray(sim.loss)[t], np.asarray(limit.loss)[t], lim_var)
+    if np.asarray(limit.predictions).shape[1] == np.asarray(sim.predictions).shape[1]:
+        var = 0.0 if limit.prediction_stderr is None else np.asarray(limit.prediction_stderr)[t] ** 2
+        out["predictions"] = (_per_seed(sim.predictions_per_seed, (slice(None), t)), np.asarray(sim.predictions)[t],
+                              np.asarray(limit.predictions)[t], var)
+    if (limit.test_predictions is not None and sim.test_predictions is not None
+            and np.shape(limit.test_predictions)[1:] == np.shape(sim.test_predictions)[1:]):
+        out["test_predictions"] = (_per_seed(sim.test_predictions_per_seed, (slice(None), t)),
+                                   np.asarray(sim.test_predictions)[t], np.asarray(limit.test_predictions)[t], 0.0)
+    out.update(_kernel_quantities(limit, sim))
+    return out
+
+
+def _kernel_quantities(limit: Trajectory, sim: Trajectory) -> dict[str, tuple]:
+    """The NTK and every kernel recorded by both, at their common ``kernel_steps``."""
+    if limit.kernel_steps is None or sim.kernel_steps is None:
+        return {}
+    common = np.intersect1d(np.asarray(limit.kernel_steps), np.asarray(sim.kernel_steps))
+    if common.size == 0:
+        return {}
+    li = np.searchsorted(np.asarray(limit.kernel_steps), common)
+    si = np.searchsorted(np.asarray(sim.kernel_steps), common)
+    names = (["ntk"] if limit.ntk is not None and sim.ntk is not None else [])
+    names += sorted(set(limit.kernels) & set(sim.kernels))
+    per_seed = {**dict(sim.kernels_per_seed), "ntk": sim.ntk_per_seed}
+    out = {}
+    for name in names:
+        lim_k, sim_k = limit.kernel(name), sim.kernel(name)
+        if lim_k.shape[1:] != sim_k.shape[1:]:
+            continue
+        out[name] = (_per_seed(per_seed.get(name), (slice(None), si)), sim_k[si], lim_k[li], 0.0)
+    return out
+
+
+def _statistics(per_width: list, names: list, rng, n_boot: int) -> tuple[dict, dict]:
+    """``values[(q, stat)]``, ``errors[(q, stat)]``: arrays over the widths."""
     values: dict[tuple[str, str], list] = {}
     errors: dict[tuple[str, str], list] = {}
-    per_width = [_quantities(limit, sims[int(n)], T1) for n in widths]
-    names = [q for q in per_width[0] if all(q in pw for pw in per_width)]
     for q in names:
         for pw in per_width:
             per_seed, mean, lim, lim_var = pw[q]
@@ -205,17 +239,63 @@ def compare(
             for stat, v, e in (("bias", bias, ebias), ("spread", spread, espread)):
                 values.setdefault((q, stat), []).append(v)
                 errors.setdefault((q, stat), []).append(e)
+    return ({k: np.asarray(v, dtype=float) for k, v in values.items()},
+            {k: np.asarray(v, dtype=float) for k, v in errors.items()})
+
+
+def _fits(widths, values: dict, errors: dict, confidence: float) -> dict:
     fits = {}
     for key, vals in values.items():
-        vals = np.asarray(vals, dtype=float)
-        errs = np.asarray(errors[key], dtype=float)
-        values[key], errors[key] = vals, errs
+        errs = errors[key]
         use_err = errs if np.all(np.isfinite(errs[np.isfinite(vals)])) and np.isfinite(errs).any() else None
         try:
             fits[key] = fit_power_law(widths, vals, use_err, confidence=confidence)
         except ValueError:
             pass
+    return fits
+
+
+def compare(
+    limit: Trajectory,
+    simulations: Mapping[int, Trajectory],
+    *,
+    expected: Mapping[str, float] | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 200,
+    seed: int | None = None,
+) -> Comparison:
+    """Deviation of finite-width trajectories ``{width: Trajectory}`` from the infinite-width ``limit``.
+
+    The runs must share their model, training and data: every field of :data:`MATCH` that both ``meta`` record
+    (``param``, ``optimizer``, ``depth``, ``activation``, ``lr``, ``steps``, ``gamma0``, ``data``) must agree, and a
+    simulation's ``meta["width"]`` must be its key; otherwise ``ValueError`` names the field and both values.
+    Compares the common steps ``t = 0..min(T)``: loss, predictions (same train set), test predictions (same test
+    set) and every kernel recorded by both at common ``kernel_steps``, reading the per-seed typed fields
+    (``losses``, ``predictions_per_seed``, ``test_predictions_per_seed``, ``ntk_per_seed``, ``kernels_per_seed``).
+
+    Args:
+        expected: theoretical exponents of ``"bias"`` and ``"spread"`` (default :data:`EXPECTED`).
+        confidence: level of the fitted exponents' intervals, in (0, 1).
+        n_boot: bootstrap resamples of the seeds for the error bars (0: none). seed: the bootstrap's seed (None: 0).
+
+    Returns:
+        :class:`Comparison`: bias/spread per width and their fitted exponents.
+    """
+    limit = _check(limit, "limit")
+    sims = _check_simulations(simulations)
+    expected = _check_expected(expected)
+    confidence = checks.open_unit(confidence, "confidence")
+    n_boot = checks.integer(n_boot, "n_boot", 0)
+    rng = np.random.default_rng(0 if seed is None else checks.seed(seed))
+    _check_same_model(limit, sims)
+    widths = np.array(sorted(sims))
+    T1 = min([limit.steps + 1] + [t.steps + 1 for t in sims.values()])
+    per_width = [_quantities(limit, sims[int(n)], T1) for n in widths]
+    names = [q for q in per_width[0] if all(q in pw for pw in per_width)]
+    values, errors = _statistics(per_width, names, rng, n_boot)
+    fits = _fits(widths, values, errors, confidence)
     values = {k: v for k, v in values.items() if np.isfinite(v).any()}
     errors = {k: errors[k] for k in values}
-    meta = {"confidence": confidence, "n_boot": n_boot, "limit_solver": limit.meta.get("solver")}
-    return Comparison(widths, values, errors, fits, dict(expected or EXPECTED), T1 - 1, meta)
+    meta = {"confidence": confidence, "n_boot": n_boot, "limit_solver": limit.meta.get("solver"),
+            **{f: limit.meta[f] for f in MATCH if limit.meta.get(f) is not None}}
+    return Comparison(widths, values, errors, fits, expected, T1 - 1, meta)

@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .. import activations as _activations
+from .. import checks
 from .. import data as _data
 from .fits import PowerLawFit, fit_power_law
 
@@ -132,11 +134,17 @@ def plot_commutation_panels(ax_depth, ax_width, result: KernelCommutation, kind:
     plotting.widths_ticks(ax_width, result.widths)
 
 
-def _check_grid(values, name: str) -> np.ndarray:
-    arr = np.asarray(list(values), dtype=object).reshape(-1)
-    if arr.size == 0 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in arr):
-        raise ValueError(f"{name} must be a non-empty list of integers >= 1, got {values!r}")
-    return np.array(sorted({int(v) for v in arr}))
+def _check_grid(values, name: str, minimum: int) -> np.ndarray:
+    """Sorted distinct integers >= 1, at least ``minimum`` of them; messages name the argument and the fix."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, range, np.ndarray)):
+        raise checks.ArgumentTypeError(f"{name} must be a list of integers >= 1, e.g. {name}=(8, 32, 128), got {values!r}")
+    items = list(np.asarray(values, dtype=object).reshape(-1)) if isinstance(values, np.ndarray) else list(values)
+    out = [checks.integer(v, f"{name}[{i}]", 1) for i, v in enumerate(items)]
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} lists {sorted({v for v in out if out.count(v) > 1})} more than once; give each value once")
+    if len(out) < minimum:
+        raise ValueError(f"{name} needs at least {minimum} distinct values (the paths to (inf, inf) are fitted), got {out}")
+    return np.array(sorted(out))
 
 
 def kernel_commutation(
@@ -147,41 +155,70 @@ def kernel_commutation(
     activation: str | Callable = "relu",
     beta: float = 1.0,
     seeds: int = 8,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = False,
 ) -> KernelCommutation:
     """Relative errors of the empirical NNGP/NTK at init of the ``"depth-mup"`` ResNet on the (n, L) grid.
 
-    ``X`` (P, D): inputs (default ``limits.datasets.teacher(P=8, D=4)``); ``beta``
-    the O(1) branch multiplier. Returns a :class:`KernelCommutation`.
+    ``widths``, ``depths``: at least two distinct integers >= 1 each. ``X`` (P, D): inputs (default
+    ``limits.datasets.teacher(P=8, D=4)``); ``activation`` (default ``"relu"``, the setting of Hayou & Yang);
+    ``beta`` the O(1) branch multiplier (positive); ``seeds`` networks per cell (>= 2: the standard errors);
+    ``seed`` (None: 0). Returns a :class:`KernelCommutation`.
     """
-    from ..finite import simulate
-    from ..kernels import resnet, resnet_infinite_depth
-    from ..parametrization import param
-
-    ws, ds = _check_grid(widths, "widths"), _check_grid(depths, "depths")
+    ws, ds = _check_grid(widths, "widths", 2), _check_grid(depths, "depths", 2)
     if X is None:
         X = _data.teacher(P=8, D=4, seed=0).X
-    y = np.zeros(np.asarray(X).shape[0])
-    X, y, _ = _data.validate(X, y, None)
-    inf = resnet_infinite_depth(activation, 1.0, 0.0, beta)(X)
-    ref = {"nngp": np.asarray(inf.nngp), "ntk": np.asarray(inf.ntk)}
-    norms = {k: np.linalg.norm(v) for k, v in ref.items()}
+    X = _data.validate(X)[0]
+    act_name = _activations.get(activation).name
+    beta = checks.positive(beta, "beta")
+    seeds = checks.integer(seeds, "seeds", 2)
+    seed = 0 if seed is None else checks.seed(seed)
+    progress = checks.boolean(progress, "progress")
+    ref = _reference(X, activation, beta)
     errors = {k: np.full((len(ws) + 1, len(ds)), np.nan) for k in KINDS}
     stderr = {k: np.full((len(ws), len(ds)), np.nan) for k in KINDS}
     for k, L in enumerate(ds):
-        p = param("depth-mup", int(L), beta=beta)
-        lim = resnet(int(L), activation, 1.0, 0.0, beta * L**-0.5)(X)
-        for kind, K in (("nngp", lim.nngp), ("ntk", lim.ntk)):
-            errors[kind][-1, k] = np.linalg.norm(np.asarray(K) - ref[kind]) / norms[kind]
+        for kind, err in _limit_row(X, activation, beta, int(L), ref).items():
+            errors[kind][-1, k] = err
         for i, n in enumerate(ws):
-            t = simulate(p, int(L), int(n), X=X, y=y, activation=activation, steps=0, seeds=seeds, seed=seed,
-                         record=("ntk", "kernels"), progress=progress, check_divergence=False)
-            emp = {"nngp": t.diagnostics["kernels_per_seed"][f"phi{L + 1}"][:, 0], "ntk": t.diagnostics["ntk_per_seed"][:, 0]}
+            per = _finite_errors(X, activation, beta, int(L), int(n), seeds, seed, progress, ref)
             for kind in KINDS:
-                per = np.linalg.norm(emp[kind] - ref[kind], axis=(1, 2)) / norms[kind]
-                errors[kind][i, k] = per.mean()
-                stderr[kind][i, k] = per.std(ddof=1) / np.sqrt(seeds) if seeds > 1 else 0.0
-    meta = {"param": "depth-mup", "activation": getattr(activation, "__name__", activation) if callable(activation) else activation,
-            "seeds": seeds, "seed": seed, "beta": beta, "P": X.shape[0]}
+                errors[kind][i, k] = per[kind].mean()
+                stderr[kind][i, k] = per[kind].std(ddof=1) / np.sqrt(seeds)
+    meta = {"param": "depth-mup", "activation": act_name, "seeds": seeds, "seed": seed, "beta": beta, "P": X.shape[0]}
     return KernelCommutation(ws, ds, errors, stderr, meta)
+
+
+def _reference(X, activation, beta: float) -> dict[str, np.ndarray]:
+    """The infinite-depth-and-width kernels ``K_inf``."""
+    from ..kernels import resnet_infinite_depth
+
+    inf = resnet_infinite_depth(activation, 1.0, 0.0, beta)(X)
+    return {"nngp": np.asarray(inf.nngp), "ntk": np.asarray(inf.ntk)}
+
+
+def _relative(K, ref: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.asarray(K) - ref, axis=(-2, -1)) / np.linalg.norm(ref)
+
+
+def _limit_row(X, activation, beta: float, L: int, ref: dict) -> dict[str, float]:
+    """Errors of the finite-depth infinite-width kernels (the ``n = inf`` row)."""
+    from ..kernels import resnet
+
+    lim = resnet(L, activation, 1.0, 0.0, beta * L**-0.5)(X)
+    return {"nngp": float(_relative(lim.nngp, ref["nngp"])), "ntk": float(_relative(lim.ntk, ref["ntk"]))}
+
+
+def _finite_errors(X, activation, beta: float, L: int, n: int, seeds: int, seed: int, progress: bool,
+                   ref: dict) -> dict[str, np.ndarray]:
+    """Per-seed errors (S,) of the empirical kernels at init of the width-``n`` depth-``L`` network."""
+    from ..finite import simulate
+    from ..parametrization import param
+
+    p = param("depth-mup", L, beta=beta)
+    y = np.zeros(X.shape[0])
+    # one step (the kernels are read at step 0, before it): steps >= 1 everywhere in the API
+    t = simulate(p, L, n, X=X, y=y, activation=activation, steps=1, seeds=seeds, seed=seed, record=("ntk", "kernels"),
+                 progress=progress)
+    emp = {"nngp": np.asarray(t.kernels_per_seed[f"phi{L + 1}"])[:, 0], "ntk": np.asarray(t.ntk_per_seed)[:, 0]}
+    return {kind: _relative(emp[kind], ref[kind]) for kind in KINDS}

@@ -16,6 +16,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from .. import checks
+
 __all__ = ["PowerLawFit", "fit_power_law", "local_slopes", "extrapolate_in_width"]
 
 
@@ -63,8 +65,7 @@ def fit_power_law(x, y, yerr=None, *, confidence: float = 0.95) -> PowerLawFit:
     Raises ``ValueError`` if fewer than two usable points remain. With exactly two
     points and no ``yerr`` the interval is infinite.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    confidence = checks.open_unit(confidence, "confidence")
     x, y, yerr = _clean(x, y, yerr)
     n = x.size
     if n < 2 or np.unique(x).size < 2:
@@ -107,6 +108,12 @@ def extrapolate_in_width(widths, means, stderr=None):
     (n_widths, ...) at ``widths`` (n_widths,). Returns ``v_inf`` (...) and, with the ensembles' standard
     errors ``stderr`` (same shape as ``means``, independent across widths), its standard error."""
     w = np.asarray(widths, dtype=float)
+    if w.ndim != 1 or w.size < 2 or not np.all(np.isfinite(w)) or np.any(w <= 0) or np.unique(w).size != w.size:
+        raise ValueError(f"widths must be at least two distinct positive finite widths, got {widths!r}")
+    if np.shape(means)[:1] != w.shape:
+        raise ValueError(f"means must have one row per width: shape ({w.size}, ...), got {np.shape(means)}")
+    if stderr is not None and np.shape(stderr) != np.shape(means):
+        raise ValueError(f"stderr must have the shape of means {np.shape(means)}, got {np.shape(stderr)}")
     coef = np.linalg.pinv(np.stack([np.ones_like(w), 1.0 / w], axis=1))[0]  # (n_widths,): v_inf = coef @ means
     v_inf = np.tensordot(coef, np.asarray(means, dtype=float), axes=1)
     if stderr is None:

@@ -1,36 +1,33 @@
-r"""Learning-rate transfer across width and depth.
+r"""Learning-rate transfer across width (:func:`transfer`) and depth (:func:`depth_transfer`).
 
-For every width ``n`` and learning rate ``lr`` the ensemble is trained for
-``steps`` steps and scored by its seed-mean final loss (train, or test with
-``metric="test"``). The optimal learning rate at each width is the vertex of a
-parabola through the best grid point and its two neighbours in
-``(log lr, log loss)``; at the edge of the grid (or next to a divergent point)
-the grid value is used and flagged. ``lr*(n) ~ n^k`` is then fitted: ``k ~ 0``
-means the parametrization transfers (mup), ``k < 0`` that the optimum shifts
-(SP with c = 0: ``k ~ -1``).
+For every width ``n`` and learning rate ``lr`` an ensemble of ``seeds`` networks (:func:`limits.simulate`) is
+trained for ``steps`` steps and scored by its seed-mean final loss (train, or test with ``metric="test"``). The
+optimal learning rate at each width is the vertex of a parabola through the best grid point and its two neighbours
+in ``(log lr, log loss)``; at the edge of the grid (or next to a divergent point) the grid value is used and
+flagged. ``lr*(n) ~ n^k`` is then fitted: ``k ~ 0`` means the parametrization transfers (mup), ``k < 0`` that the
+optimum shifts (SP with c = 0: ``k ~ -1``).
 
-Every point is cached on disk as a small JSON file keyed by a SHA-256 hash of
-everything that determines it (numeric table at that width, optimizer, data,
-activation, steps, seeds, seed, dtype), so an interrupted sweep resumes where it
-stopped.
+With ``limit=True`` (the default) the infinite-width curve is drawn beside the widths: :func:`limits.solve_dmft`
+for a feature-learning table (``limit_method``: a :class:`limits.dmft.MonteCarlo` or :class:`limits.dmft.Exact`),
+:func:`limits.solve_kernel` for a kernel-regime one (``limit_method``: a :class:`limits.kernels.KernelGD`). A table
+without such a limit (Adam tables, unstable tables) is an error with ``limit=True``; pass ``limit=False``.
 
-With ``depths=[...]`` the sweep also runs over depth (the number of residual
-blocks L for ResNet tables, of hidden layers for MLPs) and ``lr*(L) ~ L^k`` is
-fitted at each width (:class:`DepthTransferResult`): ``k ~ 0`` for
-1/sqrt(L) branches (``"depth-mup"``, Bordelon et al. 2023; TP6), ``k < 0`` for
-plain ResNets (``"resnet"``) whose residual stream and NTK grow with depth.
+:func:`depth_transfer` (or ``transfer(..., depths=[...])``) also sweeps depth (residual blocks L of ResNet tables,
+hidden layers of MLPs) and fits ``lr*(L) ~ L^k`` at each width (:class:`DepthTransferResult`): ``k ~ 0`` for
+1/sqrt(L) branches (``"depth-mup"``, Bordelon et al. 2023; TP6), ``k < 0`` for plain ResNets (``"resnet"``).
 
-The infinite-width curve is added when a solver is importable
-(``limits.dmft.solve_dmft`` for feature learning, ``limits.kernels.solve_kernel``
-for the kernel regime); otherwise it is skipped with a note.
+Disk cache: ``cache_dir=None`` (default) stores nothing. ``cache_dir=path`` keeps every point as a verified JSON
+entry in that folder, keyed by everything that determines it (the table, width, depth, learning rate, data,
+activation, steps, seeds, seed, the options objects and the package version; see :mod:`limits.analysis._cache`), so
+an interrupted sweep resumes where it stopped. Damaged entries are recomputed (with a warning); a folder that cannot
+be written is an error before anything is computed; a callable activation whose captured values cannot be keyed
+safely (an object with state, a closure over arbitrary objects) is an error with ``cache_dir`` given (run it with
+``cache_dir=None``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
-import json
 import math
 import os
 import warnings
@@ -40,18 +37,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import activations as _activations
+from .. import checks
 from .. import data as _data
 from ..parametrization import Parametrization, resolve
+from . import _cache
 from .fits import PowerLawFit, fit_power_law
 
-__all__ = ["transfer", "TransferResult", "DepthTransferResult", "optimal_lr", "default_cache_dir"]
+__all__ = ["transfer", "depth_transfer", "TransferResult", "DepthTransferResult", "optimal_lr", "plot_depth_curves"]
 
-_CACHE_VERSION = "transfer-v1"
-
-
-def default_cache_dir() -> Path:
-    """``$LIMITS_CACHE/transfer`` or ``~/.cache/limits/transfer``."""
-    return Path(os.environ.get("LIMITS_CACHE", Path.home() / ".cache" / "limits")) / "transfer"
+_CACHE_VERSION = "transfer-v2"
+_DEFAULT_LRS = np.geomspace(1e-3, 10, 13)
+METRICS = ("train", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +92,7 @@ class TransferResult:
                 row += f"{self.limit_losses[j]:>11.3e}"
             lines.append(row)
         opt = "".join(f"{v:>10.4g}{'*' if e else ' '}" for v, e in zip(self.optima, self.at_edge))
-        lines.append(f"{'lr*':>10}{opt}" + (f"{self.limit_optimum:>11.4g}" if self.limit_optimum else ""))
+        lines.append(f"{'lr*':>10}{opt}" + (f"{self.limit_optimum:>11.4g}" if self.limit_optimum is not None else ""))
         lines.append(
             f"optimal-lr width exponent: {self.fit if self.fit else 'n/a'}   (* = grid edge or next to divergence)"
         )
@@ -230,6 +226,8 @@ def optimal_lr(lrs, losses) -> tuple[float, bool]:
     """
     lrs = np.asarray(lrs, dtype=float)
     losses = np.asarray(losses, dtype=float)
+    if lrs.ndim != 1 or lrs.shape != losses.shape:
+        raise ValueError(f"lrs and losses must be 1-D of the same length, got shapes {lrs.shape} and {losses.shape}")
     ok = np.isfinite(losses) & (losses > 0)
     if not ok.any():
         return float("nan"), True
@@ -245,53 +243,271 @@ def optimal_lr(lrs, losses) -> tuple[float, bool]:
     return float(np.exp(vertex)), False
 
 
-def _hash_array(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none")
-        else:
-            a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
-    return h.hexdigest()
+# ----------------------------------------------------------------------------- validation
+def _sequence(value, name: str, example: str) -> list:
+    """The entries of a non-empty 1-D list, tuple, range or array (a string or a scalar is an error)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, range, np.ndarray)):
+        raise checks.ArgumentTypeError(f"{name} must be a list of values, e.g. {name}={example}, got {value!r}")
+    items = list(np.asarray(value, dtype=object).reshape(-1)) if isinstance(value, np.ndarray) else list(value)
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got an array of shape {value.shape}")
+    if not items:
+        raise ValueError(f"{name} is empty; give at least one value, e.g. {name}={example}")
+    return items
 
 
-def _activation_key(activation) -> str:
-    act = _activations.get(activation)
-    if act.name in _activations.NAMES and act is _activations.get(act.name):
-        return act.name
-    fn = act.fn
-    code = getattr(fn, "__code__", None)
-    digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:16] if code else repr(fn)
-    return f"custom:{getattr(fn, '__qualname__', 'fn')}:{digest}"
+def _no_duplicates(values: list, name: str) -> None:
+    seen, dups = set(), []
+    for v in values:
+        if v in seen and v not in dups:
+            dups.append(v)
+        seen.add(v)
+    if dups:
+        raise ValueError(f"{name} lists {dups} more than once; give each value once")
 
 
-def _key(settings: Mapping[str, Any]) -> str:
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+def _check_widths(widths, minimum: int) -> list[int]:
+    """Sorted distinct positive integer widths, at least ``minimum`` of them."""
+    items = _sequence(widths, "widths", "(64, 128, 256)")
+    ws = [checks.width(w, f"widths[{i}]", infinite=False) for i, w in enumerate(items)]
+    _no_duplicates(ws, "widths")
+    if len(ws) < minimum:
+        raise ValueError(f"widths needs at least {minimum} widths to fit lr* ~ n^k, got {ws}; add widths (e.g. "
+                         f"widths=({ws[0]}, {2 * ws[0]})), or use depth_transfer for one width")
+    return sorted(ws)
 
 
-def _load(path: Path | None) -> dict | None:
-    if path is None or not path.exists():
+def _check_lrs(lrs) -> np.ndarray:
+    """Sorted distinct positive finite learning rates (default ``geomspace(1e-3, 10, 13)``)."""
+    if lrs is None:
+        return _DEFAULT_LRS.copy()
+    items = _sequence(lrs, "lrs", "np.geomspace(0.01, 10, 13)")
+    grid = [checks.positive(v, f"lrs[{i}]") for i, v in enumerate(items)]
+    _no_duplicates(grid, "lrs")
+    return np.array(sorted(grid))
+
+
+def _check_depths(depths) -> list[int]:
+    """Sorted distinct depths >= 1, at least two (the fit of lr* ~ L^k)."""
+    items = _sequence(depths, "depths", "[4, 8, 16, 32]")
+    ds = [checks.integer(d, f"depths[{i}]", 1) for i, d in enumerate(items)]
+    _no_duplicates(ds, "depths")
+    if len(ds) < 2:
+        raise ValueError(f"depths needs at least 2 depths to fit lr* ~ L^k, got {ds}; for one depth use transfer(param, "
+                         f"depth={ds[0]}, ...)")
+    return sorted(ds)
+
+
+def _reject_with_table(gamma0, optimizer, what: str) -> None:
+    for name, value in (("gamma0", gamma0), ("optimizer", optimizer)):
+        if value is not None:
+            raise checks.inapplicable(name, f"{what} carries its own constants and optimizer (build it with "
+                                            f"limits.param(name, depth, {name}=...))")
+
+
+def _table(param, depth, gamma0, optimizer) -> Parametrization:
+    """The table to sweep: a preset name resolved at ``depth`` (1 when None), or a Parametrization of that depth."""
+    if isinstance(param, Parametrization):
+        _reject_with_table(gamma0, optimizer, "a Parametrization")
+        return resolve(param, param.depth if depth is None else checks.integer(depth, "depth", 1))
+    if not isinstance(param, str):
+        raise checks.ArgumentTypeError(f"param must be a preset name or a limits.Parametrization, got {param!r}"
+                                       + (" (a callable depth -> Parametrization goes with depths=[...])"
+                                          if callable(param) else ""))
+    gamma0 = 1.0 if gamma0 is None else checks.positive(gamma0, "gamma0")
+    optimizer = "sgd" if optimizer is None else checks.choice(optimizer, "optimizer", ("sgd", "adam"))
+    return resolve(param, 1 if depth is None else checks.integer(depth, "depth", 1), gamma0=gamma0, optimizer=optimizer)
+
+
+def _depth_table(param, depth: int, gamma0, optimizer) -> Parametrization:
+    """The table at one depth of a depth sweep: a preset name or a callable ``depth -> Parametrization``."""
+    if isinstance(param, Parametrization):
+        raise ValueError(f"a Parametrization has a fixed depth ({param.depth}); for a depth sweep pass a preset name or "
+                         "a callable depth -> Parametrization")
+    if isinstance(param, str):
+        return _table(param, depth, gamma0, optimizer)
+    if not callable(param):
+        raise checks.ArgumentTypeError(f"param must be a preset name or a callable depth -> Parametrization, got "
+                                       f"{param!r}")
+    _reject_with_table(gamma0, optimizer, "a callable depth -> Parametrization")
+    table = param(depth)
+    if not isinstance(table, Parametrization):
+        raise checks.ArgumentTypeError(f"param({depth}) must return a limits.Parametrization, got {table!r}")
+    return resolve(table, depth)
+
+
+def _data_arrays(X, y, X_test, y_test, metric: str) -> tuple:
+    """``(X, y, X_test, y_test)`` checked; neither X nor y: ``limits.datasets.teacher()`` with its test set."""
+    if X is None and y is None:
+        ds = _data.teacher()
+        X, y = ds.X, ds.y
+        if X_test is None and y_test is None:
+            X_test, y_test = ds.X_test, ds.y_test
+    elif X is None or y is None:
+        raise ValueError("give both X and y, or neither for the default dataset limits.datasets.teacher()")
+    X, y, X_test = _data.validate(X, y, X_test)
+    if y_test is not None:
+        if X_test is None:
+            raise ValueError("y_test was given without X_test; give both (or neither)")
+        y_test = _data.validate(X_test, y_test)[1]
+    if metric == "test" and y_test is None:
+        raise ValueError("metric='test' needs X_test and y_test (test inputs and targets)")
+    return X, y, X_test, y_test
+
+
+def _cache_folder(cache_dir) -> Path | None:
+    if cache_dir is None:
         return None
+    if isinstance(cache_dir, bool) or not isinstance(cache_dir, (str, os.PathLike)):
+        raise checks.ArgumentTypeError(f"cache_dir must be None (no disk cache) or a folder path, got {cache_dir!r}")
+    return Path(cache_dir)
+
+
+def _activation_key(activation, caching: bool) -> str:
+    """The cache key of the activation; an activation that cannot be keyed is an error only when caching."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # a half-written or corrupt entry is recomputed
+        return _cache.activation_key(activation)
+    except _cache.Unkeyable as exc:
+        if caching:
+            raise ValueError(f"the activation cannot be keyed for the disk cache: {exc}. Pass cache_dir=None to run "
+                             "without the cache, or an activation whose captured values are numbers or arrays") from None
+        return f"custom:{getattr(activation, '__qualname__', type(activation).__name__)}:unkeyed"
 
 
-def _store(path: Path | None, record: dict) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+@dataclasses.dataclass(frozen=True)
+class _Common:
+    """Everything a width sweep needs besides the table, validated once (shared by every depth of a depth sweep)."""
+
+    widths: list
+    grid: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    data: str
+    activation: Any
+    act_key: str
+    steps: int
+    seeds: int
+    seed: int
+    metric: str
+    limit: bool
+    limit_method: Any
+    method: Any
+    folder: Path | None
+    cache: _cache.Cache
+    confidence: float
+    progress: bool
+
+    def opened(self) -> "_Common":
+        """With the cache folder created and probed for writing (after every check, before any compute)."""
+        return dataclasses.replace(self, cache=_cache.Cache(self.folder))
 
 
-def _run_point(fn: Callable[[], Any], lr: float) -> dict:
-    """Run one simulation/solve; a divergence becomes an infinite loss."""
+def _common(widths, lrs, *, min_widths, X, y, activation, steps, X_test, y_test, seed, seeds, metric, limit,
+            limit_method, method, cache_dir, confidence, progress) -> _Common:
+    from ..dmft import Exact, MonteCarlo
+    from ..finite import Simulation
+    from ..kernels import KernelGD
+
+    metric = checks.choice(metric, "metric", METRICS)
+    X, y, X_test, y_test = _data_arrays(X, y, X_test, y_test, metric)
+    _activations.get(activation)  # an unknown name is an error here, not in the first solve
+    limit = checks.boolean(limit, "limit")
+    limit_method = checks.option(limit_method, "limit_method", (MonteCarlo, Exact, KernelGD))
+    if not limit and limit_method is not None:
+        raise checks.inapplicable("limit_method", "limit=False draws no infinite-width curve")
+    folder = _cache_folder(cache_dir)
+    act_key = _activation_key(activation, folder is not None)
+    return _Common(
+        widths=_check_widths(widths, min_widths), grid=_check_lrs(lrs), X=X, y=y, X_test=X_test, y_test=y_test,
+        data=checks.fingerprint(X, y, X_test, y_test), activation=activation, act_key=act_key,
+        steps=checks.integer(steps, "steps", 1), seeds=checks.integer(seeds, "seeds", 1),
+        seed=0 if seed is None else checks.seed(seed), metric=metric, limit=limit, limit_method=limit_method,
+        method=checks.option(method, "method", Simulation), folder=folder, cache=_cache.Cache(None),
+        confidence=checks.open_unit(confidence, "confidence"), progress=checks.boolean(progress, "progress"))
+
+
+# ----------------------------------------------------------------------------- the infinite-width curve
+@dataclasses.dataclass(frozen=True)
+class _Limit:
+    """How the infinite-width curve of a table is solved: ``solver`` ``"dmft"``, ``"kernel"`` or None (no curve)."""
+
+    solver: str | None
+    method: Any
+    note: str
+
+
+def _limit_plan(p: Parametrization, c: _Common) -> _Limit:
+    """The limit solver of ``p``'s regime with ``limit_method`` checked against it; an error where none exists."""
+    from ..kernels import KernelGD
+
+    if not c.limit:
+        return _Limit(None, None, "not requested (limit=False)")
+    if p.optimizer != "sgd":
+        raise ValueError(f"limit=True: table {p.name!r} trains with {p.optimizer!r}, and the infinite-width solvers "
+                         "(DMFT, kernel gradient descent) model full-batch SGD; pass limit=False")
+    regime = p.classify().regime
+    if regime == "unstable":
+        raise ValueError(f"limit=True: table {p.name!r} at depth {p.depth} is unstable and has no infinite-width limit; "
+                         "pass limit=False")
+    if regime == "feature_learning":
+        if isinstance(c.limit_method, KernelGD):
+            raise ValueError(f"limit_method={c.limit_method!r} is kernel gradient descent, but {p.name!r} is in the "
+                             "feature-learning regime (its limit is the DMFT): pass limits.dmft.MonteCarlo(...) or "
+                             "limits.dmft.Exact(...), or None")
+        p.dmft_limit()  # what the DMFT does not model is an error before anything runs
+        return _Limit("dmft", c.limit_method, "feature-learning limit from limits.solve_dmft")
+    if c.limit_method is not None and not isinstance(c.limit_method, KernelGD):
+        raise ValueError(f"limit_method={c.limit_method!r} solves the DMFT, but {p.name!r} is in the {regime!r} regime "
+                         "(its limit is kernel gradient descent): pass limits.kernels.KernelGD(...), or None")
+    p.kernel_limit()
+    return _Limit("kernel", c.limit_method, f"{regime} limit from limits.solve_kernel")
+
+
+def _solve_limit(p: Parametrization, plan: _Limit, c: _Common, lr: float):
+    from ..dmft import solve_dmft
+    from ..kernels import solve_kernel
+
+    solver = solve_dmft if plan.solver == "dmft" else solve_kernel
+    return solver(p, p.depth, X=c.X, y=c.y, activation=c.activation, lr=lr, steps=c.steps, X_test=c.X_test,
+                  y_test=c.y_test, record=(), progress=False, method=plan.method)
+
+
+def _simulate(p: Parametrization, c: _Common, width: int, lr: float):
+    from ..finite import simulate
+
+    return simulate(p, p.depth, width, X=c.X, y=c.y, activation=c.activation, lr=lr, steps=c.steps, X_test=c.X_test,
+                    y_test=c.y_test, seed=c.seed, seeds=c.seeds, record=(), progress=False, method=c.method)
+
+
+# ----------------------------------------------------------------------------- one width sweep
+def _settings(p: Parametrization, plan: _Limit, c: _Common) -> tuple[dict, dict]:
+    """Cache settings shared by the finite points and by the limit points of this table."""
+    from .. import __version__
+
+    base = {"version": _CACHE_VERSION, "limits": __version__, "table": repr(p), "depth": p.depth,
+            "activation": c.act_key, "steps": c.steps, "data": c.data}
+    finite = {**base, "kind": "finite", "seeds": c.seeds, "seed": c.seed, "method": repr(c.method)}
+    limit = {**base, "kind": "limit", "solver": plan.solver, "method": repr(plan.method)}
+    return finite, limit
+
+
+def _jobs(p: Parametrization, plan: _Limit, c: _Common) -> list:
+    """``(row, column, settings, thunk)`` per point; the limit (row -1) first, so its errors come before the sweep."""
+    finite, limit = _settings(p, plan, c)
+    jobs = []
+    if plan.solver is not None:
+        for j, lr in enumerate(c.grid):
+            jobs.append((-1, j, {**limit, "lr": float(lr)}, lambda lr=float(lr): _solve_limit(p, plan, c, lr)))
+    for i, w in enumerate(c.widths):
+        for j, lr in enumerate(c.grid):
+            jobs.append((i, j, {**finite, "width": w, "lr": float(lr)}, lambda w=w, lr=float(lr): _simulate(p, c, w, lr)))
+    return jobs
+
+
+def _run_point(fn: Callable[[], Any]) -> dict:
+    """Run one simulation or solve; a divergence becomes an infinite loss (other errors propagate)."""
     from ..finite import SimulationDiverged
 
     try:
@@ -301,239 +517,186 @@ def _run_point(fn: Callable[[], Any], lr: float) -> dict:
     loss = np.asarray(traj.loss, dtype=float)
     test = None if traj.test_loss is None else float(np.asarray(traj.test_loss)[-1])
     final = float(loss[-1]) if np.isfinite(loss[-1]) else math.inf
+    if test is not None and not math.isfinite(test):
+        test = math.inf
     return {"loss": final, "test_loss": test, "diverged_step": None, "curve": loss.tolist()}
 
 
-def _limit_solver(p: Parametrization):
-    """(callable, note) for the infinite-width solver of ``p``'s regime, or (None, why not)."""
-    regime = p.classify().regime
+def _run(jobs: list, c: _Common, desc: str) -> tuple[dict, int, int]:
+    """Records by ``(row, column)``, read from the cache or computed (and stored); counts computed / cached."""
+    from tqdm.auto import tqdm
+
+    records, computed, cached = {}, 0, 0
+    with tqdm(total=len(jobs), desc=desc, disable=not c.progress, leave=False) as bar:
+        for i, j, settings, thunk in jobs:
+            record = c.cache.load(settings)
+            if record is None:
+                record = _run_point(thunk)
+                c.cache.store(settings, record)
+                computed += 1
+            else:
+                cached += 1
+            records[(i, j)] = record
+            bar.update(1)
+    return records, computed, cached
+
+
+def _losses(records: dict, row: int, c: _Common) -> np.ndarray:
+    field = "test_loss" if c.metric == "test" else "loss"
+    return np.array([math.inf if records[(row, j)][field] is None else float(records[(row, j)][field])
+                     for j in range(c.grid.size)])
+
+
+def _fit(x, optima: np.ndarray, confidence: float) -> PowerLawFit | None:
+    ok = np.isfinite(optima)
+    if ok.sum() < 2:
+        return None
     try:
-        if regime == "feature_learning":
-            from ..dmft import solve_dmft as solver
-        elif regime == "kernel":
-            from ..kernels import solve_kernel as solver
-        else:
-            return None, f"no infinite-width curve: the limit is {regime}"
-    except (ImportError, AttributeError) as exc:
-        return None, f"no infinite-width curve: solver unavailable ({exc})"
-    return solver, f"{regime} limit from {solver.__module__}.{solver.__name__}"
+        return fit_power_law(np.asarray(x, dtype=float)[ok], optima[ok], confidence=confidence)
+    except ValueError:
+        return None
 
 
+def _result(p: Parametrization, plan: _Limit, c: _Common, records: dict, computed: int, cached: int) -> TransferResult:
+    losses = np.stack([_losses(records, i, c) for i in range(len(c.widths))])
+    nan_curve = np.full(c.steps + 1, np.nan)
+    curves = {w: np.stack([nan_curve if records[(i, j)]["curve"] is None else np.asarray(records[(i, j)]["curve"])
+                           for j in range(c.grid.size)]) for i, w in enumerate(c.widths)}
+    optima, edges = (np.array(v) for v in zip(*(optimal_lr(c.grid, row) for row in losses)))
+    limit_losses = _losses(records, -1, c) if plan.solver is not None else None
+    limit_opt = optimal_lr(c.grid, limit_losses)[0] if limit_losses is not None else None
+    meta = {
+        "param": p.name, "depth": p.depth, "activation": c.act_key, "optimizer": p.optimizer, "steps": c.steps,
+        "seeds": c.seeds, "seed": c.seed, "metric": c.metric, "gamma0": None, "data": c.data,
+        "method": repr(c.method), "limit_method": repr(plan.method), "limit_note": plan.note,
+        "cache_dir": None if c.cache.folder is None else str(c.cache.folder), "cache_damaged": len(c.cache.corrupted),
+    }
+    return TransferResult(np.array(c.widths), c.grid, losses, optima, edges, _fit(c.widths, optima, c.confidence),
+                          limit_losses, limit_opt, curves, computed, cached, meta)
+
+
+def _sweep(p: Parametrization, plan: _Limit, c: _Common, gamma0) -> TransferResult:
+    """One table: every (width, lr) point and the limit curve, then the optima and the width fit."""
+    damaged = len(c.cache.corrupted)
+    records, computed, cached = _run(_jobs(p, plan, c), c, f"transfer {p.name}, depth {p.depth}")
+    if len(c.cache.corrupted) > damaged:
+        warnings.warn(f"{len(c.cache.corrupted) - damaged} damaged cache entries in {c.cache.folder} (unreadable, "
+                      "wrong key or checksum) were recomputed and rewritten", RuntimeWarning, stacklevel=3)
+    result = _result(p, plan, c, records, computed, cached)
+    return dataclasses.replace(result, meta={**result.meta, "gamma0": gamma0})
+
+
+# ----------------------------------------------------------------------------- entry points
 def transfer(
-    param: str | Parametrization | Callable[[int], Parametrization],
-    depth: int | None,
+    param: str | Parametrization = "mup",
+    depth: int | None = None,
     widths: Sequence[int] = (64, 128, 256, 512),
     lrs: Sequence[float] | None = None,
     *,
-    depths: Sequence[int] | None = None,
     X=None,
     y=None,
+    activation: str | Callable = "tanh",
+    gamma0: float | None = None,
+    optimizer: str | None = None,
+    steps: int = 50,
     X_test=None,
     y_test=None,
-    metric: str = "train",
-    activation: str | Callable = "tanh",
-    gamma0: float = 1.0,
-    steps: int = 50,
+    seed: int | None = None,
     seeds: int = 4,
-    optimizer: str | None = None,
-    seed: int = 0,
-    dtype: str = "float64",
-    cache_dir: str | os.PathLike | None | bool = None,
+    metric: str = "train",
+    depths: Sequence[int] | None = None,
     limit: bool = True,
-    limit_kwargs: Mapping[str, Any] | None = None,
-    progress: bool = True,
+    limit_method=None,
+    cache_dir: str | os.PathLike | None = None,
     confidence: float = 0.95,
-) -> TransferResult:
-    """Sweep ``lrs`` x ``widths``; optimal lr per width and its fitted width exponent.
+    progress: bool = True,
+    method=None,
+) -> TransferResult | DepthTransferResult:
+    """Sweep ``lrs`` x ``widths``: the optimal learning rate per width and its fitted width exponent.
 
-    ``lrs`` defaults to ``geomspace(1e-3, 10, 13)``. ``cache_dir``: folder for the
-    point cache (None: :func:`default_cache_dir`; False: no cache). ``limit``:
-    also solve the infinite-width limit at each lr when a solver is importable
-    (``limit_kwargs`` are passed to it, e.g. ``method=limits.dmft.MonteCarlo(samples=4096)``).
+    Args:
+        param, depth: preset name (at ``depth``, 1 when None; with ``gamma0``, ``optimizer``) or a
+            :class:`limits.Parametrization` (``depth`` None or its own; ``gamma0``/``optimizer`` rejected).
+        widths: at least two distinct positive integer widths (sorted in the result).
+        lrs: distinct positive learning rates; None: ``geomspace(1e-3, 10, 13)``.
+        X, y, X_test, y_test: data; X and y both None: ``limits.datasets.teacher()`` with its test set.
+        activation: name or callable. steps: gradient steps (default 50). seeds: networks per point (default 4).
+        seed: seed of the networks (None: 0); the limit's Monte Carlo uses its own default seed.
+        metric: ``"train"`` or ``"test"`` final loss.
+        depths: a depth sweep instead: returns :func:`depth_transfer`'s :class:`DepthTransferResult` (``depth`` must
+            then be None); typed code should call :func:`depth_transfer` directly.
+        limit: also solve the infinite-width limit at each lr (an error for tables without one: pass False).
+        limit_method: options of the limit solver: :class:`limits.dmft.MonteCarlo` / :class:`limits.dmft.Exact`
+            (feature-learning tables) or :class:`limits.kernels.KernelGD` (kernel regime); the other kind is an error.
+        cache_dir: None (no disk cache) or a folder for verified, atomically written point entries (see the module
+            docstring); a callable activation that cannot be keyed safely is then an error.
+        confidence: level of the fit's interval, in (0, 1). progress: a progress bar over the points.
+        method: :class:`limits.finite.Simulation`, the options of the networks.
 
-    ``depths``: also sweep depth (``depth`` must then be None or one of them);
-    ``param`` is a preset name or a callable ``depth -> Parametrization``.
-    Returns a :class:`DepthTransferResult` (optimal lr per depth and width, and
-    ``lr* ~ L^k`` fitted at each width); e.g.
-    ``transfer("depth-mup", None, [64], lrs, depths=[4, 8, 16, 32, 64])``.
+    Returns:
+        :class:`TransferResult` (``losses`` (W, R), ``optima``, ``fit``, ``limit_losses``, ``curves``, counts of
+        points computed and read from the cache); a :class:`DepthTransferResult` with ``depths``.
     """
-    from ..finite import simulate
-
     if depths is not None:
-        kwargs = dict(X=X, y=y, X_test=X_test, y_test=y_test, metric=metric, activation=activation, gamma0=gamma0,
-                      steps=steps, seeds=seeds, optimizer=optimizer, seed=seed, dtype=dtype, cache_dir=cache_dir,
-                      limit=limit, limit_kwargs=limit_kwargs, progress=progress, confidence=confidence)
-        return _depth_transfer(param, depth, depths, widths, lrs, kwargs)
-    if callable(param) and not isinstance(param, (str, Parametrization)):
-        param = param(depth)
-    if depth is None:
-        raise ValueError("depth is required (or give depths=[...] for a sweep over depth)")
-
-    p = resolve(param, depth, gamma0=gamma0, optimizer=optimizer)
-    ws = sorted({int(w) for w in widths})
-    if not ws or any(w <= 0 for w in ws):
-        raise ValueError(f"widths must be positive integers, got {list(widths)}")
-    grid = np.geomspace(1e-3, 10, 13) if lrs is None else np.asarray(lrs, dtype=float).reshape(-1)
-    if grid.size < 1 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
-        raise ValueError(f"lrs must be positive finite numbers, got {lrs!r}")
-    grid = np.unique(grid)
-    if metric not in ("train", "test"):
-        raise ValueError(f"metric must be 'train' or 'test', got {metric!r}")
-    if X is None and y is None:
-        ds = _data.teacher()
-        X, y = ds.X, ds.y
-        if X_test is None and y_test is None:
-            X_test, y_test = ds.X_test, ds.y_test
-    elif X is None or y is None:
-        raise ValueError("give both X and y (or neither, for the default teacher dataset)")
-    X, y, X_test = _data.validate(X, y, X_test)
-    if metric == "test" and (X_test is None or y_test is None):
-        raise ValueError("metric='test' needs X_test and y_test")
-    if cache_dir is False:
-        folder = None
-    else:
-        folder = Path(default_cache_dir() if cache_dir in (None, True) else cache_dir)
-    act_key = _activation_key(activation)
-    base = {
-        "version": _CACHE_VERSION, "depth": depth, "optimizer": p.optimizer, "activation": act_key,
-        "steps": int(steps), "seeds": int(seeds), "seed": int(seed), "dtype": dtype,
-        "data": _hash_array(X, y, X_test, y_test),
-    }
-    sim_kw = dict(X=X, y=y, X_test=X_test, y_test=y_test, activation=activation, steps=steps, seeds=seeds,
-                  seed=seed, dtype=dtype, record=(), progress=False)
-    solver, limit_note = _limit_solver(p) if limit else (None, "not requested")
-
-    jobs = []  # (row, j, settings, thunk)
-    for i, w in enumerate(ws):
-        net = p.instantiate(w, X.shape[1])
-        table = {"multipliers": net.multipliers.tolist(), "init_stds": net.init_stds.tolist(), "lr_scales": net.lr_scales.tolist()}
-        if net.residual:  # ResNets: the branch multiplier is part of the network (MLP keys unchanged)
-            table["branch_multiplier"] = float(net.branch_multiplier)
-        for j, lr in enumerate(grid):
-            settings = {**base, **table, "kind": "finite", "width": w, "lr": float(lr)}
-            jobs.append((i, j, settings, lambda w=w, lr=lr: simulate(p, depth, w, lr=float(lr), **sim_kw)))
-    if solver is not None:
-        lim_kw = dict(limit_kwargs or {})
-        lim_settings = {**base, "kind": "limit", "table": p.table(), "gamma0": float(gamma0), "solver": limit_note,
-                        "limit_kwargs": {k: repr(v) for k, v in lim_kw.items()}}
-        offered = dict(X=X, y=y, X_test=X_test, y_test=y_test, activation=activation, steps=steps, progress=False, **lim_kw)
-        accepted = inspect.signature(solver).parameters
-        if not any(v.kind is inspect.Parameter.VAR_KEYWORD for v in accepted.values()):
-            offered = {k: v for k, v in offered.items() if k in accepted}
-        for j, lr in enumerate(grid):
-            thunk = lambda lr=lr: solver(p, depth, lr=float(lr), **offered)
-            jobs.append((-1, j, {**lim_settings, "lr": float(lr)}, thunk))
-
-    results: dict[tuple[int, int], dict] = {}
-    n_computed = n_cached = 0
-    from tqdm.auto import tqdm
-
-    limit_failed = None
-    with tqdm(total=len(jobs), desc=f"transfer {p.name}", disable=not progress, leave=False) as bar:
-        for i, j, settings, thunk in jobs:
-            path = None if folder is None else folder / f"{_key(settings)}.json"
-            record = _load(path)
-            if record is None:
-                if i == -1 and limit_failed:
-                    bar.update(1)
-                    continue
-                try:
-                    record = _run_point(thunk, float(grid[j]))
-                except Exception as exc:  # noqa: BLE001 - another module's solver: report, don't crash the sweep
-                    if i != -1:
-                        raise
-                    limit_failed = f"limit solver failed ({type(exc).__name__}: {exc})"
-                    warnings.warn(limit_failed, RuntimeWarning, stacklevel=2)
-                    bar.update(1)
-                    continue
-                record["settings"] = settings
-                _store(path, record)
-                n_computed += 1
-            else:
-                n_cached += 1
-            results[(i, j)] = record
-            bar.update(1)
-
-    key = "test_loss" if metric == "test" else "loss"
-    losses = np.full((len(ws), grid.size), np.nan)
-    curves = {}
-    for i, w in enumerate(ws):
-        curve_rows = []
-        for j in range(grid.size):
-            rec = results[(i, j)]
-            value = rec[key]
-            losses[i, j] = math.inf if value is None else float(value)
-            curve_rows.append(np.full(steps + 1, np.nan) if rec["curve"] is None else np.asarray(rec["curve"], dtype=float))
-        curves[w] = np.stack(curve_rows)
-    optima, edges = zip(*(optimal_lr(grid, row) for row in losses))
-    optima, edges = np.array(optima), np.array(edges)
-    fit = None
-    usable = np.isfinite(optima)
-    if usable.sum() >= 2:
-        try:
-            fit = fit_power_law(np.array(ws)[usable], optima[usable], confidence=confidence)
-        except ValueError:
-            fit = None
-    limit_losses = limit_opt = None
-    if solver is not None and not limit_failed and all((-1, j) in results for j in range(grid.size)):
-        vals = [results[(-1, j)][key] for j in range(grid.size)]
-        limit_losses = np.array([math.inf if v is None else float(v) for v in vals])
-        limit_opt = optimal_lr(grid, limit_losses)[0]
-    elif limit_failed:
-        limit_note = limit_failed
-    meta = {
-        "param": p.name, "depth": depth, "activation": act_key, "optimizer": p.optimizer, "steps": int(steps),
-        "seeds": int(seeds), "metric": metric, "gamma0": gamma0, "cache_dir": None if folder is None else str(folder),
-        "limit_note": limit_note,
-    }
-    return TransferResult(np.array(ws), grid, losses, optima, edges, fit, limit_losses, limit_opt, curves,
-                          n_computed, n_cached, meta)
+        if depth is not None:
+            raise ValueError(f"depth={depth!r} with depths={depths!r}: a depth sweep takes its depths from depths=; "
+                             "pass depth=None")
+        return depth_transfer(param, depths, widths, lrs, X=X, y=y, activation=activation, gamma0=gamma0,
+                              optimizer=optimizer, steps=steps, X_test=X_test, y_test=y_test, seed=seed, seeds=seeds,
+                              metric=metric, limit=limit, limit_method=limit_method, method=method, cache_dir=cache_dir,
+                              confidence=confidence, progress=progress)
+    p = _table(param, depth, gamma0, optimizer)
+    c = _common(widths, lrs, min_widths=2, X=X, y=y, activation=activation, steps=steps, X_test=X_test, y_test=y_test,
+                seed=seed, seeds=seeds, metric=metric, limit=limit, limit_method=limit_method, method=method,
+                cache_dir=cache_dir, confidence=confidence, progress=progress)
+    plan = _limit_plan(p, c)
+    return _sweep(p, plan, c.opened(), None if isinstance(param, Parametrization) else (1.0 if gamma0 is None else gamma0))
 
 
-def _check_depths(depths, depth) -> list[int]:
-    values = list(np.atleast_1d(np.asarray(depths, dtype=object)).reshape(-1))
-    if not values or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in values):
-        raise ValueError(f"depths must be a non-empty list of integers >= 1, got {depths!r}")
-    out = sorted({int(d) for d in values})
-    if depth is not None and depth not in out:
-        raise ValueError(f"depth={depth!r} is not one of depths={out}; pass depth=None with depths=[...]")
-    return out
+def depth_transfer(
+    param: str | Callable[[int], Parametrization] = "depth-mup",
+    depths: Sequence[int] = (4, 8, 16, 32),
+    widths: Sequence[int] = (64,),
+    lrs: Sequence[float] | None = None,
+    *,
+    X=None,
+    y=None,
+    activation: str | Callable = "tanh",
+    gamma0: float | None = None,
+    optimizer: str | None = None,
+    steps: int = 50,
+    X_test=None,
+    y_test=None,
+    seed: int | None = None,
+    seeds: int = 4,
+    metric: str = "train",
+    limit: bool = True,
+    limit_method=None,
+    cache_dir: str | os.PathLike | None = None,
+    confidence: float = 0.95,
+    progress: bool = True,
+    method=None,
+) -> DepthTransferResult:
+    """:func:`transfer` at each of ``depths`` (at least two distinct depths >= 1) and ``lr*(L) ~ L^k`` per width.
 
-
-def _depth_table(param, depths: Sequence[int]) -> Callable[[int], Any]:
-    """``depth -> table`` for a sweep: preset names and callables vary with depth, a fixed table cannot."""
-    if isinstance(param, str):
-        return lambda d: param
-    if isinstance(param, Parametrization):
-        if depths != [param.depth]:
-            raise ValueError(
-                f"a Parametrization has a fixed depth ({param.depth}); for depths={list(depths)} pass a preset "
-                "name or a callable depth -> Parametrization"
-            )
-        return lambda d: param
-    if callable(param):
-        return param
-    raise ValueError(f"param must be a preset name, a Parametrization or a callable depth -> Parametrization, "
-                     f"got {type(param).__name__}")
-
-
-def _depth_transfer(param, depth, depths, widths, lrs, kwargs) -> DepthTransferResult:
-    """Run :func:`transfer` at each depth and fit ``lr*(L) ~ L^k`` per width."""
-    ds = _check_depths(depths, depth)
-    table = _depth_table(param, ds)
-    per = {d: transfer(table(d), d, widths, lrs, **kwargs) for d in ds}
-    first = per[ds[0]]
+    ``param``: a preset name (with ``gamma0``, ``optimizer``) or a callable ``depth -> Parametrization``; a single
+    Parametrization has a fixed depth and is an error. ``widths``: one or more distinct widths. The other arguments
+    are those of :func:`transfer`; every table is checked (including ``limit=True`` against its regime) before
+    anything runs. E.g. ``depth_transfer("depth-mup", [4, 16, 64], [64], lrs, limit=False)``.
+    """
+    ds = _check_depths(depths)
+    tables = [_depth_table(param, d, gamma0, optimizer) for d in ds]
+    c = _common(widths, lrs, min_widths=1, X=X, y=y, activation=activation, steps=steps, X_test=X_test, y_test=y_test,
+                seed=seed, seeds=seeds, metric=metric, limit=limit, limit_method=limit_method, method=method,
+                cache_dir=cache_dir, confidence=confidence, progress=progress)
+    plans = [_limit_plan(p, c) for p in tables]
+    c = c.opened()
+    g0 = (1.0 if gamma0 is None else gamma0) if isinstance(param, str) else None
+    per = {d: _sweep(p, plan, c, g0) for d, p, plan in zip(ds, tables, plans)}
     losses = np.stack([per[d].losses for d in ds])  # (Dp, W, R)
     optima = np.stack([per[d].optima for d in ds])
     edges = np.stack([per[d].at_edge for d in ds])
-    depth_arr = np.array(ds, dtype=float)
-    fits = []
-    for i in range(len(first.widths)):
-        ok = np.isfinite(optima[:, i])
-        try:
-            fits.append(fit_power_law(depth_arr[ok], optima[ok, i], confidence=kwargs["confidence"]) if ok.sum() >= 2 else None)
-        except ValueError:
-            fits.append(None)
-    meta = {**first.meta, "depths": ds, "param": first.meta["param"]}
-    meta.pop("depth", None)
-    return DepthTransferResult(np.array(ds), first.widths, first.lrs, losses, optima, edges, tuple(fits), per, meta)
+    fits = tuple(_fit(ds, optima[:, i], c.confidence) for i in range(len(c.widths)))
+    meta = {k: v for k, v in per[ds[0]].meta.items() if k != "depth"}
+    meta["depths"] = ds
+    return DepthTransferResult(np.array(ds), np.array(c.widths), c.grid, losses, optima, edges, fits, per, meta)
