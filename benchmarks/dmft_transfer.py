@@ -25,8 +25,8 @@ def run(quick: bool) -> dict:
     d = limits.datasets.teacher(P=P, D=8, seed=0)
     method = limits.dmft.MonteCarlo(samples=1024 if quick else 8192, dtype="float32")
     start = time.perf_counter()
-    res = limits.transfer("mup", 2, widths, lrs, X=d.X, y=d.y, steps=steps, seeds=4, cache_dir=False, limit=True,
-                          limit_kwargs={"method": method}, progress=False)
+    res = limits.transfer("mup", 2, widths, lrs, X=d.X, y=d.y, steps=steps, seeds=4, limit=True,
+                          limit_method=method, progress=False)
     total = time.perf_counter() - start
     start = time.perf_counter()
     for lr in lrs:

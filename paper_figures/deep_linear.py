@@ -36,7 +36,7 @@ def make(out: Path, quick: bool = False) -> list[Path]:
     finish(ax, "step", "train loss", "muP: wider is better")
     lrs = np.geomspace(0.02, 2.0, 5 if quick else 11)
     res = limits.transfer("ntk", depth, widths, lrs, X=data.X, y=data.y, activation="linear", steps=steps,
-                          seeds=seeds, cache_dir=False, limit=False, progress=False)
+                          seeds=seeds, limit=False, progress=False)
     for i, n in enumerate(res.widths):
         ax_lr.plot(res.lrs, res.losses[i], "o-", ms=3, color=f"C{i}", label=f"N={int(n)}")
         if np.isfinite(res.optima[i]):

@@ -25,7 +25,8 @@ def make(out: Path, quick: bool = False) -> list[Path]:
     grids = {"sp": np.geomspace(1e-3, 1.0, 5 if quick else 13), "mup": np.geomspace(1e-2, 10.0, 5 if quick else 13)}
     for ax, name in zip(axes[0], ("sp", "mup")):
         res = limits.transfer(name, depth, widths, grids[name], X=data.X, y=data.y, steps=steps, seeds=seeds,
-                              cache_dir=False, limit=(name == "mup" and not quick), limit_kwargs={"method": limits.dmft.MonteCarlo(samples=4096)},
+                              limit=(name == "mup" and not quick),
+                              limit_method=limits.dmft.MonteCarlo(samples=4096) if name == "mup" and not quick else None,
                               progress=False)
         colors = [f"C{i}" for i in range(len(widths))]
         for i, w in enumerate(res.widths):
