@@ -23,7 +23,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..parametrization import Parametrization, resolve
+from .. import checks
+from ..parametrization import Parametrization
 from .fits import PowerLawFit, fit_power_law
 
 __all__ = ["coord_check", "CoordCheck"]
@@ -116,45 +117,96 @@ class CoordCheck:
 
 
 def coord_check(
-    param: str | Parametrization,
-    depth: int,
+    param: str | Parametrization = "mup",
+    depth: int | None = None,
     widths: Sequence[int] = (64, 128, 256, 512),
     *,
     X=None,
     y=None,
     activation: str | Callable = "tanh",
-    gamma0: float = 1.0,
+    gamma0: float | None = None,
+    optimizer: str | None = None,
     lr: float = 0.05,
     steps: int = 3,
+    seed: int | None = None,
     seeds: int = 4,
-    optimizer: str | None = None,
-    seed: int = 0,
     spectral: bool = True,
     confidence: float = 0.95,
-    progress: bool = False,
+    progress: bool = True,
+    method=None,
 ) -> CoordCheck:
-    """Measure width exponents of ``Delta h^l``, ``Delta f`` (and spectral norms) after ``steps`` steps.
+    r"""Measure width exponents of ``Delta h^l``, ``Delta f`` (and spectral norms) after ``steps`` steps.
 
-    ``widths`` needs at least two distinct values. Divergence is not an error
-    here (blow-up is what a coordinate check shows): non-finite sizes are kept
-    and left out of the fits.
+    The shared arguments (``param`` .. ``progress``) are those of :func:`limits.simulate`, except two defaults: a
+    coordinate check measures how *one update* scales with width, so it takes a few (``steps=3``) small
+    (``lr=0.05``) steps, where every quantity is still in its per-step scaling regime, rather than a training run.
+
+    Args:
+        widths: at least two distinct positive integers (no duplicates, no floats); measured in increasing order.
+        seeds: networks per width; the values are seed means with standard errors.
+        spectral: also measure ``||W^l||`` and ``||Delta W^l||`` (spectral norms of the effective weights).
+        confidence: level of the fitted exponents' intervals, in (0, 1).
+        method: :class:`limits.finite.Simulation` passed to :func:`limits.simulate` (e.g. ``dtype``,
+            ``seed_batch``). The check records every step and keeps diverging runs (blow-up is what a coordinate
+            check shows: non-finite sizes are kept and left out of the fits), so ``record_steps`` is rejected and
+            ``divergence_factor`` must be left at its default or None.
+
+    Returns:
+        :class:`CoordCheck`: ``values[name]`` (W,), ``curves[name]`` (W, steps+1), fits and predicted exponents.
     """
+    from ..finite.simulate import resolve_table
+
+    p, gamma0 = resolve_table(param, depth, gamma0, optimizer)
+    ws = _check_widths(widths)
+    steps = checks.integer(steps, "steps", 1)
+    confidence = checks.open_unit(confidence, "confidence")
+    spectral, progress = checks.boolean(spectral, "spectral"), checks.boolean(progress, "progress")
+    method = _coord_method(method, steps)
+    kw = dict(X=X, y=y, activation=activation, lr=lr, steps=steps, seed=seed, seeds=seeds, method=method,
+              record=("features", "spectral") if spectral else ("features",), progress=False)
+    per_width, curves, meta = _measure(p, ws, kw, spectral, progress)
+    values, errors, fits = _summarize(np.array(ws), per_width, confidence)
+    meta.update(param=p.name, regime=p.classify().regime, depth=p.depth, gamma0=gamma0, optimizer=p.optimizer,
+                steps=steps, confidence=confidence, method=repr(method))
+    return CoordCheck(np.array(ws), values, errors, {k: np.stack(v) for k, v in curves.items()}, fits,
+                      _predicted(p, p.depth, steps, spectral), _predicted(p, p.depth, 1, spectral), meta)
+
+
+def _check_widths(widths) -> list[int]:
+    """``widths`` sorted: at least two distinct positive integers, no duplicates (``checks.width`` each)."""
+    if isinstance(widths, str) or not hasattr(widths, "__iter__"):
+        raise checks.ArgumentTypeError(f"widths must be a sequence of positive integers, got {widths!r}")
+    ws = [checks.width(w, "widths", infinite=False) for w in widths]
+    if len(set(ws)) != len(ws):
+        raise ValueError(f"widths must be at least two distinct positive integers without duplicates, "
+                         f"got {list(widths)}")
+    if len(ws) < 2:
+        raise ValueError(f"widths must contain at least two distinct positive integers, got {list(widths)}")
+    return sorted(ws)
+
+
+def _coord_method(method, steps: int):
+    """The :class:`~limits.finite.Simulation` of a check: the user's, recording every step, never stopping."""
+    from ..finite import Simulation
+
+    method = checks.option(method, "method", Simulation, Simulation())
+    if method.record_steps is not None:
+        raise checks.inapplicable("Simulation.record_steps", "a coordinate check records every step")
+    if method.divergence_factor not in (None, Simulation.divergence_factor):
+        raise checks.inapplicable("Simulation.divergence_factor", "a coordinate check keeps diverging runs")
+    return dataclasses.replace(method, divergence_factor=None, record_steps=tuple(range(steps + 1)))
+
+
+def _measure(p: Parametrization, ws: list[int], kw: dict, spectral: bool, progress: bool):
+    """Per width: ``per_width[name]`` list of (S,) final values, ``curves[name]`` list of (steps+1,) seed means,
+    from the ``"features"`` / ``"spectral"`` diagnostics of :func:`limits.simulate` (S, steps+1, layers)."""
     from ..finite import simulate
 
-    p = resolve(param, depth, gamma0=gamma0, optimizer=optimizer)
-    ws = sorted({int(w) for w in widths})
-    if len(ws) < 2 or any(w <= 0 for w in ws):
-        raise ValueError(f"widths must contain at least two distinct positive widths, got {list(widths)}")
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1 for a coordinate check, got {steps}")
-    record = ("features", "spectral") if spectral else ("features",)
     per_width: dict[str, list] = {}
     curves: dict[str, list] = {}
-    for w in ws:
-        traj = simulate(p, depth, w, X=X, y=y, activation=activation, lr=lr, steps=steps, seeds=seeds,
-                        record=record, record_steps=list(range(steps + 1)), seed=seed, progress=progress,
-                        check_divergence=False)
+    meta: dict = {}
+    for w in _bar(ws, progress, f"coord_check {p.name}"):
+        traj = simulate(p, None, w, **kw)
         d = traj.diagnostics
         hidden = d["delta_h"].shape[-1]  # L hidden layers (MLP) or L+1 residual-stream vectors (ResNet)
         items = {f"dh{l + 1}": d["delta_h"][:, :, l] for l in range(hidden)}
@@ -165,27 +217,33 @@ def coord_check(
         for name, arr in items.items():  # arr: (S, steps+1)
             per_width.setdefault(name, []).append(arr[:, -1])
             curves.setdefault(name, []).append(arr.mean(axis=0))
-    predicted = _predicted(p, depth, steps, spectral)
-    predicted_first = _predicted(p, depth, 1, spectral)
-    widths_arr = np.array(ws)
+        meta = {k: traj.meta[k] for k in ("activation", "lr", "seed", "seeds")}
+    return per_width, curves, meta
+
+
+def _summarize(widths: np.ndarray, per_width: dict, confidence: float):
+    """Seed means (W,), standard errors (W,) and power-law fits ``value ~ n^e`` per quantity."""
     values, errors, fits = {}, {}, {}
     for name, samples in per_width.items():
         S = np.stack(samples)  # (W, S)
         mean = S.mean(axis=1)
-        err = S.std(axis=1, ddof=1) / np.sqrt(S.shape[1]) if S.shape[1] > 1 else np.full(len(ws), np.nan)
+        err = S.std(axis=1, ddof=1) / np.sqrt(S.shape[1]) if S.shape[1] > 1 else np.full(len(widths), np.nan)
         values[name], errors[name] = mean, err
         try:
             # seed error bars are tiny relative to the systematic curvature; fit unweighted
-            fits[name] = fit_power_law(widths_arr, mean, confidence=confidence)
+            fits[name] = fit_power_law(widths, mean, confidence=confidence)
         except ValueError:
             pass
-    meta = {
-        "param": p.name, "regime": p.classify().regime, "depth": depth, "activation": getattr(activation, "__name__", activation)
-        if not isinstance(activation, str) else activation, "optimizer": p.optimizer, "lr": float(lr), "steps": steps,
-        "seeds": seeds, "gamma0": gamma0,
-    }
-    return CoordCheck(widths_arr, values, errors, {k: np.stack(v) for k, v in curves.items()}, fits, predicted,
-                      predicted_first, meta)
+    return values, errors, fits
+
+
+def _bar(items, enabled: bool, desc: str):
+    """``items``, wrapped in a tqdm bar when ``enabled``."""
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)
 
 
 def _predicted(p: Parametrization, depth: int, steps: int, spectral: bool) -> dict[str, float]:

@@ -8,47 +8,54 @@ full-batch SGD or Adam:
 
 - SGD:  ``w_l <- w_l - lr * lr_scales[l] * dLoss/dw_l``;
 - Adam: ``w_l <- w_l - lr * lr_scales[l] * mhat_l / (sqrt(vhat_l) + eps)``, standard
-  bias-corrected Adam with ``betas = (0.9, 0.999)`` and ``eps = adam_eps`` (1e-8),
+  bias-corrected Adam with ``betas = (0.9, 0.999)`` and ``eps = Simulation.adam_eps`` (1e-8),
   moments per raw weight, ``mhat = m / (1 - b1^k)`` at update ``k = 1, 2, ...``.
 
 The whole trajectory runs in a ``lax.scan`` (split into a few chunks so progress
 can be shown and a divergence stops the run early); seeds are a ``vmap``
-(processed in batches of ``seed_batch`` seeds if memory requires). Network ``i``
+(processed in batches of ``Simulation.seed_batch`` seeds if memory requires). Network ``i``
 of ``seed=s`` draws layer ``l`` from NumPy's ``default_rng([s, i, l])``, so results
 are deterministic and the first k seeds of a larger ensemble are the same networks.
+
+A call runs in four named steps: :func:`_validate` (arguments -> :class:`_Setup`), :func:`_compile` (the jitted
+chunk function, cached per setting and dtype), :func:`_run` (seed batches x chunks) and :func:`_assemble`
+(-> :class:`~limits.Trajectory`). Float64 runs under a scoped ``jax.enable_x64(True)``: nothing global changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import activations as _activations
-from .. import data as _data
-from ..checks import integer as _check_int
-from ..checks import positive as _check_positive
+from .. import checks
 from ..parametrization import Parametrization, resolve
 from ..trajectory import Trajectory
 from . import network as _net
+from .options import Simulation
 
-jax.config.update("jax_enable_x64", True)  # float64 is the package default (DESIGN.md)
-
-__all__ = ["simulate", "SimulationDiverged", "RECORDABLE"]
+__all__ = ["simulate", "SimulationDiverged", "RECORDABLE", "Simulation", "resolve_table"]
 
 RECORDABLE = ("ntk", "kernels", "features", "spectral")
-"""Quantities :func:`simulate` can record at ``record_steps``:
+"""Quantities :func:`simulate` can record at ``Simulation.record_steps`` (``K`` steps, default ``(0, steps)``):
 
-- ``"ntk"``: learning-rate-weighted empirical NTK (K, P, P);
-- ``"kernels"``: ``phi1..phiL`` and ``g1..gL`` (each (K, P, P); ResNets with L blocks:
-  ``phi1..phi{L+1}``, ``g1..g{L+1}`` for the residual stream ``h^1..h^{L+1}``), see :mod:`limits.finite.network`;
-- ``"features"``: RMS feature movement ``|h^l_t - h^l_0|`` per layer and ``|f_t - f_0|``;
-- ``"spectral"``: spectral norms of the effective weights ``m_l w_l`` (ResNet blocks: ``b m_l W_l``) and of their change since init.
+- ``"ntk"``: learning-rate-weighted empirical NTK, ``Trajectory.ntk`` (K, P, P) and ``ntk_per_seed`` (S, K, P, P);
+- ``"kernels"``: ``phi1..phiL`` and ``g1..gL`` (``kernels`` (K, P, P), ``kernels_per_seed`` (S, K, P, P); ResNets
+  with L blocks: ``phi1..phi{L+1}``, ``g1..g{L+1}`` for the residual stream ``h^1..h^{L+1}``), see
+  :mod:`limits.finite.network`;
+- ``"features"``: ``diagnostics["delta_h"]``, ``["h_rms"]`` (S, K, L'): RMS ``|h^l_t - h^l_0|`` and ``|h^l_t|`` per
+  hidden representation (L' = L for an MLP, L+1 for a ResNet), ``["delta_f"]`` (S, K): RMS ``|f_t - f_0|``;
+- ``"spectral"``: ``diagnostics["W_spectral"]``, ``["dW_spectral"]`` (S, K, L'+1): spectral norms of the effective
+  weights ``m_l w_l`` (ResNet blocks: ``b m_l W_l``) and of their change since initialization.
+
+The ``"features"`` and ``"spectral"`` arrays are what :func:`limits.coord_check` measures.
 """
 
 _MAX_CHUNK = 128
@@ -64,61 +71,95 @@ class SimulationDiverged(ValueError):
         self.lr = lr
 
 
-# --------------------------------------------------------------------- checks
-def _check_record(record: Iterable[str] | str | None) -> frozenset:
-    if record is None:
-        return frozenset()
-    if isinstance(record, str):
-        record = (record,)
-    names = frozenset(record)
-    unknown = sorted(names - set(RECORDABLE))
-    if unknown:
-        raise ValueError(f"cannot record {unknown}; choose from {list(RECORDABLE)}")
-    return names
+# --------------------------------------------------------------- validation
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """Validated arguments of one :func:`simulate` call (``net``: the table instantiated at ``width``)."""
+
+    table: Parametrization
+    net: Any
+    act: _activations.Activation
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    lr: float
+    steps: int
+    seeds: int
+    seed: int
+    record: frozenset
+    record_steps: np.ndarray
+    method: Simulation
+    gamma0: float | None
+    progress: bool
 
 
-def _check_record_steps(record_steps, steps: int) -> np.ndarray:
-    if record_steps is None:
+def resolve_table(param, depth, gamma0, optimizer) -> tuple[Parametrization, float | None]:
+    """``(table, gamma0)`` for the shared ``param, depth, gamma0, optimizer`` arguments.
+
+    A preset name becomes ``limits.param(name, depth or 1, gamma0=gamma0 or 1.0, optimizer=optimizer or "sgd")``.
+    A :class:`Parametrization` carries its own depth (``depth`` None or equal), richness and optimizer: ``gamma0``
+    or ``optimizer`` next to it is an error; the returned ``gamma0`` is then None.
+    """
+    if isinstance(param, Parametrization):
+        for name, value in (("gamma0", gamma0), ("optimizer", optimizer)):
+            if value is not None:
+                raise ValueError(f"{name}= applies to a preset name; a Parametrization carries its own constants "
+                                 f"(build it with limits.param(name, depth, {name}=...)); drop {name}=")
+        return resolve(param, param.depth if depth is None else checks.integer(depth, "depth", 1)), None
+    if not isinstance(param, str):
+        raise checks.ArgumentTypeError(f"param must be a preset name or a Parametrization, got {param!r}")
+    gamma0 = 1.0 if gamma0 is None else checks.positive(gamma0, "gamma0")
+    optimizer = "sgd" if optimizer is None else checks.choice(optimizer, "optimizer", ("sgd", "adam"))
+    depth = 1 if depth is None else checks.integer(depth, "depth", 1)
+    return resolve(param, depth, gamma0=gamma0, optimizer=optimizer), gamma0
+
+
+def _record_steps(method: Simulation, record: frozenset, steps: int) -> np.ndarray:
+    """The (K,) recording steps: ``method.record_steps`` (each in [0, steps]) or ``(0, steps)``."""
+    if method.record_steps is None:
         return np.unique(np.array([0, steps], dtype=np.int64))
-    arr = np.atleast_1d(np.asarray(record_steps))
-    if arr.size == 0 or arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"record_steps must be a non-empty list of integers in [0, {steps}], got {record_steps!r}")
-    if arr.min() < 0 or arr.max() > steps:
-        raise ValueError(f"record_steps must lie in [0, steps={steps}], got {sorted(arr.tolist())}")
-    return np.unique(arr.astype(np.int64))
+    if not record:
+        raise checks.inapplicable("Simulation.record_steps", "record= is empty, nothing is measured")
+    if max(method.record_steps) > steps:
+        raise ValueError(f"Simulation.record_steps must lie in [0, steps={steps}], got {list(method.record_steps)}")
+    return np.asarray(method.record_steps, dtype=np.int64)
 
 
-# ----------------------------------------------------------- compiled pieces
-def _init_batch(seed: int, ids: Sequence[int], net, dtype) -> tuple:
-    """Stacked raw weights (one array per entry of the params layout, leading axis = seeds in ``ids``)."""
-    per_seed = [_net.init_params(seed, int(i), net.init_stds, net.depth, net.width, net.input_dim, dtype,
-                                 residual=net.residual) for i in ids]
-    return tuple(jnp.asarray(np.stack([ws[l] for ws in per_seed])) for l in range(len(per_seed[0])))
+def _validate(param, depth, width, X, y, activation, gamma0, optimizer, lr, steps, X_test, y_test, seed, seeds,
+              record, progress, method) -> _Setup:
+    """Every argument checked (no coercion, errors name the argument) and the table instantiated."""
+    table, gamma0 = resolve_table(param, depth, gamma0, optimizer)
+    width = checks.width(width, "width", infinite=False)
+    X, y, X_test, y_test = checks.default_data(X, y, X_test, y_test)
+    method = checks.option(method, "method", Simulation, Simulation())
+    if table.optimizer != "adam" and method.adam_eps != Simulation.adam_eps:
+        raise checks.inapplicable("Simulation.adam_eps", f"the table {table.name!r} trains with SGD, not Adam")
+    steps = checks.integer(steps, "steps", 1)
+    rec = checks.record(record, "record", supported=RECORDABLE)
+    return _Setup(
+        table=table, net=table.instantiate(width, X.shape[1]), act=_activations.get(activation), X=X, y=y,
+        X_test=X_test, y_test=y_test, lr=checks.positive(lr, "lr"), steps=steps,
+        seeds=checks.integer(seeds, "seeds", 1), seed=0 if seed is None else checks.seed(seed, "seed"), record=rec,
+        record_steps=_record_steps(method, rec, steps), method=method, gamma0=gamma0,
+        progress=checks.boolean(progress, "progress"),
+    )
 
 
+# ------------------------------------------------------------ compiled pieces
 def _bcast(scale, w):
     """Per-layer scale broadcast against ``w`` (stacked residual blocks: (L,) -> (L, 1, 1))."""
     return jnp.reshape(scale, jnp.shape(scale) + (1,) * (w.ndim - jnp.ndim(scale)))
 
 
-@functools.lru_cache(maxsize=64)
-def _chunk_fn(
-    depth: int,
-    residual: bool,
-    activation: _activations.Activation,
-    optimizer: str,
-    record: frozenset,
-    length: int,
-    has_test: bool,
-    adam: tuple[float, float, float],
-):
-    """Jitted: ``count <= length`` observations/updates from step ``t0`` for a batch of seeds.
+def _step_fn(activation: _activations.Activation, optimizer: str, adam: tuple[float, float, float], has_test: bool):
+    """One network's observation and update at step ``t``: ``(params, opt) -> (new, opt, loss, f, f_test, hs)``.
 
-    State ``(params, opt, buffers)``; per step it observes the network (loss,
-    train/test outputs), records into ``buffers[name][k]`` when ``t ==
-    record_steps[k]``, then updates the weights.
+    Loss ``1/(2P) |f - y|^2``; its gradient by one VJP of the forward pass. SGD: ``w - lr eta_l g``; Adam:
+    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``, ``w - lr eta_l (m/c1) / (sqrt(v/c2) + eps)`` with
+    ``c_i = 1 - b_i^(t+1)``.
     """
-    phi, dphi = activation.fn, activation.deriv
+    phi = activation.fn
     b1, b2, eps = adam
 
     def step_one(params, opt, t, mult, lr_scales, lr, X, y, Xt):
@@ -141,6 +182,13 @@ def _chunk_fn(
         )
         return new, (m, v), loss, f, ft, hs
 
+    return step_one
+
+
+def _measure_fn(activation: _activations.Activation, record: frozenset):
+    """One network's recorded quantities (see :data:`RECORDABLE`) given its forward pass and its state at t = 0."""
+    phi, dphi = activation.fn, activation.deriv
+
     def measure_one(params, f, hs, f0, hs0, params0, mult, lr_scales, X):
         out = {}
         if "ntk" in record or "kernels" in record:
@@ -158,6 +206,20 @@ def _chunk_fn(
             out["W_spectral"] = _net.effective_spectral_norms(params, mult)
             out["dW_spectral"] = _net.effective_spectral_norms(tuple(w - w0 for w, w0 in zip(params, params0)), mult)
         return out
+
+    return measure_one
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_fn(activation: _activations.Activation, optimizer: str, record: frozenset, length: int, has_test: bool,
+              adam: tuple[float, float, float], dtype: str):
+    """Jitted: ``count <= length`` observations/updates from step ``t0`` for a batch of seeds.
+
+    State ``(params, opt, buffers, origin)``; per step it observes the network (loss, train/test outputs),
+    records into ``buffers[name][k]`` when ``t == record_steps[k]``, then updates the weights. Outputs (length, S),
+    (length, S, P), (length, S, Q). Cached per setting and ``dtype`` (float64 and float32 traces never mix).
+    """
+    step_one, measure_one = _step_fn(activation, optimizer, adam, has_test), _measure_fn(activation, record)
 
     def run(state, t0, count, mult, lr_scales, lr, X, y, Xt, record_steps, params0):
         # ``count`` is traced, so XLA sees a while loop it cannot unroll (fast compiles)
@@ -192,7 +254,13 @@ def _chunk_fn(
     return jax.jit(run, donate_argnums=(0,))
 
 
-# ------------------------------------------------------------------- driver
+def _compile(s: _Setup):
+    """The chunk function of this setting (compiled on its first call, then cached)."""
+    adam = (0.9, 0.999, s.method.adam_eps)
+    return _chunk_fn(s.act, s.table.optimizer, s.record, _MAX_CHUNK, s.X_test is not None, adam, s.method.dtype)
+
+
+# ---------------------------------------------------------------------- run
 def _buffers(record: frozenset, K: int, S: int, P: int, depth: int, dtype) -> dict:
     """NaN-filled record buffers (K, S, ...); ``depth`` = number of hidden representations (layers - 1)."""
     shapes: dict[str, tuple] = {}
@@ -208,246 +276,222 @@ def _buffers(record: frozenset, K: int, S: int, P: int, depth: int, dtype) -> di
     return {k: jnp.full((K, S) + s, jnp.nan, dtype) for k, s in shapes.items()}
 
 
-def _seed_batch(seed_batch, seeds: int, net, optimizer: str, spectral: bool, itemsize: int) -> int:
-    if seed_batch is not None:
-        return min(_check_int(seed_batch, "seed_batch", 1), seeds)
-    count = sum(math.prod(s) for s in net.shapes)
-    factor = (3 if optimizer == "sgd" else 5) + (1 if spectral else 0)
-    per_seed = count * itemsize * factor
-    return max(1, min(seeds, _DEFAULT_MEMORY // per_seed))
+def _seed_batch(s: _Setup) -> int:
+    """Seeds per ``vmap``: ``Simulation.seed_batch``, or as many as fit in ``_DEFAULT_MEMORY`` (weights x state)."""
+    if s.method.seed_batch is not None:
+        return min(s.method.seed_batch, s.seeds)
+    count = sum(math.prod(shape) for shape in s.net.shapes)
+    factor = (3 if s.table.optimizer == "sgd" else 5) + (1 if "spectral" in s.record else 0)
+    per_seed = count * np.dtype(s.method.dtype).itemsize * factor
+    return max(1, min(s.seeds, _DEFAULT_MEMORY // per_seed))
 
 
-def _first_bad_step(losses: np.ndarray, threshold: float) -> int | None:
-    """First step whose seed-mean loss is non-finite or above ``threshold``."""
-    mean = losses.mean(axis=0)
+def _initial_state(s: _Setup, ids: np.ndarray) -> tuple:
+    """``(state, params0)`` of seeds ``ids``: weights from ``default_rng([seed, i, l])``, zero optimizer moments,
+    NaN record buffers, placeholders for the t = 0 features (``"features"``) and weights (``"spectral"``)."""
+    net, jdt, S, P = s.net, jnp.dtype(s.method.dtype), len(ids), s.X.shape[0]
+    per_seed = [_net.init_params(s.seed, int(i), net.init_stds, net.depth, net.width, net.input_dim,
+                                 np.dtype(s.method.dtype), residual=net.residual) for i in ids]
+    params = tuple(jnp.asarray(np.stack([ws[l] for ws in per_seed])) for l in range(len(per_seed[0])))
+    hidden = len(net.multipliers) - 1  # hidden representations h^1..: L (MLP) or L+1 (ResNet, L blocks)
+    dummy = tuple(jnp.zeros((S,), jdt) for _ in params)
+    params0 = tuple(jnp.copy(w) for w in params) if "spectral" in s.record else dummy
+    h0 = (jnp.zeros((S, hidden, P, net.width), jdt) if net.residual
+          else [jnp.zeros((S, P, net.width), jdt) for _ in range(hidden)])
+    origin = (jnp.zeros((S, P), jdt), h0) if "features" in s.record else ((), ())
+    opt = () if s.table.optimizer == "sgd" else tuple(tuple(jnp.zeros_like(w) for w in params) for _ in range(2))
+    return (params, opt, _buffers(s.record, len(s.record_steps), S, P, hidden, jdt), origin), params0
+
+
+def _check_divergence(s: _Setup, seen: np.ndarray, threshold: float | None) -> float | None:
+    """The divergence threshold (fixed by the first batch's initial loss); raises :class:`SimulationDiverged` at the
+    first step whose seed-mean loss over ``seen`` (S_batch, t) is non-finite or above it."""
+    if s.method.divergence_factor is None:
+        return None
+    threshold = threshold or s.method.divergence_factor * max(1.0, float(np.mean(seen[:, 0])))
+    mean = seen.mean(axis=0)
     bad = ~np.isfinite(mean) | (mean > threshold)
-    return int(np.argmax(bad)) if bad.any() else None
+    if bad.any():
+        step = int(np.argmax(bad))
+        raise SimulationDiverged(
+            f"simulation diverged at step {step} (seed-mean loss {float(mean[step]):.3g}) for {s.table.name} at "
+            f"width {s.net.width}, depth {s.net.depth}{' blocks' if s.net.residual else ''}, lr={s.lr:g}; "
+            f"try a smaller learning rate (e.g. lr={s.lr / 4:g})",
+            step,
+            s.lr,
+        )
+    return threshold
 
 
+def _run_batch(s: _Setup, run, ids: np.ndarray, bar, threshold):
+    """Train seeds ``ids`` over all chunks: ``(losses (S_b, T+1), f (S_b, T+1, P), f_test (S_b, T+1, Q),
+    records {name: (S_b, K, ...)}, init seconds, threshold)``."""
+    jdt = jnp.dtype(s.method.dtype)
+    tick = time.perf_counter()
+    state, params0 = _initial_state(s, ids)
+    init_s = time.perf_counter() - tick
+    mult, lr_scales = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jdt), _net.layer_scales(s.net))
+    X_test = s.X_test if s.X_test is not None else np.zeros((0, s.X.shape[1]))
+    args = (mult, lr_scales, jnp.asarray(s.lr, jdt), jnp.asarray(s.X, jdt), jnp.asarray(s.y, jdt),
+            jnp.asarray(X_test, jdt), jnp.asarray(s.record_steps), params0)
+    total = s.steps + 1
+    losses, fs, fts = [], [], []
+    for c in range(-(-total // _MAX_CHUNK)):
+        count = min(_MAX_CHUNK, total - c * _MAX_CHUNK)
+        state, (lo, f, ft) = run(state, c * _MAX_CHUNK, count, *args)
+        losses.append(np.asarray(lo)[:count])
+        fs.append(np.asarray(f)[:count])
+        fts.append(np.asarray(ft)[:count])
+        bar.update(1)
+        threshold = _check_divergence(s, np.concatenate(losses)[:total].T, threshold)
+    recs = {k: np.swapaxes(np.asarray(v), 0, 1) for k, v in state[2].items()}
+    out = (np.concatenate(losses).T, np.concatenate(fs).transpose(1, 0, 2), np.concatenate(fts).transpose(1, 0, 2))
+    return (*out, recs, init_s, threshold)
+
+
+def _run(s: _Setup, run) -> dict:
+    """All seed batches: ``losses`` (S, T+1), ``preds`` (S, T+1, P), ``test_preds`` (S, T+1, Q) or None,
+    ``records`` {name: (S, K, ...)}, ``init_s`` (seconds drawing weights)."""
+    batch = _seed_batch(s)
+    batches = [np.arange(i, min(i + batch, s.seeds)) for i in range(0, s.seeds, batch)]
+    chunks = -(-(s.steps + 1) // _MAX_CHUNK)
+    bar = _progress(len(batches) * chunks, s.progress, f"simulate {s.table.name} n={s.net.width}")
+    parts, init_s, threshold = [], 0.0, None
+    try:
+        for ids in batches:
+            *part, t_init, threshold = _run_batch(s, run, ids, bar, threshold)
+            parts.append(part)
+            init_s += t_init
+    finally:
+        bar.close()
+    losses, preds, test_preds, recs = zip(*parts)
+    records = {k: np.concatenate([r[k] for r in recs]) for k in recs[0]}
+    return dict(losses=np.concatenate(losses), preds=np.concatenate(preds),
+                test_preds=np.concatenate(test_preds) if s.X_test is not None else None, records=records, init_s=init_s)
+
+
+# ----------------------------------------------------------------- assemble
+def _per_seed_kernels(s: _Setup, records: dict) -> dict[str, np.ndarray]:
+    """``phi{l}``, ``g{l}`` -> (S, K, P, P) from the stacked (S, K, L', P, P) records (empty without "kernels")."""
+    if "kernels" not in s.record:
+        return {}
+    out = {}
+    for l in range(records["phi"].shape[2]):
+        out[f"phi{l + 1}"] = records["phi"][:, :, l]
+        out[f"g{l + 1}"] = records["g"][:, :, l]
+    return out
+
+
+def _meta(s: _Setup, wall: float) -> dict:
+    """:data:`limits.checks.META_KEYS`, then ``seeds``, ``optimizer``, ``data`` (:func:`limits.checks.fingerprint`
+    of ``X, y, X_test, y_test``) and the instantiated table's constants."""
+    net = s.net
+    return {
+        "solver": "simulate", "param": s.table.name, "depth": net.depth, "width": net.width, "activation": s.act.name,
+        "gamma0": s.gamma0, "lr": s.lr, "steps": s.steps, "seed": s.seed, "method": repr(s.method), "wall_s": wall,
+        "seeds": s.seeds, "optimizer": net.optimizer, "data": checks.fingerprint(s.X, s.y, s.X_test, s.y_test),
+        "residual": bool(net.residual),
+        "branch_multiplier": float(net.branch_multiplier) if net.residual else None, "input_dim": net.input_dim,
+        "multipliers": net.multipliers.tolist(), "init_stds": net.init_stds.tolist(),
+        "lr_scales": net.lr_scales.tolist(),
+    }
+
+
+def _assemble(s: _Setup, raw: dict, wall: float) -> Trajectory:
+    """Seed means, standard errors and covariances of the raw per-seed arrays of :func:`_run`."""
+    losses, preds, test_preds, records = raw["losses"], raw["preds"], raw["test_preds"], raw["records"]
+    S, T1, P = preds.shape
+    loss_stderr = losses.std(axis=0, ddof=1) / math.sqrt(S) if S > 1 else np.zeros(T1, losses.dtype)
+    cov = None
+    if S > 1 and T1 * P * P <= 2e7:
+        centered = preds - preds.mean(axis=0)
+        cov = np.einsum("stp,stq->tpq", centered, centered) / (S - 1)
+    kernels_per_seed = _per_seed_kernels(s, records)
+    test_losses = None
+    if s.y_test is not None:
+        test_losses = 0.5 * np.mean((test_preds - s.y_test.astype(test_preds.dtype)) ** 2, axis=2)
+    train_s = wall - raw["init_s"]
+    diagnostics = {
+        "init_s": raw["init_s"],  # drawing the initial weights
+        "steps_per_s": T1 / train_s if train_s > 0 else math.inf,  # observations+updates (T+1) per second
+        **{k: records[k] for k in ("delta_h", "h_rms", "delta_f", "W_spectral", "dW_spectral") if k in records},
+    }
+    return Trajectory(
+        loss=losses.mean(axis=0), predictions=preds.mean(axis=0),
+        test_predictions=None if test_preds is None else test_preds.mean(axis=0),
+        test_loss=None if test_losses is None else test_losses.mean(axis=0), losses=losses, loss_stderr=loss_stderr,
+        prediction_cov=cov, ntk=records["ntk"].mean(axis=0) if "ntk" in records else None,
+        kernels={k: v.mean(axis=0) for k, v in kernels_per_seed.items()},
+        kernel_steps=s.record_steps if s.record else None, predictions_per_seed=preds,
+        test_predictions_per_seed=test_preds, test_losses=test_losses, ntk_per_seed=records.get("ntk"),
+        kernels_per_seed=kernels_per_seed, meta=_meta(s, wall), diagnostics=diagnostics,
+    )
+
+
+# --------------------------------------------------------------- entry point
 def simulate(
     param: str | Parametrization = "mup",
-    depth: int = 2,
+    depth: int | None = None,
     width: int = 256,
     *,
     X=None,
     y=None,
     activation: str | Callable = "tanh",
-    gamma0: float = 1.0,
-    lr: float = 0.1,
+    gamma0: float | None = None,
+    optimizer: str | None = None,
+    lr: float = 0.5,
     steps: int = 100,
-    seeds: int = 8,
     X_test=None,
     y_test=None,
-    optimizer: str | None = None,
+    seed: int | None = None,
+    seeds: int = 8,
     record: Sequence[str] | str | None = ("ntk", "kernels"),
-    record_steps: Sequence[int] | None = None,
-    seed: int = 0,
     progress: bool = True,
-    dtype: str = "float64",
-    adam_eps: float = 1e-8,
-    seed_batch: int | None = None,
-    check_divergence: bool = True,
-    divergence_factor: float = 1e6,
+    method: Simulation | None = None,
 ) -> Trajectory:
-    r"""Train ``seeds`` independent width-``width`` networks and return their :class:`Trajectory`.
+    r"""Train ``seeds`` independent width-``width`` networks by full-batch gradient descent; their :class:`Trajectory`.
 
-    ``param``: preset name (``limits.param(name, depth, gamma0=gamma0,
-    optimizer=optimizer or "sgd")``) or a :class:`Parametrization` of depth
-    ``depth`` (for residual tables, ``"depth-mup"``, ``"completep"``, ``"resnet"``:
-    the number of blocks L; the network is the ResNet of :mod:`limits.finite.network`).
-    Data ``X`` (P, D), ``y`` (P,) (default: ``limits.datasets.teacher()``);
-    loss ``1/(2P) sum (f - y)^2``, full batch, ``steps`` updates (``steps + 1``
-    entries). ``record`` names quantities from :data:`RECORDABLE`, measured at
-    ``record_steps`` (default ``(0, steps)``).
+    Args:
+        param: preset name or :class:`Parametrization`; residual tables (``"depth-mup"``, ``"completep"``,
+            ``"resnet"``) train the ResNet of :mod:`limits.finite.network`.
+        depth: hidden layers (MLP) or residual blocks L; None: the table's own depth, 1 for a preset name.
+        width: the width N, a positive integer.
+        X, y: (P, D) inputs, (P,) targets; both None: ``limits.datasets.teacher()``.
+        activation: name or callable. gamma0, optimizer: of a preset (None: 1.0, ``"sgd"``); rejected next to a
+            :class:`Parametrization`, which carries its own.
+        lr: learning rate; loss ``1/(2P) sum (f - y)^2``, ``steps >= 1`` updates (``steps + 1`` entries).
+        X_test, y_test: (Q, D) test inputs and (Q,) targets (``y_test`` needs ``X_test``).
+        seed: ensemble seed in [0, 2**32 - 1] (None: 0); network ``i`` draws layer ``l`` from
+            ``default_rng([seed, i, l])``. seeds: number of networks S.
+        record: names from :data:`RECORDABLE`, measured at ``method.record_steps`` (K steps, default ``(0, steps)``).
+        progress: a tqdm bar over seed batches x chunks of 128 steps.
+        method: :class:`Simulation` (dtype, seed_batch, divergence_factor, adam_eps, record_steps); None: defaults.
 
-    Returns a Trajectory with ``losses`` (S, T+1), ``loss`` (seed mean),
-    ``loss_stderr``, ``predictions`` (T+1, P, seed mean), ``prediction_cov``
-    (T+1, P, P over seeds, None if S = 1 or too large), ``test_predictions``
-    (T+1, Q) and ``test_loss`` (with ``y_test``), ``ntk`` (K, P, P, seed mean),
-    ``kernels`` (``phi{l}``, ``g{l}``: (K, P, P), seed mean). ``diagnostics``
-    holds per-seed arrays: ``predictions_per_seed`` (S, T+1, P),
-    ``test_predictions_per_seed``, ``ntk_per_seed`` (S, K, P, P),
-    ``kernels_per_seed``, ``delta_h`` and ``h_rms`` (S, K, L), ``delta_f`` (S, K),
-    ``W_spectral`` and ``dW_spectral`` (S, K, L+1), ``wall_s``, ``init_s`` and
-    ``steps_per_s`` (whole ensemble, including compilation on a first call).
+    Returns:
+        :class:`Trajectory` with ``losses`` (S, T+1), ``loss`` (seed mean), ``loss_stderr``, ``predictions``
+        (T+1, P, seed mean), ``predictions_per_seed`` (S, T+1, P), ``prediction_cov`` (T+1, P, P over seeds; None if
+        S = 1 or too large), ``test_predictions`` (T+1, Q) and ``test_predictions_per_seed`` (S, T+1, Q) with
+        ``X_test``, ``test_loss`` (T+1,) and ``test_losses`` (S, T+1) with ``y_test``, ``ntk`` (K, P, P) and
+        ``ntk_per_seed`` (S, K, P, P), ``kernels`` (``phi{l}``, ``g{l}``: (K, P, P)) and ``kernels_per_seed``
+        (S, K, P, P), ``kernel_steps`` (K,). Arrays are float64 (``Simulation.dtype="float32"``: float32).
+        ``meta``: :data:`limits.checks.META_KEYS` (``wall_s``: everything after the argument checks, compilation
+        included), ``seeds``, ``optimizer``, ``data`` (a fingerprint of the arrays), the instantiated constants.
+        ``diagnostics``: ``init_s``, ``steps_per_s`` and the ``"features"`` / ``"spectral"`` arrays of
+        :data:`RECORDABLE`.
 
-    Raises :class:`SimulationDiverged` (a ValueError) naming the first step whose
-    seed-mean loss is non-finite or above ``divergence_factor * max(1, loss_0)``
-    unless ``check_divergence=False``.
+    Raises:
+        ValueError / :class:`limits.checks.ArgumentTypeError` naming a bad argument; :class:`SimulationDiverged` (a
+        ValueError) naming the first step whose seed-mean loss is non-finite or above
+        ``divergence_factor * max(1, loss_0)`` (unless ``Simulation(divergence_factor=None)``).
     """
-    depth = _check_int(depth, "depth", 1)
-    p = resolve(param, depth, gamma0=gamma0, optimizer=optimizer)
-    if X is None and y is None:
-        ds = _data.teacher()
-        X, y = ds.X, ds.y
-    elif X is None or y is None:
-        raise ValueError("give both X and y (or neither, for the default teacher dataset)")
-    X, y, X_test = _data.validate(X, y, X_test)
-    if y_test is not None:
-        if X_test is None:
-            raise ValueError("y_test was given without X_test")
-        y_test = np.asarray(y_test, dtype=np.float64).reshape(-1)
-        if y_test.shape[0] != X_test.shape[0] or not np.all(np.isfinite(y_test)):
-            raise ValueError(f"y_test must be finite with one entry per row of X_test ({X_test.shape[0]})")
-    lr = _check_positive(lr, "lr")
-    steps = _check_int(steps, "steps", 0)
-    seeds = _check_int(seeds, "seeds", 1)
-    seed = _check_int(seed, "seed", 0)
-    adam_eps = _check_positive(adam_eps, "adam_eps")
-    divergence_factor = _check_positive(divergence_factor, "divergence_factor")
-    if dtype not in ("float64", "float32"):
-        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    act = _activations.get(activation)
-    rec = _check_record(record)
-    rsteps = _check_record_steps(record_steps, steps)
-    net = p.instantiate(width, X.shape[1])
-    P, Q, K = X.shape[0], (0 if X_test is None else X_test.shape[0]), len(rsteps)
-    hidden = len(net.multipliers) - 1  # hidden representations h^1..: L (MLP) or L+1 (ResNet, L blocks)
-    jdt = jnp.dtype(dtype)
-    batch = _seed_batch(seed_batch, seeds, net, p.optimizer, "spectral" in rec, jdt.itemsize)
-
-    total = steps + 1
-    length = _MAX_CHUNK  # static buffer size; the step count per chunk is traced (one compile for any steps)
-    n_chunks = -(-total // length)
-    adam = (0.9, 0.999, adam_eps)
-    run = _chunk_fn(depth, bool(net.residual), act, p.optimizer, rec, length, X_test is not None, adam)
-
-    mult, lr_scales = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jdt), _net.layer_scales(net))
-    Xj, yj = jnp.asarray(X, jdt), jnp.asarray(y, jdt)
-    Xt = jnp.asarray(X_test if X_test is not None else np.zeros((0, X.shape[1])), jdt)
-    rsteps_j = jnp.asarray(rsteps)
-
-    loss_parts, f_parts, ft_parts, rec_parts = [], [], [], []
-    batches = [np.arange(s, min(s + batch, seeds)) for s in range(0, seeds, batch)]
-    bar = _progress(len(batches) * n_chunks, progress, f"simulate {p.name} n={net.width}")
+    s = _validate(param, depth, width, X, y, activation, gamma0, optimizer, lr, steps, X_test, y_test, seed, seeds,
+                  record, progress, method)
     start = time.perf_counter()
-    init_s = 0.0
-    threshold = None
-    try:
-        for ids in batches:
-            tick = time.perf_counter()
-            params = _init_batch(seed, ids, net, np.dtype(dtype))
-            init_s += time.perf_counter() - tick
-            dummy = tuple(jnp.zeros((len(ids),), jdt) for _ in params)
-            params0 = tuple(jnp.copy(w) for w in params) if "spectral" in rec else dummy
-            h0 = (jnp.zeros((len(ids), hidden, P, net.width), jdt) if net.residual
-                  else [jnp.zeros((len(ids), P, net.width), jdt) for _ in range(hidden)])
-            origin = (jnp.zeros((len(ids), P), jdt), h0) if "features" in rec else ((), ())
-            opt = () if p.optimizer == "sgd" else tuple(tuple(jnp.zeros_like(w) for w in params) for _ in range(2))
-            state = (params, opt, _buffers(rec, K, len(ids), P, hidden, jdt), origin)
-            losses, fs, fts = [], [], []
-            for c in range(n_chunks):
-                count = min(length, total - c * length)
-                state, (lo, f, ft) = run(state, c * length, count, mult, lr_scales, jnp.asarray(lr, jdt), Xj, yj, Xt, rsteps_j, params0)
-                losses.append(np.asarray(lo)[:count])
-                fs.append(np.asarray(f)[:count])
-                fts.append(np.asarray(ft)[:count])
-                bar.update(1)
-                if check_divergence:
-                    seen = np.concatenate(losses)[:total].T
-                    threshold = threshold or divergence_factor * max(1.0, float(np.mean(seen[:, 0])))
-                    bad = _first_bad_step(seen, threshold)
-                    if bad is not None:
-                        value = float(seen[:, bad].mean())
-                        raise SimulationDiverged(
-                            f"simulation diverged at step {bad} (seed-mean loss {value:.3g}) for {p.name} at "
-                            f"width {net.width}, depth {depth}{' blocks' if net.residual else ''}, lr={lr:g}; "
-                            f"try a smaller learning rate "
-                            f"(e.g. lr={lr / 4:g})",
-                            bad,
-                            lr,
-                        )
-            loss_parts.append(np.concatenate(losses)[:total].T)
-            f_parts.append(np.concatenate(fs)[:total].transpose(1, 0, 2))
-            ft_parts.append(np.concatenate(fts)[:total].transpose(1, 0, 2))
-            rec_parts.append({k: np.swapaxes(np.asarray(v), 0, 1) for k, v in state[2].items()})
-            del state, params, params0, opt, origin
-    finally:
-        bar.close()
+    with jax.enable_x64(s.method.dtype == "float64"):
+        raw = _run(s, _compile(s))
     wall = time.perf_counter() - start
-
-    losses = np.concatenate(loss_parts)  # (S, T+1)
-    preds = np.concatenate(f_parts)  # (S, T+1, P)
-    recs = {k: np.concatenate([r[k] for r in rec_parts]) for k in rec_parts[0]} if rec else {}
-    return _trajectory(
-        p, net, act, losses, preds, np.concatenate(ft_parts) if Q else None, y_test, recs, rsteps, rec,
-        dict(lr=lr, steps=steps, seeds=seeds, seed=seed, dtype=dtype, gamma0=gamma0 if isinstance(param, str) else None,
-             adam_eps=adam_eps if p.optimizer == "adam" else None),
-        (wall, init_s),
-    )
-
-
-def _trajectory(p, net, act, losses, preds, test_preds, y_test, recs, rsteps, rec, settings, timing) -> Trajectory:
-    S, T1, P = preds.shape
-    with np.errstate(all="ignore"):  # diverged runs (check_divergence=False) carry inf/nan
-        return _assemble(p, net, act, losses, preds, test_preds, y_test, recs, rsteps, rec, settings, timing, S, T1, P)
-
-
-def _assemble(p, net, act, losses, preds, test_preds, y_test, recs, rsteps, rec, settings, timing, S, T1, P) -> Trajectory:
-    wall, init_s = timing
-    train_s = wall - init_s
-    loss_stderr = losses.std(axis=0, ddof=1) / math.sqrt(S) if S > 1 else np.zeros(T1)
-    cov = None
-    if S > 1 and T1 * P * P <= 2e7:
-        centered = preds - preds.mean(axis=0)
-        cov = np.einsum("stp,stq->tpq", centered, centered) / (S - 1)
-    kernels: dict[str, np.ndarray] = {}
-    diagnostics: dict[str, Any] = {
-        "predictions_per_seed": preds,
-        "wall_s": wall,  # everything after input checks, compilation included
-        "init_s": init_s,  # drawing the initial weights
-        "steps_per_s": T1 / train_s if train_s > 0 else math.inf,  # observations+updates (T+1) per second
-    }
-    if "kernels" in rec:
-        per_seed = {}
-        for l in range(recs["phi"].shape[2]):
-            per_seed[f"phi{l + 1}"] = recs["phi"][:, :, l]
-            per_seed[f"g{l + 1}"] = recs["g"][:, :, l]
-        kernels = {k: v.mean(axis=0) for k, v in per_seed.items()}
-        diagnostics["kernels_per_seed"] = per_seed
-    ntk = None
-    if "ntk" in rec:
-        diagnostics["ntk_per_seed"] = recs["ntk"]
-        ntk = recs["ntk"].mean(axis=0)
-    for name in ("delta_h", "h_rms", "delta_f", "W_spectral", "dW_spectral"):
-        if name in recs:
-            diagnostics[name] = recs[name]
-    test_loss = None
-    if test_preds is not None:
-        diagnostics["test_predictions_per_seed"] = test_preds
-        if y_test is not None:
-            per_seed_test = 0.5 * np.mean((test_preds - y_test) ** 2, axis=2)
-            diagnostics["test_losses"] = per_seed_test
-            test_loss = per_seed_test.mean(axis=0)
-    meta = {
-        "solver": "simulate",
-        "param": p.name,
-        "depth": net.depth,
-        "residual": bool(net.residual),
-        "branch_multiplier": float(net.branch_multiplier) if net.residual else None,
-        "width": net.width,
-        "input_dim": net.input_dim,
-        "optimizer": net.optimizer,
-        "activation": act.name,
-        "multipliers": net.multipliers.tolist(),
-        "init_stds": net.init_stds.tolist(),
-        "lr_scales": net.lr_scales.tolist(),
-        **settings,
-    }
-    return Trajectory(
-        loss=losses.mean(axis=0),
-        predictions=preds.mean(axis=0),
-        test_predictions=None if test_preds is None else test_preds.mean(axis=0),
-        test_loss=test_loss,
-        losses=losses,
-        loss_stderr=loss_stderr,
-        prediction_cov=cov,
-        ntk=ntk,
-        kernels=kernels,
-        kernel_steps=rsteps if rec else None,
-        meta=meta,
-        diagnostics=diagnostics,
-    )
+    with np.errstate(all="ignore"):  # diverged runs (divergence_factor=None) carry inf/nan
+        return _assemble(s, raw, wall)
 
 
 class _NoBar:
