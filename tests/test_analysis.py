@@ -158,7 +158,7 @@ def test_simulation_approaches_dmft_limit():
 # ------------------------------------------------------------ coord check
 def test_coord_check_mup_flat_sp_blows_up_ntk_decays(tmp_path):
     widths = (64, 128, 256)
-    kw = dict(X=DATA.X, y=DATA.y, steps=3, seeds=3, spectral=False)
+    kw = dict(X=DATA.X, y=DATA.y, steps=3, seeds=3, spectral=False, progress=False)
     mup = coord_check("mup", 2, widths, lr=0.5, **kw)
     for name in ("dh1", "dh2", "df"):
         assert mup.predicted[name] == 0.0
@@ -181,9 +181,61 @@ def test_coord_check_mup_flat_sp_blows_up_ntk_decays(tmp_path):
 
 
 def test_coord_check_spectral_norms():
-    cc = coord_check("mup", 2, (64, 128, 256), X=DATA.X, y=DATA.y, lr=0.5, steps=2, seeds=2)
+    cc = coord_check("mup", 2, (64, 128, 256), X=DATA.X, y=DATA.y, lr=0.5, steps=2, seeds=2, progress=False)
     for name in ("W1", "W2", "W3", "dW2"):
         assert cc.consistent(name, tol=0.15), cc.table()
+
+
+def test_coord_check_defaults_and_table():
+    from limits.finite import Simulation
+
+    table = limits.param("mup", 2, gamma0=0.5)
+    cc = coord_check(table, widths=(16, 32), X=DATA.X, y=DATA.y, seeds=2, spectral=False, progress=False,
+                     method=Simulation(seed_batch=1))
+    assert cc.meta["depth"] == 2 and cc.meta["lr"] == 0.05 and cc.meta["steps"] == 3 and cc.meta["seed"] == 0
+    assert cc.meta["gamma0"] is None and "seed_batch=1" in cc.meta["method"]
+    assert list(cc.widths) == [16, 32] and cc.curves["dh1"].shape == (2, 4)
+    one = coord_check("mup", widths=(32, 16), X=DATA.X, y=DATA.y, steps=1, seeds=2, spectral=False, progress=False)
+    assert one.meta["depth"] == 1 and list(one.widths) == [16, 32] and one.meta["gamma0"] == 1.0
+
+
+COORD_BAD = [
+    (dict(confidence=2), "confidence"),
+    (dict(confidence=0.0), "confidence"),
+    (dict(confidence="95%"), "confidence"),
+    (dict(widths=(64, 64, 128)), "widths"),
+    (dict(widths=(64, 64)), "two distinct"),
+    (dict(widths=(64,)), "two distinct"),
+    (dict(widths=(64.0, 128)), "widths"),
+    (dict(widths=(64.5, 128)), "widths"),
+    (dict(widths=(0, 128)), "widths"),
+    (dict(widths=64), "widths"),
+    (dict(widths="64"), "widths"),
+    (dict(steps=0), "steps"),
+    (dict(steps=1.5), "steps"),
+    (dict(spectral="no"), "spectral"),
+    (dict(progress="yes"), "progress"),
+    (dict(seed=-1), "seed"),
+    (dict(lr=0.0), "lr"),
+    (dict(param=limits.param("mup", 2), gamma0=2.0), "gamma0"),
+    (dict(param=limits.param("mup", 2), optimizer="sgd"), "optimizer"),
+    (dict(simulation=dict(record_steps=[0, 1])), "record_steps"),
+    (dict(simulation=dict(divergence_factor=10.0)), "divergence_factor"),
+    (dict(method="fast"), "method"),
+]
+
+
+@pytest.mark.parametrize("kwargs,match", COORD_BAD)
+def test_coord_check_bad_inputs(kwargs, match):
+    args = dict(param="mup", depth=1, widths=(8, 16), X=DATA.X, y=DATA.y, steps=1, seeds=1, spectral=False,
+                progress=False)
+    args.update(kwargs)
+    if "simulation" in args:
+        from limits.finite import Simulation
+
+        args["method"] = Simulation(**args.pop("simulation"))
+    with pytest.raises(ValueError, match=match):  # ArgumentTypeError is a ValueError too
+        coord_check(args.pop("param"), args.pop("depth"), args.pop("widths"), **args)
 
 
 # ---------------------------------------------------------------- transfer
