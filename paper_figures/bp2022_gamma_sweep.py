@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import limits
+from limits.finite import Simulation
 from limits.plotting import finish, new_figure, save
 
 
@@ -37,8 +38,8 @@ def make(out: Path, quick: bool = False) -> list[Path]:
         color = f"C{i}"
         kw = dict(X=data.X, y=data.y, activation="tanh", gamma0=g, lr=lr, steps=steps)
         limit = limits.solve_dmft("mup", depth, **kw, method=limits.dmft.MonteCarlo(samples=samples), progress=False)
-        sim = limits.simulate("mup", depth, width, **kw, seeds=seeds, record=("ntk",), record_steps=record_steps,
-                              progress=False)
+        sim = limits.simulate("mup", depth, width, **kw, seeds=seeds, record=("ntk",),
+                              method=Simulation(record_steps=record_steps), progress=False)
         t = np.arange(steps + 1)
         ax_loss.plot(t, limit.loss, "-", color=color, label=rf"$\gamma_0={g:g}$ DMFT")
         ax_loss.plot(t[::every], np.asarray(sim.loss)[::every], "o", ms=4, mfc="none", color=color,

@@ -25,7 +25,7 @@ def make(out: Path, quick: bool = False) -> list[Path]:
     fig, axes = new_figure(2, size=(4.4, 3.6))
     for ax, name in zip(axes[0], ("sp", "mup")):
         res = limits.coord_check(name, depth, widths, X=data.X, y=data.y, lr=0.05, steps=1, seeds=seeds,
-                                 spectral=False)
+                                 spectral=False, progress=False)
         for key in [k for k in res.values if k.startswith("dh")] + ["df"]:
             vals = np.asarray(res.values[key])
             line = ax.errorbar(res.widths, vals, yerr=res.errors[key], fmt="o-", ms=4, capsize=2,

@@ -30,8 +30,8 @@ def make(out: Path, quick: bool = False) -> list[Path]:
     dev0, dmove = [], []
     for width in widths:
         sim = limits.simulate("ntk", depth, width, X=data.X, y=data.y, activation="tanh", lr=lr, steps=steps,
-                              seeds=seeds, record=("ntk",), record_steps=[0, steps], progress=False)
-        per_seed = np.asarray(sim.diagnostics["ntk_per_seed"])  # (S, K, P, P)
+                              seeds=seeds, record=("ntk",), progress=False)  # at steps (0, steps)
+        per_seed = np.asarray(sim.ntk_per_seed)  # (S, K, P, P)
         k0, kT = per_seed[:, 0], per_seed[:, -1]
         dev0.append(np.mean(np.linalg.norm(k0 - theta, axis=(1, 2))) / np.linalg.norm(theta))
         dmove.append(np.mean(np.linalg.norm(kT - k0, axis=(1, 2)) / np.linalg.norm(k0, axis=(1, 2))))
