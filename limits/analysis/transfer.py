@@ -186,6 +186,8 @@ class DepthTransferResult:
         """Left: loss vs lr per depth at ``width`` (default the largest); right: lr* vs depth with the fits."""
         from .. import plotting
 
+        if width is not None and width not in self.widths:
+            raise ValueError(f"width={width!r} was not swept; choose one of {[int(w) for w in self.widths]}")
         i = len(self.widths) - 1 if width is None else int(np.flatnonzero(self.widths == width)[0])
         fig, axes = plotting.new_figure(ncols=2)
         plot_depth_curves(axes[0, 0], self, i)
