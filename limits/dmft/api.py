@@ -142,6 +142,7 @@ def solve_dmft(
                                  f"without bound) with lr={lr:g}; use a smaller lr (e.g. lr={lr / 4:g})")
     traj = _trajectory(sol, extra, table, limit, act, method, problem, width=width, depth=math.inf if infinite
                        else table.depth, steps=steps, lr=lr, gamma0=gamma0, seed=seed, record=record, t_start=t_start)
+    traj.meta["data"] = checks.fingerprint(X, y, X_test, y_test)
     return _with_test_loss(traj, y_test)
 
 
