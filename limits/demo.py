@@ -8,11 +8,13 @@ prints a comparison; writes a figure and a JSON summary into ``out``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .checks import ArgumentTypeError, boolean
 from .parametrization import PRESETS, param
 
 __all__ = ["run_demo"]
@@ -34,7 +36,12 @@ def _classify_presets(depth: int) -> list[dict]:
 
 
 def run_demo(out: Path, *, quick: bool = False) -> int:
-    """Run the demo, write ``out/demo.png`` and ``out/demo.json``; return exit code 0."""
+    """Run the demo, write ``out/demo.png`` and ``out/demo.json``; return exit code 0.
+
+    ``out``: a folder (``str`` or path; created if needed); ``quick``: True or False."""
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise ArgumentTypeError(f"out must be a folder path, got {out!r}")
+    out, quick = Path(out), boolean(quick, "quick")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     depth = 2
@@ -59,7 +66,7 @@ def run_demo(out: Path, *, quick: bool = False) -> int:
     if solvers:
         summary["comparison"] = _compare_demo(out, quick=quick)
     summary["seconds"] = time.perf_counter() - start
-    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    (out / "demo.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     print(f"wrote {out / 'demo.json'}  ({summary['seconds']:.1f} s)")
     return 0
 

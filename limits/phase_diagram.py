@@ -14,27 +14,55 @@ from fractions import Fraction
 
 import numpy as np
 
-from .parametrization import Parametrization, REGIMES
+from .checks import integer
+from .parametrization import REGIMES, Parametrization, _exponent
+
+MAX_GRID = 401
+"""Most grid points per axis of the slice (each point classifies one table)."""
 
 __all__ = ["phase_slice", "plot_phase_diagram"]
 
 
-def _grid(lo: Fraction, hi: Fraction, step: Fraction) -> list[Fraction]:
+def _rational(value, name: str) -> Fraction:
+    """``value`` as an exact Fraction (ints, Fractions, strings such as '1/8', short decimals; see
+    :func:`limits.parametrization._exponent`), or an error naming ``name``."""
+    expr = _exponent(value, name)
+    if not expr.is_Rational:
+        raise ValueError(f"{name} must be a rational number, got {expr}")
+    return Fraction(int(expr.p), int(expr.q))
+
+
+def _grid(lo, hi, step, name: str) -> list[Fraction]:
+    """Points ``lo, lo + step, ... <= hi`` of one axis, all exact."""
+    lo, hi, step = _rational(lo, f"{name}[0]"), _rational(hi, f"{name}[1]"), _rational(step, "step")
+    if step <= 0:
+        raise ValueError(f"step must be positive, got {step}")
+    if hi <= lo:
+        raise ValueError(f"{name} must be (low, high) with low < high, got ({lo}, {hi})")
     count = int((hi - lo) / step)
+    if count + 1 > MAX_GRID:
+        raise ValueError(f"{name} / step gives {count + 1} points per axis; at most {MAX_GRID}: use a larger step")
     return [lo + k * step for k in range(count + 1)]
+
+
+def _range(value, name: str) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (low, high), got {value!r}")
+    return tuple(value)
 
 
 def phase_slice(depth: int = 2, *, step: Fraction = Fraction(1, 8), theta_range=(0, 2), c_range=(-2, 2)):
     """Regime on the (theta, c) grid. Returns ``(thetas, cs, regimes)`` with
     ``regimes[i, j]`` the regime name at ``(thetas[i], cs[j])``."""
-    thetas = _grid(Fraction(theta_range[0]), Fraction(theta_range[1]), Fraction(step))
-    cs = _grid(Fraction(c_range[0]), Fraction(c_range[1]), Fraction(step))
+    depth = integer(depth, "depth", 1)
+    thetas = _grid(*_range(theta_range, "theta_range"), step, "theta_range")
+    cs = _grid(*_range(c_range, "c_range"), step, "c_range")
     half = Fraction(1, 2)
     regimes = np.empty((len(thetas), len(cs)), dtype=object)
     for i, theta in enumerate(thetas):
         a = [0] + [half] * (depth - 1) + [theta]
         for j, c in enumerate(cs):
-            p = Parametrization.from_abc([str(x) for x in a], [0] * (depth + 1), str(c))
+            p = Parametrization.from_abc(a, [0] * (depth + 1), c)
             regimes[i, j] = p.classify().regime
     return np.array([float(t) for t in thetas]), np.array([float(c) for c in cs]), regimes
 
