@@ -105,6 +105,19 @@ def process(act, limit, *, S: int, steps: int, Pa: int, P: int, dtype: str = "fl
                           mirrored=bool(mirrored), two_time=bool(two_time), dtype=dtype)
 
 
+def _input_factor(Kx):
+    """A factor ``L`` with ``L L^T = Kx`` (Pa, Pa) for the first-layer sources ``u1 = eps L^T``: the Cholesky factor
+    (with a 1e-12 relative jitter), or, for a singular input kernel (e.g. repeated or all-zero inputs), the
+    symmetric square root from the eigendecomposition, whose negative round-off eigenvalues are clipped to 0."""
+    try:
+        if np.max(np.diag(Kx)) > 0:
+            return np.linalg.cholesky(Kx + 1e-12 * np.max(np.diag(Kx)) * np.eye(Kx.shape[0]))
+    except np.linalg.LinAlgError:
+        pass
+    lam, V = np.linalg.eigh(Kx)
+    return V * np.sqrt(np.clip(lam, 0.0, None))
+
+
 def build(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, limit, sources: dict, stein_jitter: float,
           dtype: str = "float64", two_time: bool = False, mirrored: bool = False):
     """The :class:`~limits.dmft.march.Process` and constants of one problem.
@@ -117,7 +130,7 @@ def build(act, *, Kx_all, y_all, train_mask, steps: int, lr: float, limit, sourc
     """
     pr = process(act, limit, S=np.shape(sources["u1"])[0], steps=steps, Pa=Kx_all.shape[0], P=np.sum(train_mask),
                  dtype=dtype, two_time=two_time, mirrored=mirrored)
-    Lx = np.linalg.cholesky(Kx_all + 1e-12 * np.max(np.diag(Kx_all)) * np.eye(pr.Pa))
+    Lx = _input_factor(Kx_all)
     with _march.precision(dtype):
         cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
         consts = {"u1": cast(np.asarray(sources["u1"]) @ Lx.T), "r_top": cast(sources["r_top"]),
