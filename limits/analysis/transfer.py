@@ -487,10 +487,14 @@ def _simulate(p: Parametrization, c: _Common, width: int, lr: float):
 def _settings(p: Parametrization, plan: _Limit, c: _Common) -> tuple[dict, dict]:
     """Cache settings shared by the finite points and by the limit points of this table."""
     from .. import __version__
+    from ..finite import Simulation
 
     base = {"version": _CACHE_VERSION, "limits": __version__, "table": repr(p), "depth": p.depth,
             "activation": c.act_key, "steps": c.steps, "data": c.data}
-    finite = {**base, "kind": "finite", "seeds": c.seeds, "seed": c.seed, "method": repr(c.method)}
+    # None is the default options; seed_batch only groups the networks into vmapped batches (results do not
+    # depend on it)
+    options = dataclasses.replace(c.method or Simulation(), seed_batch=None)
+    finite = {**base, "kind": "finite", "seeds": c.seeds, "seed": c.seed, "method": repr(options)}
     limit = {**base, "kind": "limit", "solver": plan.solver, "method": repr(plan.method)}
     return finite, limit
 
