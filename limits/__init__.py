@@ -27,6 +27,7 @@ _LAZY = {
     "compare": "limits.analysis",
     "coord_check": "limits.analysis",
     "transfer": "limits.analysis",
+    "depth_transfer": "limits.analysis",
     "kernels": "limits.kernels",
     "dmft": "limits.dmft",
 }
