@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import jax
 import jax.scipy.special as jsp
 import numpy as np
 import pytest
@@ -86,9 +87,12 @@ def cov():
 
 @pytest.mark.parametrize("name", ["erf", "gelu", "linear"])
 def test_quadrature_matches_closed_forms(cov, name):
-    quad = act.gauss_hermite_expectations(name, *cov, order=64)
-    exact = act.closed_form_expectations(name, *cov)
-    for q, e in zip(quad, exact):
+    with jax.enable_x64(True):  # the low-level expectations follow JAX's dtype; the kernels run them in float64
+        quad = act.gauss_hermite_expectations(name, *cov, order=64)
+        adaptive = act.quadrature_expectations(act.Activation(name, act.get(name).fn, act.get(name).deriv), *cov,
+                                               act.quadrature(1.5))
+        exact = act.closed_form_expectations(name, *cov)
+    for q, e in zip(quad + adaptive, exact + exact):
         assert np.max(np.abs(np.asarray(q) - np.asarray(e))) < 1e-8
 
 
@@ -130,8 +134,10 @@ def test_callable_activation_uses_quadrature():
     exact = lk.mlp(2, "erf", 1.2, 0.1)(X)
     np.testing.assert_allclose(custom.nngp, exact.nngp, atol=1e-8)
     np.testing.assert_allclose(custom.ntk, exact.ntk, atol=1e-8)
-    tanh = lk.mlp(2, "tanh", 1.2, 0.1, quadrature_order=32)(X)
-    assert np.all(np.isfinite(tanh.ntk)) and np.allclose(tanh.ntk, tanh.ntk.T)
+    tanh = lk.mlp(2, "tanh", 1.2, 0.1)(X)
+    assert np.all(np.isfinite(tanh.ntk)) and np.array_equal(tanh.ntk, tanh.ntk.T)
+    hermite = lk.mlp(2, "tanh", 1.2, 0.1, quadrature_order=200)(X)  # variances <= 2: Gauss-Hermite is accurate
+    np.testing.assert_allclose(hermite.ntk, tanh.ntk, atol=1e-8)
 
 
 # ------------------------------------------------------------------ backends
@@ -252,3 +258,155 @@ def test_gp_posterior_and_kernel_ridge():
     np.testing.assert_allclose(lk.kernel_ridge(Ktr, Kst, y, 0.1), post.mean)
     with pytest.raises(ValueError, match="positive definite"):
         lk.gp_posterior(np.ones((3, 3)), np.ones((1, 3)), None, np.ones(3))
+
+
+# ------------------------------------------------------------ quadrature accuracy (issue 15)
+ERF_CALLABLE = act.Activation("erf-by-quadrature", act.get("erf").fn, act.get("erf").deriv)  # no closed form used
+
+
+def _grid(variances, rhos=(-1.0, -0.999999, -0.9, -0.3, 0.0, 0.5, 0.99, 0.999999, 1.0), ratios=(1.0, 0.1, 1e-3)):
+    V, R, Q = np.meshgrid(variances, rhos, ratios, indexing="ij")
+    k11, k22 = V.ravel(), (V * Q).ravel()
+    return k11, R.ravel() * np.sqrt(k11 * k22), k22
+
+
+@pytest.mark.parametrize("variance", [1e-4, 1e-2, 1.0, 3.0, 30.0, 1e3, 1e4])
+def test_erf_quadrature_matches_arcsin_closed_form(variance):
+    k11, k12, k22 = _grid([variance])
+    with jax.enable_x64(True):
+        rule = act.quadrature(variance)
+        quad = act.quadrature_expectations(ERF_CALLABLE, k11, k12, k22, rule)
+        exact = act.closed_form_expectations("erf", k11, k12, k22)
+        d1 = act.closed_form_expectations("erf", k11, k11, k11)
+        d2 = act.closed_form_expectations("erf", k22, k22, k22)
+    for q, e, a, b in zip(quad, exact, d1, d2):
+        scale = np.sqrt(np.asarray(a) * np.asarray(b))  # the kernel's scale sqrt(K11 K22)
+        assert np.max(np.abs(np.asarray(q) - np.asarray(e)) / scale) < 1e-8
+
+
+def test_tanh_kernels_symmetric_and_finite_at_large_variance():
+    X = 100.0 * np.random.default_rng(11).standard_normal((9, 4))  # first-layer variances ~ 1e4
+    out = lk.mlp(2, "tanh", 1.0, 0.1)(X)
+    for K in (out.nngp, out.ntk):
+        assert np.all(np.isfinite(K)) and np.array_equal(K, K.T)
+    assert np.all(np.linalg.eigvalsh(out.nngp) > -1e-10)
+    cross = lk.mlp(2, "tanh", 1.0, 0.1)(X[:4], X)
+    np.testing.assert_allclose(cross.ntk, out.ntk[:4], rtol=1e-9, atol=1e-12)
+    res = lk.resnet(3, "tanh", 1.0, 0.1, 0.5)(X)
+    assert np.all(np.isfinite(res.ntk)) and np.array_equal(res.ntk, res.ntk.T)
+
+
+def test_tanh_large_variance_against_reference():
+    """E[tanh(u) tanh(v)] at variance 1e4 against scipy's adaptive quadrature (an independent method)."""
+    from scipy import integrate
+
+    k11, k12, k22 = 1e4, 0.3e4, 0.5e4
+    with jax.enable_x64(True):
+        e, _ = act.gaussian_expectations("tanh", k11, k12, k22)
+    s1, a = np.sqrt(k11), k12 / np.sqrt(k11)
+    b = np.sqrt(k22 - a * a)
+    phi = lambda z: np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # noqa: E731
+    inner = lambda z1: integrate.quad(lambda z2: np.tanh(a * z1 + b * z2) * phi(z2), -12, 12, points=[-a * z1 / b],  # noqa: E731
+                                      limit=200, epsabs=1e-13)[0]
+    ref = integrate.quad(lambda z1: np.tanh(s1 * z1) * inner(z1) * phi(z1), -12, 12, points=[0.0], limit=200,
+                         epsabs=1e-13)[0]
+    assert abs(float(e) - ref) < 1e-8
+
+
+def test_quadrature_order_is_validated():
+    X = np.random.default_rng(12).standard_normal((4, 3))
+    for bad in (400, 8, 0):
+        with pytest.raises(ValueError, match=f"quadrature_order={bad}"):
+            lk.mlp(2, "tanh", quadrature_order=bad)
+    with pytest.raises(TypeError, match="quadrature_order"):
+        lk.mlp(2, "tanh", quadrature_order=64.0)
+    with pytest.raises(ValueError, match="quadrature_order=64 .*variances <= 0.5.*layer 1"):
+        lk.mlp(2, "tanh", 2.0, quadrature_order=64)(X)
+    with pytest.raises(ValueError, match="quadrature_order"):
+        lk.resnet(2, "tanh", 2.0, quadrature_order=16)(X)
+
+
+def test_very_large_inputs_give_clear_errors_or_finite_kernels():
+    X = np.random.default_rng(13).standard_normal((5, 3))
+    relu = lk.mlp(2, "relu")(1e5 * X)  # closed forms: finite at any scale
+    assert np.all(np.isfinite(relu.ntk))
+    with pytest.raises(ValueError, match="variance of layer 1 is .*rescale the inputs X"):
+        lk.mlp(2, "tanh")(1e5 * X)  # variance 1e10: beyond the quadrature's range
+    with pytest.raises(ValueError, match="X1 is too large"):
+        lk.mlp(2, "relu")(1e160 * X)  # |x|^2 overflows float64
+    with pytest.raises(ValueError, match="X2 is too large"):
+        lk.mlp(2, "relu")(X, 1e160 * X)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        lk.mlp(40, "relu", 1e4)(X)  # W_std^(2 depth) overflows
+
+
+# ---------------------------------------------------------- bad input, one test per kind (issue 15)
+GOOD = np.random.default_rng(14).standard_normal((4, 3))
+KERNELS = {
+    "mlp-tanh": lambda: lk.mlp(2, "tanh"),
+    "mlp-relu": lambda: lk.mlp(2, "relu"),
+    "resnet": lambda: lk.resnet(2, "tanh"),
+    "resnet-inf": lambda: lk.resnet_infinite_depth("relu", ode_steps=8),
+}
+
+
+@pytest.mark.parametrize("kind", KERNELS)
+def test_all_zero_inputs_work(kind):
+    out = KERNELS[kind]()(np.zeros((3, 4)))
+    assert np.all(np.isfinite(out.ntk)) and np.all(np.isfinite(out.nngp))
+
+
+@pytest.mark.parametrize("kind", KERNELS)
+@pytest.mark.parametrize("bad,arg,pattern", [
+    ("nan", "X1", "X1 contains 1 non-finite"), ("inf", "X2", "X2 contains 1 non-finite"),
+    ("vector", "X1", "X1 must have shape"), ("3d", "X2", "X2 must have shape"), ("empty", "X1", "X1 is empty"),
+    ("complex", "X1", "X1 is complex"), ("strings", "X2", "X2 must be an array of real numbers"),
+    ("features", "X2", "X2 has 2 features but X1 has 3"),
+])
+def test_bad_inputs_name_the_argument(kind, bad, arg, pattern):
+    X = {
+        "nan": np.where(np.arange(12).reshape(4, 3) == 5, np.nan, GOOD), "inf": np.where(GOOD > 1e9, 0, GOOD),
+        "vector": np.ones(3), "3d": np.ones((2, 2, 3)), "empty": np.ones((0, 3)), "complex": GOOD + 1j,
+        "strings": np.array([["a", "b", "c"]]), "features": np.ones((2, 2)),
+    }[bad]
+    if bad == "inf":
+        X = X.copy()
+        X[0, 0] = np.inf
+    k = KERNELS[kind]()
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        k(X) if arg == "X1" else k(GOOD, X)
+
+
+def test_bad_kernel_options_name_the_argument():
+    for make, name in [
+        (lambda: lk.mlp(1.5), "depth"), (lambda: lk.mlp(2, "tanh", float("nan")), "W_std"),
+        (lambda: lk.mlp(2, "tanh", 1.0, -0.1), "b_std"), (lambda: lk.mlp(2, 3), "activation"),
+        (lambda: lk.mlp(2, "tanh")(GOOD, per_layer="yes"), "per_layer"),
+        (lambda: lk.mlp(2, "tanh")(GOOD, layer_weights=["a", 1, 2]), "layer_weights"),
+        (lambda: lk.mlp(2, "relu")(GOOD, backend="gpu"), "backend"),
+        (lambda: lk.resnet(2, "tanh", layer_weights=(1.0, 2.0)), "layer_weights"),
+        (lambda: lk.resnet(2, "tanh", branch_multiplier=-1.0), "branch_multiplier"),
+        (lambda: lk.resnet_infinite_depth(ode_steps=2.5), "ode_steps"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=name):
+            make()
+
+
+def test_gp_posterior_bad_inputs_name_the_argument():
+    K, Ks, kss, y = np.eye(3), np.ones((2, 3)), np.ones(2), np.ones(3)
+    for kw, name in [
+        (dict(k_train=np.ones((3, 2))), "k_train"), (dict(k_train=np.full((3, 3), np.nan)), "k_train"),
+        (dict(k_test_train=np.ones((2, 4))), "k_test_train"), (dict(k_test_train=np.full((2, 3), np.inf)), "k_test_train"),
+        (dict(k_test_test_diag=np.ones(3)), "k_test_test_diag"), (dict(y=np.ones(4)), "y"), (dict(y=None), "y"),
+        (dict(y=np.array([1.0, np.nan, 0.0])), "y"), (dict(ridge=-1.0), "ridge"), (dict(ridge="big"), "ridge"),
+        (dict(k_train=np.zeros((3, 3))), "ridge"),
+    ]:
+        args = dict(k_train=K, k_test_train=Ks, k_test_test_diag=kss, y=y, ridge=0.0)
+        args.update(kw)
+        with pytest.raises((ValueError, TypeError), match=name):
+            lk.gp_posterior(**args)
+    with pytest.raises(ValueError, match="k_test_train"):
+        lk.kernel_ridge(K, np.ones((2, 2)), y)
+    # all-zero inputs: a singular kernel, fine with a ridge
+    zero = lk.mlp(2, "relu")(np.zeros((3, 2))).nngp
+    assert np.all(np.isfinite(lk.kernel_ridge(zero, zero[:1], y, ridge=1e-3)))

@@ -6,22 +6,20 @@
   limit of the 1/sqrt(L)-branch ResNet (covariance ODE).
 - :func:`gp_posterior`, :func:`kernel_ridge`: GP posterior / kernel ridge regression.
 - :func:`solve_kernel`: exact kernel gradient descent or flow as a
-  :class:`~limits.trajectory.Trajectory`.
+  :class:`~limits.trajectory.Trajectory`; its numerical options are :class:`KernelGD`.
 
-Importing this package enables JAX float64 (``jax_enable_x64``).
+Everything is computed in float64 under a scoped ``jax.enable_x64(True)``; importing this package or calling its
+functions leaves the global ``jax_enable_x64`` setting as it was.
 """
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-
-from limits.kernels._common import Kernels  # noqa: E402
-from limits.kernels.gd import solve_kernel  # noqa: E402
-from limits.kernels.gp import Posterior, gp_posterior, kernel_ridge  # noqa: E402
-from limits.kernels.mlp import MLPKernel, mlp  # noqa: E402
-from limits.kernels.resnet import ResNetKernel, resnet, resnet_infinite_depth  # noqa: E402
+from limits.kernels._common import Kernels
+from limits.kernels.gd import KernelGD, solve_kernel
+from limits.kernels.gp import Posterior, gp_posterior, kernel_ridge
+from limits.kernels.mlp import MLPKernel, mlp
+from limits.kernels.resnet import ResNetKernel, resnet, resnet_infinite_depth
 
 __all__ = [
+    "KernelGD",
     "Kernels",
     "MLPKernel",
     "Posterior",

@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from limits import activations as _act
+from limits.checks import boolean, choice
 from limits.kernels import _jax, _numba
-from limits.kernels._common import Kernels, check_depth, check_inputs, layer_stds, nonneg
+from limits.kernels._common import Kernels, check_depth, check_inputs, float64, layer_stds, nonneg
 
 __all__ = ["MLPKernel", "mlp", "BACKENDS"]
 
@@ -46,6 +47,22 @@ _DIAG = {"relu": _relu_diag, "erf": _erf_diag, "linear": _linear_diag}
 """``(E[phi(u)^2], E[phi'(u)^2])`` for u ~ N(0, q), in NumPy (cheap diagonals)."""
 
 
+def _mirror_upper(A: np.ndarray) -> np.ndarray:
+    """``A`` with its lower triangle replaced by the transposed upper one (exactly symmetric)."""
+    upper = np.triu(A)
+    return upper + np.triu(A, 1).T
+
+
+def _finite(*arrays) -> None:
+    for arr in arrays:
+        if not np.all(np.isfinite(arr)):
+            raise FloatingPointError(
+                "the kernel overflowed float64 (non-finite entries): the inputs X or the weight scales W_std / b_std "
+                "are too large for this depth; rescale X (e.g. to unit norm per feature) or reduce W_std"
+            )
+
+
+@np.errstate(over="ignore", invalid="ignore")  # overflow is reported by _finite
 def _diag_numpy(sqnorm, w2, b2, lam, expect):
     k = w2[0] * sqnorm + b2
     t = lam[0] * k
@@ -61,15 +78,13 @@ def _diag_numpy(sqnorm, w2, b2, lam, expect):
 class MLPKernel:
     """Kernel function of an MLP; call it as ``k(X1, X2=None)`` (see :func:`mlp`)."""
 
-    def __init__(self, depth: int, activation, W_std, b_std: float, backend: str, quadrature_order: int):
+    def __init__(self, depth: int, activation, W_std, b_std: float, backend: str, quadrature_order: int | None):
         self.depth = check_depth(depth)
         self.activation = _act.get(activation)
         self.W_std = layer_stds(W_std, self.depth)
         self.b_std = nonneg(b_std, "b_std")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-        self.backend = backend
-        self.quadrature_order = int(quadrature_order)
+        self.backend = choice(backend, "backend", BACKENDS)
+        self.quadrature_order = _act.check_order(quadrature_order)
         self._closed = self.activation.name in _act.CLOSED_FORMS and self.activation is _act.get(self.activation.name)
 
     def __repr__(self) -> str:
@@ -80,9 +95,7 @@ class MLPKernel:
 
     # ------------------------------------------------------------------ helpers
     def _resolve_backend(self, backend: str | None) -> str:
-        backend = self.backend if backend is None else backend
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        backend = self.backend if backend is None else choice(backend, "backend", BACKENDS)
         numba_ok = self._closed and self.activation.name in _numba.ACTIVATION_CODES
         if backend == "auto":
             return "numba" if numba_ok else "jax"
@@ -96,7 +109,11 @@ class MLPKernel:
     def _weights(self, layer_weights) -> np.ndarray:
         if layer_weights is None:
             return np.ones(self.depth + 1)
-        lam = np.asarray(layer_weights, dtype=float)
+        try:
+            lam = np.asarray(layer_weights, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"layer_weights must be {self.depth + 1} finite numbers (one per layer), got "
+                             f"{layer_weights!r}") from None
         if lam.shape != (self.depth + 1,) or not np.all(np.isfinite(lam)):
             raise ValueError(f"layer_weights must be {self.depth + 1} finite numbers (one per layer), got {lam.shape}")
         return lam
@@ -106,23 +123,38 @@ class MLPKernel:
         w2[0] /= dim
         return w2
 
-    def _diag(self, X: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``q`` (L+1, P) with ``q[l] = K^{l+1}(x, x)`` and the NTK diagonal ``t`` (P,)."""
-        if self._closed and self.activation.name in _DIAG:
-            return _diag_numpy(np.einsum("ij,ij->i", X, X), self._w2(X.shape[1]), self.b_std**2, lam, _DIAG[self.activation.name])
-        q, t = _jax.mlp_diag(
-            jnp.asarray(np.einsum("ij,ij->i", X, X)), jnp.asarray(self._w2(X.shape[1])), self.b_std**2,
-            jnp.asarray(lam), self.activation, self.quadrature_order,
+    def _diag(self, X: np.ndarray, lam: np.ndarray):
+        """``q`` (L+1, P) with ``q[l] = K^{l+1}(x, x)``, the NTK diagonal ``t`` (P,), and the variances' maxima
+        per layer (L,) (they choose the quadrature of each layer)."""
+        sqnorm = np.einsum("ij,ij->i", X, X)
+        w2 = self._w2(X.shape[1])
+        if self._closed:
+            expect = _DIAG.get(self.activation.name) or (lambda q: _act.diagonal_expectations(self.activation, q))
+            q, t = _diag_numpy(sqnorm, w2, self.b_std**2, lam, lambda k: tuple(map(np.asarray, expect(k))))
+        else:
+            q, t = _jax.mlp_diag(sqnorm, w2, self.b_std**2, lam, self.activation, self.quadrature_order)
+        _finite(q, t)
+        return q, t
+
+    def _rules(self, q1: np.ndarray, q2: np.ndarray) -> tuple:
+        """The static quadrature rule of each hidden layer (None for closed forms) from the diagonals."""
+        if self._closed:
+            return (None,) * self.depth
+        return tuple(
+            _act.quadrature(max(q1[l].max(initial=0.0), q2[l].max(initial=0.0)), self.quadrature_order,
+                            where=f"of layer {l + 1}")
+            for l in range(self.depth)
         )
-        return np.asarray(q), np.asarray(t)
 
     # ------------------------------------------------------------------ public
+    @float64
     def diag(self, X, *, layer_weights: Sequence[float] | None = None) -> Kernels:
         """Diagonals ``k(x, x)``: NNGP and NTK of shape (P,)."""
         X, _ = check_inputs(X)
         q, t = self._diag(X, self._weights(layer_weights))
         return Kernels(q[-1], t)
 
+    @float64
     def __call__(
         self,
         X1,
@@ -142,6 +174,8 @@ class MLPKernel:
         X1, X2 = check_inputs(X1, X2)
         backend = self._resolve_backend(backend)
         lam = self._weights(layer_weights)
+        per_layer = boolean(per_layer, "per_layer")
+        progress = None if progress is None else boolean(progress, "progress")
         if per_layer:
             layers = []
             nngp = None
@@ -162,7 +196,8 @@ class MLPKernel:
         P1, P2 = X1.shape[0], Xb.shape[0]
         q1, t1 = self._diag(X1, lam)
         q2 = q1 if sym else self._diag(Xb, lam)[0]
-        per_entry = 1 if self._closed else self.quadrature_order**2
+        rules = self._rules(q1, q2)
+        per_entry = 1 if self._closed else max(rule.points for rule in rules)
         rows = max(1, min(P1, _BLOCK_ENTRIES // max(1, P2 * per_entry)))
         starts = range(0, P1, rows)
         if progress is None:
@@ -174,10 +209,12 @@ class MLPKernel:
         if backend == "numba":
             K, T = self._numba(X1, Xb, q1, q2, lam, sym, starts, rows)
         else:
-            K, T = self._jax(X1, Xb, q1, q2, lam, starts, rows)
-        if sym:  # exact diagonal (the off-diagonal formula has arccos(1 - eps) ~ sqrt(eps) there)
+            K, T = self._jax(X1, Xb, q1, q2, lam, starts, rows, rules)
+        if sym:  # exact diagonal (the off-diagonal formula has arccos(1 - eps) ~ sqrt(eps) there), exact symmetry
             np.fill_diagonal(K, q1[-1])
             np.fill_diagonal(T, t1)
+            K, T = _mirror_upper(K), _mirror_upper(T)
+        _finite(K, T)
         return K, T
 
     def _numba(self, X1, X2, q1, q2, lam, sym, starts, rows):
@@ -209,7 +246,7 @@ class MLPKernel:
             _numba.mirror_upper(K, T)
         return K, T
 
-    def _jax(self, X1, X2, q1, q2, lam, starts, rows):
+    def _jax(self, X1, X2, q1, q2, lam, starts, rows, rules):
         P1, P2 = X1.shape[0], X2.shape[0]
         K = np.empty((P1, P2))
         T = np.empty((P1, P2))
@@ -219,7 +256,7 @@ class MLPKernel:
             i1 = min(i0 + rows, P1)
             G = jnp.asarray(X1[i0:i1]) @ X2j.T
             k, t = _jax.mlp_block(
-                G, jnp.asarray(q1[:, i0:i1]), q2j, w2, self.b_std**2, lamj, self.activation, self.quadrature_order
+                G, jnp.asarray(q1[:, i0:i1]), q2j, w2, self.b_std**2, lamj, self.activation, rules
             )
             K[i0:i1] = np.asarray(k)
             T[i0:i1] = np.asarray(t)
@@ -228,23 +265,31 @@ class MLPKernel:
 
 def mlp(
     depth: int,
-    activation: str | Callable | _act.Activation = "relu",
+    activation: str | Callable | _act.Activation = "tanh",
     W_std: float | Sequence[float] = 1.0,
     b_std: float = 0.0,
     *,
     backend: str = "auto",
-    quadrature_order: int = 96,
+    quadrature_order: int | None = None,
 ) -> MLPKernel:
     """Kernel function of ``[Dense(W_std, b_std), act] * depth + [Dense(1, W_std, b_std)]``.
 
-    ``W_std`` is one number or ``depth + 1`` per-layer values (index 0 the input
-    layer, ``depth`` the readout). ``activation``: ``relu``, ``erf``, ``gelu``,
-    ``linear`` (closed forms), ``tanh`` or any JAX-traceable callable (Gauss-Hermite
-    quadrature with ``quadrature_order`` nodes per dimension). ``backend``:
-    ``"numba"`` (fused CPU loops; relu, erf, linear), ``"jax"`` (any activation,
-    GPU, autodiff) or ``"auto"`` (numba when it applies). Everything is float64.
+    Args:
+        depth: hidden layers L >= 1.
+        activation: ``relu``, ``erf``, ``gelu``, ``linear`` (closed forms), ``tanh`` (default) or any
+            JAX-traceable callable (quadrature, see ``quadrature_order``).
+        W_std: one number or ``depth + 1`` per-layer values (index 0 the input layer, ``depth`` the readout).
+        b_std: bias std (>= 0).
+        backend: ``"numba"`` (fused CPU loops; relu, erf, linear), ``"jax"`` (any activation, GPU, autodiff) or
+            ``"auto"`` (numba when it applies).
+        quadrature_order: None (default): the adaptive rule of :mod:`limits.activations`, accurate to 1e-8 at
+            every pre-activation variance up to 1e8 (larger raise ``ValueError``); an integer in [16, 256]:
+            Gauss-Hermite with that many nodes per dimension, faster at small variances and rejected at call
+            time where inaccurate (variance above :func:`limits.activations.hermite_limit`).
 
-    ``k = mlp(...)``; ``k(X1, X2=None)`` returns :class:`Kernels` ``(nngp, ntk)``
-    of shape (P1, P2); ``k.diag(X)`` the diagonals.
+    Returns:
+        :class:`MLPKernel` ``k``: ``k(X1, X2=None)`` gives :class:`Kernels` ``(nngp, ntk)`` of shape (P1, P2)
+        (exactly symmetric for ``X2=None``), ``k.diag(X)`` the diagonals (P,). Computed in float64 (a scoped
+        ``jax.enable_x64``; the global JAX setting is not changed).
     """
     return MLPKernel(depth, activation, W_std, b_std, backend, quadrature_order)

@@ -26,29 +26,37 @@ import jax.numpy as jnp
 import numpy as np
 
 from limits import activations as _act
-from limits.kernels._common import Kernels, check_depth, check_inputs, nonneg
+from limits.checks import integer
+from limits.kernels._common import Kernels, check_depth, check_inputs, float64, nonneg
+from limits.kernels.mlp import _finite, _mirror_upper
 
 __all__ = ["ResNetKernel", "resnet", "resnet_infinite_depth"]
 
 
-def _expect(act, order, k11, k12, k22):
-    return _act.gaussian_expectations(act, k11, k12, k22, order=order)
+def _expect(act, rule, k11, k12, k22):
+    return _act.gaussian_expectations(act, k11, k12, k22, rule=rule)
 
 
-def _readout(act, order, w2, b2, q1, q2, k, t, lam_out=1.0):
-    e, ed = _expect(act, order, q1, k, q2)
+def _readout(act, rule, w2, b2, q1, q2, k, t, lam_out=1.0):
+    e, ed = _expect(act, rule, q1, k, q2)
     kout = w2 * e + b2
     return kout, lam_out * kout + w2 * ed * t
 
 
-def _block_rate(act, order, a, state, lam_block=1.0):
+def _readout_diag(act, rule, w2, b2, q, t, lam_out=1.0):
+    e, ed = _act.diagonal_expectations(act, q, rule)
+    kout = w2 * e + b2
+    return kout, lam_out * kout + w2 * ed * t
+
+
+def _block_rate(act, rule, a, state, lam_block=1.0):
     """Right-hand side ``a * (E[phi phi], lam E[phi phi] + E[phi' phi'] Theta)`` for diagonals and cross terms.
 
     ``lam`` weighs the blocks' own NTK contributions (their learning rate relative to neural-tangents')."""
     q1, q2, k, t, t1, t2 = state
-    e1, d1 = _expect(act, order, q1, q1, q1)
-    e2, d2 = _expect(act, order, q2, q2, q2)
-    e, d = _expect(act, order, q1[:, None], k, q2[None, :])
+    e1, d1 = _act.diagonal_expectations(act, q1, rule)
+    e2, d2 = _act.diagonal_expectations(act, q2, rule)
+    e, d = _expect(act, rule, q1[:, None], k, q2[None, :])
     lb = lam_block
     return (a * e1, a * e2, a * e, a * (lb * e + d * t), a * (lb * e1 + d1 * t1), a * (lb * e2 + d2 * t2))
 
@@ -59,25 +67,25 @@ def _initial(G, n1, n2, w2, b2):
     return (q1, q2, k, k, q1, q2)
 
 
-@functools.partial(jax.jit, static_argnames=("act", "order"))
-def _resnet_finite(G, n1, n2, w2, b2, a, act, order, blocks, lam=(1.0, 1.0, 1.0)):
+@functools.partial(jax.jit, static_argnames=("act", "rule"))
+def _resnet_finite(G, n1, n2, w2, b2, a, act, rule, blocks, lam=(1.0, 1.0, 1.0)):
     def body(_, state):
-        rate = _block_rate(act, order, a, state, lam[1])
+        rate = _block_rate(act, rule, a, state, lam[1])
         return tuple(s + r for s, r in zip(state, rate))
 
     state0 = (*_initial(G, n1, n2, w2, b2)[:3], lam[0] * (w2 * G + b2), lam[0] * (w2 * n1 + b2), lam[0] * (w2 * n2 + b2))
     q1, q2, k, t, t1, t2 = jax.lax.fori_loop(0, blocks, body, state0)
-    kout, tout = _readout(act, order, w2, b2, q1[:, None], q2[None, :], k, t, lam[2])
-    d1 = _readout(act, order, w2, b2, q1, q1, q1, t1, lam[2])
+    kout, tout = _readout(act, rule, w2, b2, q1[:, None], q2[None, :], k, t, lam[2])
+    d1 = _readout_diag(act, rule, w2, b2, q1, t1, lam[2])
     return kout, tout, d1
 
 
-@functools.partial(jax.jit, static_argnames=("act", "order"))
-def _resnet_ode(G, n1, n2, w2, b2, a, act, order, steps):
+@functools.partial(jax.jit, static_argnames=("act", "rule"))
+def _resnet_ode(G, n1, n2, w2, b2, a, act, rule, steps):
     h = 1.0 / steps
 
     def f(state):
-        return _block_rate(act, order, a, state)
+        return _block_rate(act, rule, a, state)
 
     def body(_, y):  # classical RK4 on s in [0, 1]
         k1 = f(y)
@@ -87,9 +95,35 @@ def _resnet_ode(G, n1, n2, w2, b2, a, act, order, steps):
         return tuple(v + h / 6.0 * (r1 + 2 * r2 + 2 * r3 + r4) for v, r1, r2, r3, r4 in zip(y, k1, k2, k3, k4))
 
     q1, q2, k, t, t1, t2 = jax.lax.fori_loop(0, steps, body, _initial(G, n1, n2, w2, b2))
-    kout, tout = _readout(act, order, w2, b2, q1[:, None], q2[None, :], k, t)
-    d1 = _readout(act, order, w2, b2, q1, q1, q1, t1)
+    kout, tout = _readout(act, rule, w2, b2, q1[:, None], q2[None, :], k, t)
+    d1 = _readout_diag(act, rule, w2, b2, q1, t1)
     return kout, tout, d1
+
+
+def _max_variance(q0: np.ndarray, a: float, act, order, blocks: int | None, ode_steps: int | None) -> float:
+    """Largest pre-activation variance along the residual stream (host pass over the diagonal, 1-D quadrature):
+    it chooses the static quadrature rule of the whole network. ``blocks`` Euler steps ``q += a E[phi^2]``, or
+    ``ode_steps`` RK4 steps of ``dq/ds = a E[phi^2]`` (every stage counted)."""
+    q, top = np.asarray(q0, dtype=float), float(np.max(q0, initial=0.0))
+
+    def rate(v):
+        nonlocal top
+        top = max(top, float(np.max(v, initial=0.0)))
+        rule = _act.quadrature(top, order, where="along the residual stream")
+        return a * np.asarray(_act.diagonal_expectations(act, jnp.asarray(v), rule)[0])
+
+    if blocks is not None:
+        for _ in range(blocks):
+            q = q + rate(q)
+    else:
+        h = 1.0 / ode_steps
+        for _ in range(ode_steps):
+            k1 = rate(q)
+            k2 = rate(q + 0.5 * h * k1)
+            k3 = rate(q + 0.5 * h * k2)
+            q = q + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + rate(q + h * k3))
+    rate(q)
+    return top
 
 
 class ResNetKernel:
@@ -102,71 +136,91 @@ class ResNetKernel:
         self.W_std = nonneg(W_std, "W_std")
         self.b_std = nonneg(b_std, "b_std")
         self.branch_multiplier = nonneg(branch_multiplier, "branch_multiplier")
-        self.quadrature_order = int(quadrature_order)
+        self.quadrature_order = _act.check_order(quadrature_order)
         self.ode_steps = ode_steps
-        self.layer_weights = tuple(nonneg(v, "layer_weights") for v in layer_weights)
-        if len(self.layer_weights) != 3:
-            raise ValueError("layer_weights are (input, blocks, readout) NTK weights: three numbers")
+        if isinstance(layer_weights, (str, bytes)) or np.ndim(layer_weights) != 1 or len(layer_weights) != 3:
+            raise ValueError(f"layer_weights are (input, blocks, readout) NTK weights: three numbers, got "
+                             f"{layer_weights!r}")
+        self.layer_weights = tuple(nonneg(v, f"layer_weights[{i}]") for i, v in enumerate(layer_weights))
+        self._closed = self.activation.name in _act.CLOSED_FORMS and self.activation is _act.get(self.activation.name)
 
     def __repr__(self) -> str:
         depth = "infinite depth" if self.blocks is None else f"blocks={self.blocks}"
         return f"ResNetKernel({depth}, activation={self.activation.name!r}, W_std={self.W_std}, b_std={self.b_std})"
 
+    def _rule(self, n1, n2, w2, b2, a):
+        """The static quadrature rule for every block (None for closed forms)."""
+        if self._closed:
+            return None
+        q0 = w2 * np.concatenate([np.asarray(n1), np.asarray(n2)]) + b2
+        top = _max_variance(q0, a, self.activation, self.quadrature_order, self.blocks, self.ode_steps)
+        return _act.quadrature(top, self.quadrature_order, where="along the residual stream")
+
+    @float64
     def __call__(self, X1, X2=None) -> Kernels:
-        """NNGP and NTK (P1, P2) between ``X1`` and ``X2`` (default ``X1``)."""
+        """NNGP and NTK (P1, P2) between ``X1`` and ``X2`` (default ``X1``; then exactly symmetric), in float64."""
         X1, X2 = check_inputs(X1, X2)
         sym = X2 is None
         X2 = X1 if sym else X2
         D = X1.shape[1]
         G = jnp.asarray(X1 @ X2.T / D)
-        n1, n2 = (jnp.asarray(np.einsum("ij,ij->i", X, X) / D) for X in (X1, X2))
+        n1, n2 = (np.einsum("ij,ij->i", X, X) / D for X in (X1, X2))
         w2, b2 = self.W_std**2, self.b_std**2
         a = w2 * self.branch_multiplier**2
+        rule = self._rule(n1, n2, w2, b2, a)
+        n1, n2 = jnp.asarray(n1), jnp.asarray(n2)
         if self.blocks is None:
-            k, t, (d_k, d_t) = _resnet_ode(G, n1, n2, w2, b2, a, self.activation, self.quadrature_order, self.ode_steps)
+            k, t, (d_k, d_t) = _resnet_ode(G, n1, n2, w2, b2, a, self.activation, rule, self.ode_steps)
         else:
-            k, t, (d_k, d_t) = _resnet_finite(G, n1, n2, w2, b2, a, self.activation, self.quadrature_order, self.blocks,
+            k, t, (d_k, d_t) = _resnet_finite(G, n1, n2, w2, b2, a, self.activation, rule, self.blocks,
                                               self.layer_weights)
         k, t = np.array(k), np.array(t)
         if sym:
             np.fill_diagonal(k, np.asarray(d_k))
             np.fill_diagonal(t, np.asarray(d_t))
+            k, t = _mirror_upper(k), _mirror_upper(t)
+        _finite(k, t)
         return Kernels(k, t)
 
 
 def resnet(
     blocks: int,
-    activation: str | Callable = "relu",
+    activation: str | Callable = "tanh",
     W_std: float = 1.0,
     b_std: float = 0.0,
     branch_multiplier: float = 1.0,
     *,
-    quadrature_order: int = 96,
+    quadrature_order: int | None = None,
     layer_weights=(1.0, 1.0, 1.0),
 ) -> ResNetKernel:
     """Kernel function of ``Dense(W, b)``, ``blocks x [h + Dense(W * branch_multiplier)(phi(h))]``,
     ``phi``, ``Dense(1, W, b)``; call it as ``k(X1, X2=None)`` -> :class:`Kernels`.
 
-    ``layer_weights = (input, blocks, readout)`` weigh each group's NTK contribution
-    (``Theta = sum_l lambda_l Theta_l``), e.g. a block learning rate scaled with depth."""
+    Args:
+        blocks: residual blocks L >= 1. activation: name or callable (default ``"tanh"``).
+        W_std, b_std, branch_multiplier: numbers >= 0.
+        quadrature_order: None (adaptive quadrature, accurate to 1e-8) or a Gauss-Hermite order (see
+            :func:`limits.kernels.mlp`).
+        layer_weights: ``(input, blocks, readout)`` weights of each group's NTK contribution
+            (``Theta = sum_l lambda_l Theta_l``), e.g. a block learning rate scaled with depth.
+    """
     return ResNetKernel(blocks, activation, W_std, b_std, branch_multiplier, quadrature_order,
                         layer_weights=layer_weights)
 
 
 def resnet_infinite_depth(
-    activation: str | Callable = "relu",
+    activation: str | Callable = "tanh",
     W_std: float = 1.0,
     b_std: float = 0.0,
     branch_scale: float = 1.0,
     *,
     ode_steps: int = 128,
-    quadrature_order: int = 96,
+    quadrature_order: int | None = None,
 ) -> ResNetKernel:
     """Depth limit of :func:`resnet` with ``branch_multiplier = branch_scale / sqrt(blocks)``.
 
     Solves the covariance/NTK ODE on ``s in [0, 1]`` with ``ode_steps`` RK4 steps
     (error O(ode_steps^-4)), then applies the readout.
     """
-    if isinstance(ode_steps, bool) or not isinstance(ode_steps, (int, np.integer)) or ode_steps < 1:
-        raise ValueError(f"ode_steps must be an integer >= 1, got {ode_steps!r}")
-    return ResNetKernel(None, activation, W_std, b_std, branch_scale, quadrature_order, int(ode_steps))
+    return ResNetKernel(None, activation, W_std, b_std, branch_scale, quadrature_order,
+                        integer(ode_steps, "ode_steps", 1))
