@@ -9,6 +9,7 @@ this machine (memory bandwidth + vectorized arccos throughput), and writes
 
     python benchmarks/kernels.py            # P = 500, 1000, 2000, 4000
     python benchmarks/kernels.py --quick    # P = 200, 500
+    python benchmarks/kernels.py --quadrature   # accuracy table of the activation quadrature (docs/tutorials/kernels.md)
 """
 
 from __future__ import annotations
@@ -99,12 +100,96 @@ def floor_estimate(P: int) -> dict:
     }
 
 
+QUAD_VARIANCES = (1e-6, 1e-4, 1e-2, 1.0, 10.0, 1e2, 1e3, 1e4, 1e6, 1e8)
+QUAD_RHOS = (-1.0, -0.999999, -0.9, -0.3, 0.0, 0.5, 0.99, 0.999999, 1.0)
+QUAD_RATIOS = (1.0, 0.1, 1e-3)  # k22 / k11
+
+
+def _reference_tanh(k11, k12, k22, levels: int = 14, nodes: int = 16):
+    """E[tanh tanh] and E[tanh' tanh'] by composite Gauss-Legendre in both variables (graded panels around the
+    transitions, ``levels`` per side, ``nodes`` per panel): a different, finer rule than the library's."""
+    import jax.numpy as jnp
+
+    from limits import activations as A
+
+    x, w = np.polynomial.legendre.leggauss(nodes)
+
+    def mesh(center, width):
+        h = 0.25 / np.maximum(1.0, width)
+        offs = h[..., None] * ((1.0 / h) ** (1.0 / levels))[..., None] ** np.arange(levels + 1)
+        fixed = np.broadcast_to(np.linspace(-10.0, 10.0, 41), center.shape + (41,))
+        pts = np.sort(np.clip(np.concatenate([center[..., None] - offs, center[..., None] + offs, fixed], -1), -10, 10), -1)
+        mid, half = 0.5 * (pts[..., 1:] + pts[..., :-1]), 0.5 * (pts[..., 1:] - pts[..., :-1])
+        z = (mid[..., None] + half[..., None] * x).reshape(pts.shape[:-1] + (-1,))
+        return z, (half[..., None] * w).reshape(z.shape) * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
+    s1 = np.sqrt(k11)
+    a = np.where(k11 > 0, k12 / np.where(k11 > 0, s1, 1.0), 0.0)
+    b = np.sqrt(np.maximum(k22 - a * a, 0.0))
+    z1, w1 = mesh(np.zeros_like(s1), np.maximum(s1, np.abs(a)))
+    center = np.clip(np.where(b[:, None] > 0, -a[:, None] * z1 / np.where(b > 0, b, 1.0)[:, None], 0.0), -10, 10)
+    z2, w2 = mesh(center, np.broadcast_to(b[:, None], center.shape))
+    out = []
+    for f in (np.tanh, lambda u: np.asarray(A._dtanh(jnp.asarray(u)))):
+        inner = np.sum(w2 * f(a[:, None, None] * z1[..., None] + b[:, None, None] * z2), -1)
+        out.append(np.sum(w1 * f(s1[:, None] * z1) * inner, -1))
+    return out
+
+
+def quadrature_table() -> list[dict]:
+    """Max error of E[phi phi], E[phi' phi'] relative to sqrt(K11 K22), over correlations and variance ratios, per
+    variance and activation (erf and gelu as plain callables against their closed forms, tanh against
+    :func:`_reference_tanh`; "tanh GH-96" is the former default, Gauss-Hermite with 96 nodes)."""
+    import jax
+
+    from limits import activations as A
+
+    rows = []
+    with jax.enable_x64(True):
+        for v in QUAD_VARIANCES:
+            V, R, Q = np.meshgrid([v], QUAD_RHOS, QUAD_RATIOS, indexing="ij")
+            k11, k22 = V.ravel(), (V * Q).ravel()
+            k12 = R.ravel() * np.sqrt(k11 * k22)
+            rule = A.quadrature(v)
+            row = {"variance": v, "points": rule.points}
+            for name in ("tanh", "erf", "gelu", "tanh GH-96"):
+                if name.startswith("tanh"):
+                    exact, d1, d2 = (_reference_tanh(*k) for k in ((k11, k12, k22), (k11, k11, k11), (k22, k22, k22)))
+                else:
+                    exact, d1, d2 = (A.closed_form_expectations(name, *k) for k in ((k11, k12, k22), (k11, k11, k11),
+                                                                                    (k22, k22, k22)))
+                if name == "tanh GH-96":
+                    got = A.gauss_hermite_expectations("tanh", k11, k12, k22, order=96)
+                else:
+                    callable_ = A.Activation(name + "-callable", A.get(name).fn, A.get(name).deriv)
+                    got = A.quadrature_expectations(callable_, k11, k12, k22, rule)
+                row[name] = max(float(np.max(np.abs(np.asarray(g) - np.asarray(e)) / np.sqrt(np.asarray(a) * np.asarray(b))))
+                                for g, e, a, b in zip(got, exact, d1, d2))
+                row[name + " finite"] = bool(all(np.all(np.isfinite(np.asarray(g))) for g in got))
+            rows.append(row)
+    return rows
+
+
+def print_quadrature_table() -> None:
+    rows = quadrature_table()
+    names = ("tanh", "erf", "gelu", "tanh GH-96")
+    print("| variance | points / entry | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for r in rows:
+        cells = [f"{r[n]:.1e}" + ("" if r[n + " finite"] else " (NaN)") for n in names]
+        print(f"| {r['variance']:.0e} | {r['points']} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quadrature", action="store_true", help="print the quadrature accuracy table and exit")
     parser.add_argument("--quick", action="store_true", help="small sizes only (P = 200, 500)")
     parser.add_argument("--sizes", type=int, nargs="*", help="explicit list of P")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.quadrature:
+        print_quadrature_table()
+        return
     sizes = args.sizes or ([200, 500] if args.quick else [500, 1000, 2000, 4000])
     k = lk.mlp(DEPTH, "relu", 1.0, 0.0)
     nt64, nt32 = neural_tangents_fn(np.float64), neural_tangents_fn(np.float32)

@@ -283,7 +283,7 @@ def mlp(
         backend: ``"numba"`` (fused CPU loops; relu, erf, linear), ``"jax"`` (any activation, GPU, autodiff) or
             ``"auto"`` (numba when it applies).
         quadrature_order: None (default): the adaptive rule of :mod:`limits.activations`, accurate to 1e-8 at
-            every pre-activation variance up to 1e8 (larger raise ``ValueError``); an integer in [16, 256]:
+            every pre-activation variance up to 1e6 (larger raise ``ValueError``); an integer in [16, 256]:
             Gauss-Hermite with that many nodes per dimension, faster at small variances and rejected at call
             time where inaccurate (variance above :func:`limits.activations.hermite_limit`).
 
