@@ -174,18 +174,21 @@ def finite_result(array, what: str, *, hint: str = ""):
     return array
 
 
-def default_data(X, y, X_test=None, y_test=None):
+def default_data(X, y, X_test=None, y_test=None, *, with_test: bool = False):
     """The data of an entry point, checked: ``(X, y, X_test, y_test)`` as float64 arrays of shapes (P, D), (P,),
     (Q, D) or None, (Q,) or None. ``X`` and ``y`` both None: ``limits.datasets.teacher()`` (its train set); one of
-    them None: an error. ``y_test`` needs ``X_test``."""
+    them None: an error (``with_test``: the teacher's test set too, unless one is given). ``y_test`` needs ``X_test``."""
     from .data import teacher, validate
 
     if X is None and y is None:
         data = teacher()
         X, y = data.X, data.y
+        if with_test and X_test is None and y_test is None:
+            X_test, y_test = data.X_test, data.y_test
     elif X is None or y is None:
-        raise ValueError(f"give both X and y, or neither for the default dataset limits.datasets.teacher(); got "
-                         f"{'X' if y is None else 'y'} only")
+        given, missing = ("X", "y") if y is None else ("y", "X")
+        raise ValueError(f"{given} was given without {missing}: pass both, or neither for the default dataset "
+                         "limits.datasets.teacher()")
     X, y, X_test = validate(X, y, X_test)
     if y_test is not None:
         if X_test is None:

@@ -239,7 +239,7 @@ def test_coord_check_bad_inputs(kwargs, match):
 
 
 # ---------------------------------------------------------------- transfer
-from limits.analysis import _cache, depth_transfer  # noqa: E402  (this section's own imports)
+from limits.analysis import _cache  # noqa: E402  (this section's own imports)
 
 FAST = dict(X=DATA.X, y=DATA.y, steps=2, seeds=1, progress=False, limit=False)
 

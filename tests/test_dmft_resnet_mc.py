@@ -8,7 +8,6 @@ limit at rate gamma0^2, (4) bad inputs. Measured numbers: docs/theory/resnet_dmf
 """
 
 import json
-import math
 import pathlib
 
 import numpy as np

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import limits
+import limits.checks
 import limits.kernels as lk
 from limits import parametrization as lp
 from limits.data import teacher
@@ -122,8 +124,10 @@ def test_solve_kernel_errors():
 
 
 def test_default_dataset_runs():
-    tr = lk.solve_kernel()
-    assert tr.loss[-1] < tr.loss[0] and tr.test_loss is not None
+    tr = lk.solve_kernel()  # the default data of every entry point: the teacher's train set, no test set
+    d = limits.datasets.teacher()
+    assert tr.loss[-1] < tr.loss[0] and tr.test_predictions is None
+    assert tr.meta["data"] == limits.checks.fingerprint(d.X, d.y, None, None)
 
 
 # ------------------------------------------------------------------ aligned signature (issue 15)

@@ -38,7 +38,6 @@ import numpy as np
 
 from .. import activations as _activations
 from .. import checks
-from .. import data as _data
 from ..parametrization import Parametrization, resolve
 from . import _cache
 from .fits import PowerLawFit, fit_power_law
@@ -340,18 +339,7 @@ def _depth_table(param, depth: int, gamma0, optimizer) -> Parametrization:
 
 def _data_arrays(X, y, X_test, y_test, metric: str) -> tuple:
     """``(X, y, X_test, y_test)`` checked; neither X nor y: ``limits.datasets.teacher()`` with its test set."""
-    if X is None and y is None:
-        ds = _data.teacher()
-        X, y = ds.X, ds.y
-        if X_test is None and y_test is None:
-            X_test, y_test = ds.X_test, ds.y_test
-    elif X is None or y is None:
-        raise ValueError("give both X and y, or neither for the default dataset limits.datasets.teacher()")
-    X, y, X_test = _data.validate(X, y, X_test)
-    if y_test is not None:
-        if X_test is None:
-            raise ValueError("y_test was given without X_test; give both (or neither)")
-        y_test = _data.validate(X_test, y_test)[1]
+    X, y, X_test, y_test = checks.default_data(X, y, X_test, y_test, with_test=True)
     if metric == "test" and y_test is None:
         raise ValueError("metric='test' needs X_test and y_test (test inputs and targets)")
     return X, y, X_test, y_test

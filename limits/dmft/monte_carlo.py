@@ -9,7 +9,6 @@ and its constants; :func:`solve` runs the march and returns a :class:`Solution`.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax.numpy as jnp
 import numpy as np

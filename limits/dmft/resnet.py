@@ -117,14 +117,14 @@ def _down(pr, consts, x: _Rows, e_t, MK, ones_row):
     for k in range(K, 0, -1):
         if k == K:
             Pi = x.set(f"Pi{K}", kappa[K] * MK(ones_row))
-            N = x.set(f"N{K}", ones_row)
+            x.set(f"N{K}", ones_row)
         else:
             w, bb = k + 1, b[k] ** 2
             E = x.set(f"E{w}", e_t + x.row[f"Pi{w}"] @ x[f"CE{w}"])
             x.set(f"EP{w}", E @ x[f"Pi{w}"])
             Pi = x.set(f"Pi{k}", x.row[f"EP{w}"] + bb * (x.row[f"Pi{w}"] @ x[f"JQ{w}"]) + kappa[k] * MK(x.row[f"G{w}"]))
             x.set(f"Inner{w}", bb * (x.row[f"Pi{w}"] @ x[f"Phi{k}"]) @ x[f"Pi{w}"].T + x.row[f"N{w}"])
-            N = x.set(f"N{k}", (E @ x[f"Inner{w}"]) @ x[f"E{w}"].T + bb * x.row[f"G{w}"])
+            x.set(f"N{k}", (E @ x[f"Inner{w}"]) @ x[f"E{w}"].T + bb * x.row[f"G{w}"])
         PRI = x.set(f"PRI{k}", Pi @ x[f"R{k}"] + e_t)
         x.set(f"G{k}", (Pi @ x[f"S{k}"]) @ x[f"Pi{k}"].T + (PRI @ x[f"N{k}"]) @ x[f"PRI{k}"].T)
     x.set("PF", x.row["Pi1"] @ x["F"])

@@ -76,24 +76,10 @@ class _Data(NamedTuple):
 
 # ----------------------------------------------------------------------------- validate
 def _data(X, y, X_test, y_test) -> _Data:
-    """Validated data; ``X = y = None``: :func:`limits.datasets.teacher` (and its test set unless one is given)."""
-    from limits.data import teacher, validate
+    """Validated data (:func:`limits.checks.default_data`: both ``X`` and ``y`` None gives the default teacher)."""
+    from limits.checks import default_data
 
-    if (X is None) != (y is None):
-        given, missing = ("X", "y") if y is None else ("y", "X")
-        raise ValueError(f"{given} was given without {missing}: pass both, or neither for the default teacher dataset")
-    if X is None:
-        data = teacher()
-        X, y = data.X, data.y
-        if X_test is None and y_test is None:
-            X_test, y_test = data.X_test, data.y_test
-    X, y, X_test = validate(X, y, X_test)
-    if y_test is not None:
-        if X_test is None:
-            raise ValueError("y_test was given without X_test")
-        _, y_test, _ = validate(X_test, y_test)
-        y_test = y_test.copy()
-    return _Data(X, y, X_test, y_test)
+    return _Data(*default_data(X, y, X_test, y_test))
 
 
 def _table(param, depth, gamma0):
@@ -264,6 +250,14 @@ def _trajectory(train, test, record, table, regime, limit, act, method, *, depth
     )
 
 
+def _with_data(traj: Trajectory, data: _Data) -> Trajectory:
+    """``meta["data"]``: the fingerprint :func:`limits.compare` uses to refuse runs on other data."""
+    from limits.checks import fingerprint
+
+    traj.meta["data"] = fingerprint(data.X, data.y, data.X_test, data.y_test)
+    return traj
+
+
 @float64
 def solve_kernel(
     param="ntk",
@@ -293,7 +287,7 @@ def solve_kernel(
     Args:
         param: preset name (default ``"ntk"``) or a :class:`limits.Parametrization`.
         depth: hidden layers / residual blocks; None: the table's own depth (1 for a preset name).
-        X, y: (P, D) inputs and (P,) targets; both None: :func:`limits.datasets.teacher` (with its test set).
+        X, y: (P, D) inputs and (P,) targets; both None: :func:`limits.datasets.teacher` (its train set).
         activation: name or callable (default ``"tanh"``).
         gamma0: richness of a preset (None: 1.0); rejected next to a Parametrization.
         lr: learning rate (> 0); discrete GD needs ``lr < 2 / lambda_max(Theta/P)`` (else ``FloatingPointError``).
@@ -326,5 +320,6 @@ def solve_kernel(
     f0_var = float(limit.f0_variance)
     train = _train(kern, data.y, P, lr, steps, method.flow, f0_var)
     test = None if data.X_test is None else _test(kern, train, P, data.y_test, f0_var)
-    return _trajectory(train, test, record, table, regime, limit, act, method, depth=table.depth, gamma0=gamma0,
+    traj = _trajectory(train, test, record, table, regime, limit, act, method, depth=table.depth, gamma0=gamma0,
                        lr=lr, steps=steps, t0=t0)
+    return _with_data(traj, data)
