@@ -16,23 +16,26 @@ from paper_figures import FIGURES  # noqa: E402
 
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory):
-    """``{name: (paths, [figure, ...])}`` for every figure made at its quick size; each module's ``save`` is wrapped
-    so that the figure objects are kept for inspection (the files are still written)."""
+    """``{name: (paths, [figure, ...])}`` for every figure made at its quick size; ``Figure.savefig`` is wrapped so
+    that the saved figure objects are kept for inspection (the files are still written)."""
+    from matplotlib.figure import Figure
+
     out = tmp_path_factory.mktemp("figures")
-    result = {}
+    result, savefig = {}, Figure.savefig
     for name in FIGURES:
         module = importlib.import_module(f"paper_figures.{name}")
-        figures, save = [], module.save
+        figures = []
 
-        def keep(fig, path, *a, _save=save, _figures=figures, **k):
-            _figures.append(fig)
-            return _save(fig, path, *a, **k)
+        def keep(fig, *a, _figures=figures, **k):
+            if fig not in _figures:
+                _figures.append(fig)
+            return savefig(fig, *a, **k)
 
-        module.save = keep
+        Figure.savefig = keep
         try:
             result[name] = (module.make(out, quick=True), figures)
         finally:
-            module.save = save
+            Figure.savefig = savefig
     return result
 
 
