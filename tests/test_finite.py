@@ -356,7 +356,7 @@ def test_jax_x64_setting_is_left_alone():
         "assert t2.losses.dtype == np.float64 and np.array_equal(t2.losses, t.losses)\n"
         "print('ok', jax.config.jax_enable_x64)\n"
     )
-    for setting in ("off", "on"):
+    for setting in ("on",):  # "off" (the default) in a fresh process: tests/test_api.py
         out = subprocess.run([sys.executable, "-c", code, setting], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.split() == ["ok", str(setting == "on")]

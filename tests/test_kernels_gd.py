@@ -246,9 +246,6 @@ def test_all_zero_inputs_train_nothing_without_error():
 
 
 def test_float64_scoped_not_global():
-    import subprocess
-    import sys
-
     import jax
 
     before = jax.config.jax_enable_x64
@@ -256,9 +253,4 @@ def test_float64_scoped_not_global():
     out = lk.mlp(2, "tanh")(DATA.X)
     res = lk.resnet(2, "tanh")(DATA.X)
     assert tr.loss.dtype == out.ntk.dtype == res.ntk.dtype == np.float64
-    assert jax.config.jax_enable_x64 == before
-    code = ("import jax, numpy as np, limits.kernels as lk; assert not jax.config.jax_enable_x64; "
-            "k = lk.mlp(2, 'tanh')(np.eye(3)); lk.mlp(2, 'relu')(np.eye(3)); lk.resnet(1)(np.eye(3)); "
-            "lk.solve_kernel(steps=2); assert k.ntk.dtype == np.float64 and not jax.config.jax_enable_x64")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert jax.config.jax_enable_x64 == before  # a fresh process: tests/test_api.py (import and calls)
