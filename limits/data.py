@@ -55,10 +55,21 @@ def _sphere(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 def teacher(P: int = 16, D: int = 8, P_test: int = 64, *, hidden: int = 32, seed: int = 0) -> Dataset:
     """Two-layer tanh teacher ``y = a . tanh(W x / sqrt(D)) / sqrt(hidden)``, unit variance.
 
-    ``P``, ``D``, ``P_test``, ``hidden``: positive integers; ``seed``: an integer in [0, 2**32 - 1] (None: 0).
-    The labels are divided by their standard deviation over the ``P`` train points and the first 64 test
-    points, so the train set (inputs and labels) is the same for every ``P_test``, and the test points of a
+    Inputs are Gaussian directions on the sphere of radius ``sqrt(D)``; ``W`` (hidden, D) and ``a`` (hidden,) are
+    standard normal. The labels are divided by their standard deviation over the ``P`` train points and the first
+    64 test points, so the train set (inputs and labels) is the same for every ``P_test``, and the test points of a
     smaller ``P_test`` are the first ones of a larger one.
+
+    Args:
+        P: train points, a positive integer (default 16).
+        D: input dimension, a positive integer (default 8).
+        P_test: test points, a positive integer (default 64).
+        hidden: hidden units of the teacher, a positive integer (default 32).
+        seed: an integer in [0, 2**32 - 1] (default 0; None: 0).
+
+    Returns:
+        :class:`Dataset` ``(X (P, D), y (P,), X_test (P_test, D), y_test (P_test,))`` of float64 arrays. Invalid
+        arguments raise ``ValueError`` / ``TypeError`` naming the argument.
     """
     P, D = integer(P, "P", 1), integer(D, "D", 1)
     P_test, hidden, seed = integer(P_test, "P_test", 1), integer(hidden, "hidden", 1), _seed(seed)
@@ -88,8 +99,19 @@ def powerlaw_circle(P: int = 16, P_test: int = 64, *, alpha: float = 2.0, modes:
 
     The target has unit variance over the circle (the coefficients are normalized exactly, not by the sample
     spread, so no sample size gives NaN labels); the phases, the train angles and the test angles come from
-    three independent streams of ``seed``. ``alpha``: any finite real; ``modes``, ``P``, ``P_test``: positive
-    integers.
+    three independent streams of ``seed``. Inputs are ``sqrt(2) (cos theta, sin theta)`` for uniform angles
+    ``theta``, targets ``sum_k c_k cos(k theta + phase_k)``.
+
+    Args:
+        P: train points, a positive integer (default 16).
+        P_test: test points, a positive integer (default 64).
+        alpha: spectral decay exponent, any finite real (default 2.0).
+        modes: Fourier modes k = 1..modes, a positive integer (default 32).
+        seed: an integer in [0, 2**32 - 1] (default 0; None: 0).
+
+    Returns:
+        :class:`Dataset` ``(X (P, 2), y (P,), X_test (P_test, 2), y_test (P_test,))`` of float64 arrays. Invalid
+        arguments raise ``ValueError`` / ``TypeError`` naming the argument.
     """
     P, P_test = integer(P, "P", 1), integer(P_test, "P_test", 1)
     modes, alpha, seed = integer(modes, "modes", 1), real(alpha, "alpha"), _seed(seed)
@@ -112,7 +134,19 @@ def powerlaw_circle(P: int = 16, P_test: int = 64, *, alpha: float = 2.0, modes:
 def digits(P: int = 64, P_test: int = 256, *, seed: int = 0) -> Dataset:
     """8x8 digits bundled with scikit-learn: even (+1) vs odd (-1), standardized pixels.
 
-    ``P + P_test`` must not exceed the 1797 images; train and test images are disjoint.
+    ``P + P_test`` must not exceed the 1797 images; train and test images are disjoint. Pixels are standardized
+    per pixel over all images and each image is then scaled to norm ``sqrt(64) = 8``; the images are shuffled by
+    ``seed`` (train first, test next).
+
+    Args:
+        P: train images, a positive integer (default 64).
+        P_test: test images, a positive integer (default 256).
+        seed: seed of the shuffle, an integer in [0, 2**32 - 1] (default 0; None: 0).
+
+    Returns:
+        :class:`Dataset` ``(X (P, 64), y (P,), X_test (P_test, 64), y_test (P_test,))``, labels +1 (even digit)
+        or -1 (odd). Raises ``ValueError`` when ``P + P_test > 1797``, ``ImportError`` without scikit-learn
+        (``pip install 'limits[data]'``).
     """
     P, P_test, seed = integer(P, "P", 1), integer(P_test, "P_test", 1), _seed(seed)
     try:
@@ -135,7 +169,16 @@ _DATASETS = {"teacher": teacher, "powerlaw_circle": powerlaw_circle, "digits": d
 
 
 def load(name: str, **kwargs) -> Dataset:
-    """Dataset by name: ``teacher``, ``powerlaw_circle`` or ``digits``."""
+    """Dataset by name: ``teacher``, ``powerlaw_circle`` or ``digits``.
+
+    Args:
+        name: ``"teacher"``, ``"powerlaw_circle"`` or ``"digits"``; anything else raises ``ValueError``.
+        **kwargs: keyword arguments of that dataset function (e.g. ``P``, ``P_test``, ``seed``).
+
+    Returns:
+        :class:`Dataset` ``(X (P, D), y (P,), X_test (P_test, D), y_test (P_test,))`` of :func:`teacher`,
+        :func:`powerlaw_circle` or :func:`digits`.
+    """
     if not isinstance(name, str) or name not in _DATASETS:
         raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(_DATASETS)}")
     return _DATASETS[name](**kwargs)
@@ -192,6 +235,17 @@ def validate(X, y=None, X_test=None, *, dtype=np.float64):
     silently). Raises ``ValueError`` (or :class:`~limits.checks.ArgumentTypeError`) naming the argument.
     An ``X`` whose rows are all zero is accepted here (a finite network trains on it); the limit solvers that
     need a nonsingular input kernel reject it themselves.
+
+    Args:
+        X: (P, D) inputs (required; None is an error).
+        y: (P,) or (P, 1) targets, or None; must have ``P`` entries.
+        X_test: (Q, D) test inputs with the same ``D`` as ``X``, or None.
+        dtype: float dtype of the returned arrays (default ``np.float64``); values beyond its range are errors.
+
+    Returns:
+        tuple ``(X (P, D), y (P,) or None, X_test (Q, D) or None)``: finite arrays of ``dtype``. Empty,
+        non-finite or wrongly shaped arrays raise ``ValueError``; complex, boolean, string and object arrays
+        raise :class:`~limits.checks.ArgumentTypeError`.
     """
     X = _finite_array("X", X, 2, dtype)
     if y is not None:

@@ -460,7 +460,25 @@ class Parametrization:
         name: str = "custom",
         residual: Residual | None = None,
     ) -> "Parametrization":
-        """Table from exponent lists ``a``, ``b`` (length depth+1) and ``c`` (scalar or list)."""
+        """Table from exponent lists ``a``, ``b`` (length depth+1) and ``c`` (scalar or list).
+
+        Exponents are kept exact (ints, fractions, strings such as ``'1/2'``, short decimals, sympy expressions
+        including symbols); constants must be positive finite numbers.
+
+        Args:
+            a: multiplier width exponents, a 1-D list of ``depth + 1`` >= 2 entries (``depth + 2`` with
+                ``residual``): input, hidden layers or blocks, readout.
+            b: init-std width exponents: one value or one per row.
+            c: learning-rate width exponents: one value (default 0) or one per row.
+            optimizer: ``"sgd"`` (default) or ``"adam"``.
+            multipliers, init_stds, lr_scales: O(1) constants, one value (default 1.0) or one per row.
+            name: label of the table (default ``"custom"``).
+            residual: a :class:`Residual` (the rows between input and readout are then residual blocks), or None.
+
+        Returns:
+            :class:`Parametrization` with one :class:`Layer` per row. Raises ``ValueError`` /
+            :class:`~limits.checks.ArgumentTypeError` naming the field for wrong lengths, kinds or values.
+        """
         if not isinstance(a, (list, tuple, np.ndarray)) or np.ndim(a) != 1:
             raise ArgumentTypeError(f"a must be a list with one exponent per layer (depth + 1 entries), got {a!r}")
         a = list(a)
@@ -487,10 +505,27 @@ class Parametrization:
         return cls(layers, optimizer, name, residual)
 
     def replace(self, **changes) -> "Parametrization":
+        """A copy with some fields changed (``dataclasses.replace``; the new fields are checked).
+
+        Args:
+            **changes: new values of the fields ``layers``, ``optimizer``, ``name``, ``residual``.
+
+        Returns:
+            :class:`Parametrization`: the changed copy (this table is unchanged).
+        """
         return dataclasses.replace(self, **changes)
 
     def subs(self, **values) -> "Parametrization":
-        """Substitute values for symbols in the exponents (exactly: values are converted like exponents)."""
+        """Substitute values for symbols in the exponents (exactly: values are converted like exponents).
+
+        Args:
+            **values: ``symbol_name=value`` for symbols appearing in the exponents ``a``, ``b``, ``c``; each value
+                a number, fraction string (``'1/2'``) or sympy expression. A name that is not a symbol of the table
+                raises ``ValueError``.
+
+        Returns:
+            :class:`Parametrization`: a copy with the symbols replaced (other fields unchanged).
+        """
         symbols = {s.name: s for L in self.layers for e in (L.a, L.b, L.c) for s in e.free_symbols}
         unknown = sorted(set(values) - set(symbols))
         if unknown:
@@ -523,6 +558,10 @@ class Parametrization:
         iff ``= 0``); the update of a block relative to its initial contribution
         ``L^{-alpha}`` is ``L^{alpha-1}`` on the nontrivial line, Theta(1) only for
         ``alpha = 1``.
+
+        Returns:
+            :class:`DepthClassification` (``stable``, ``nontrivial``, ``every_block``, ``branch_at_init``,
+            ``reasons``). Raises ``ValueError`` for an MLP table (no residual) or exponents with free symbols.
         """
         if self.residual is None:
             raise ValueError("classify_depth() needs a residual table (e.g. param('depth-mup', depth=L))")
@@ -587,7 +626,14 @@ class Parametrization:
         return [_simp(r) for r in r_l], _simp(s)
 
     def classify(self) -> Classification:
-        """Regime of the infinite-width limit (TP4 Thm 3.3; per-layer c; Adam per TP4b)."""
+        """Regime of the infinite-width limit (TP4 Thm 3.3; per-layer c; Adam per TP4b).
+
+        Returns:
+            :class:`Classification`: ``regime`` (one of ``"unstable"``, ``"trivial"``, ``"kernel"``,
+            ``"feature_learning"``), ``r = min_l r_l``, ``r_l`` (L,) per-layer feature-update exponents,
+            ``stable``, ``nontrivial`` and the ``reasons`` (one line per condition). Raises ``ValueError`` when
+            an exponent depends on free symbols (substitute them with :meth:`subs`).
+        """
         what = "classification"
         reasons: list[str] = []
         stable = True
@@ -648,6 +694,13 @@ class Parametrization:
         After one step the backward signal still has the initial readout scale
         ``n^-theta``; from the second step on the updated readout counts too
         (TP4's ``r``), which matters when ``2 a_{L+1} + c_{L+1} < theta`` (SP).
+
+        Args:
+            steps: gradient steps from init, an integer >= 1 (default 1); only ``1`` vs ``>= 2`` matters.
+
+        Returns:
+            :class:`Exponents` (quantity ~ ``n**e``): ``delta_h`` (L,), ``delta_f``, ``W_spectral`` (L+1,),
+            ``dW_spectral`` (L+1,), ``spectral_target`` (L+1,) as sympy expressions.
         """
         first = integer(steps, "steps", 1) == 1
         r_l, s = self._r_terms(first_step=first)
@@ -675,6 +728,12 @@ class Parametrization:
 
         ``theta`` is one value or one per layer. Dynamics are unchanged: for SGD
         they depend on each layer only through ``a+b`` and ``2a+c`` (Adam: ``a+c``).
+
+        Args:
+            theta: the shift ``t``: one exponent, or one per row (``depth + 1`` values, ``depth + 2`` residual).
+
+        Returns:
+            :class:`Parametrization`: the shifted table (same constants, optimizer, name, residual).
         """
         thetas = [_exponent(t, "theta") for t in _as_list(theta, len(self.layers), "theta")]
         k = 2 if self.optimizer == "sgd" else 1
@@ -689,6 +748,11 @@ class Parametrization:
         Constants have their own symmetry ``alpha -> alpha k, sigma -> sigma/k,
         eta_l -> eta_l/k^2`` (SGD; ``/k`` for Adam), so only ``alpha*sigma`` and
         ``alpha^2 eta_l`` (Adam: ``alpha eta_l``) matter.
+
+        Returns:
+            :class:`Parametrization` named ``"<name> (canonical)"``: rows ``(0, a+b, c+2a)`` (Adam: ``c+a``) with
+            multiplier 1, init std ``multiplier * init_std`` and lr factor ``lr_scale * multiplier^2`` (Adam:
+            ``* multiplier``).
         """
         k = 2 if self.optimizer == "sgd" else 1
         layers = tuple(
@@ -705,7 +769,19 @@ class Parametrization:
         return Parametrization(layers, self.optimizer, f"{self.name} (canonical)", self.residual)
 
     def equivalent(self, other: "Parametrization", rtol: float = 1e-12) -> bool:
-        """True if both tables give the same training dynamics at every width."""
+        """True if both tables give the same training dynamics at every width.
+
+        Compares the :meth:`canonical` forms: depth, optimizer and residual scaling equal, exponents equal exactly,
+        init stds and learning-rate factors equal to ``rtol``.
+
+        Args:
+            other: another :class:`Parametrization` (anything else raises
+                :class:`~limits.checks.ArgumentTypeError`).
+            rtol: relative tolerance >= 0 on the O(1) constants (default 1e-12).
+
+        Returns:
+            bool: whether the two tables are equivalent.
+        """
         if not isinstance(other, Parametrization):
             raise ArgumentTypeError("equivalent() compares two Parametrization tables")
         rtol = nonnegative(rtol, "rtol")
@@ -720,7 +796,17 @@ class Parametrization:
 
     # ---------------------------------------------------------- numerics
     def instantiate(self, width: int, input_dim: int) -> Network:
-        """Numeric multipliers, init stds and learning-rate factors at ``width``."""
+        """Numeric multipliers, init stds and learning-rate factors at ``width``.
+
+        Args:
+            width: network width n, a positive integer (``math.inf`` is rejected).
+            input_dim: input dimension D, an integer >= 1 (the input multiplier includes ``1/sqrt(D)``).
+
+        Returns:
+            :class:`Network` with ``multipliers``, ``init_stds``, ``lr_scales`` of shape (L+1,) ((L+2,) for a
+            residual table) and the branch multiplier. Raises ``ValueError`` for exponents with free symbols or
+            a width so large that a factor ``width**e`` overflows.
+        """
         width = _width(width, "width", infinite=False)
         input_dim = integer(input_dim, "input_dim", 1)
         mult, init, lrs = [], [], []
@@ -737,7 +823,12 @@ class Parametrization:
         )
 
     def branch_multiplier(self) -> float:
-        """Numeric branch multiplier ``beta * L^{-alpha}`` (1.0 for MLPs)."""
+        """Numeric branch multiplier ``beta * L^{-alpha}`` (1.0 for MLPs).
+
+        Returns:
+            float: ``beta * depth**(-alpha)``, or 1.0 for a table without residual blocks. Raises ``ValueError``
+            when ``alpha`` depends on free symbols.
+        """
         if self.residual is None:
             return 1.0
         alpha = float(_numeric(self.residual.alpha, "branch exponent alpha"))
@@ -755,6 +846,12 @@ class Parametrization:
         ``lambda_l = eta_l / sigma_l^2 * n^{e_l}`` in the limit, with
         ``e_l = [l >= 2] - 2 a_l - c_l + 1 - 2 theta`` for l <= L and
         ``e_{L+1} = 1 - 2 a_{L+1} - c_{L+1}``: 0 when ``e_l < 0``.
+
+        Returns:
+            :class:`KernelLimit`: ``W_std`` (L+1,) (multiplier x init std), ``layer_weights`` (L+1,) ``lambda_l``,
+            ``f0_variance`` (1.0 when ``theta = 1/2``, else 0.0) and ``branch_multiplier`` (None for MLPs); the
+            arrays have L+2 entries for residual tables. Raises ``ValueError`` for Adam tables, unstable tables,
+            a layer whose NTK contribution grows with width, or exponents with free symbols.
         """
         if self.optimizer != "sgd":
             raise ValueError("kernel_limit() is defined for SGD tables; Adam's lazy limit is not kernel gradient descent")
@@ -784,7 +881,18 @@ class Parametrization:
         in DMFT units (richness ``gamma = n^{theta-1}/sigma_{L+1}``, e.g. ``1/sqrt(n)`` for ntk).
         ``infinite_depth``: the layer-time limit of a residual table (its blocks must share their constants).
         Raises ``ValueError`` naming the field for what the DMFT does not model (optimizers other than SGD,
-        unstable tables)."""
+        unstable tables).
+
+        Args:
+            width: ``math.inf`` (default) or a positive integer width n.
+            infinite_depth: the layer-time limit of a residual table (default False); an MLP, a table without
+                a stable depth limit, or blocks with unequal constants raise ``ValueError``.
+
+        Returns:
+            :class:`DMFTLimit`: richness ``gamma``, source scales ``b`` (K+1,) and learning-rate weights
+            ``kappa`` (K+1,) (K fields: L for an MLP, L+1 for a residual table), ``residual``; with
+            ``infinite_depth`` ``b``, ``kappa`` (2,) (input and readout) and ``layer_time = (sigma2, kappa)``.
+        """
         if self.optimizer != "sgd":
             raise ValueError(f"the DMFT solvers model full-batch SGD; this table's optimizer is {self.optimizer!r} "
                              f"(field 'optimizer'): simulate it with limits.simulate")
@@ -850,6 +958,13 @@ class Parametrization:
 
         ``gamma0`` for mup at any width, ``1/sqrt(n)`` for ntk, 0 at infinite width
         for tables with ``theta < 1`` (kernel regime).
+
+        Args:
+            width: ``math.inf`` (default) or a positive integer width n.
+
+        Returns:
+            float: ``gamma`` (``math.inf`` at infinite width for ``theta > 1``). Raises ``ValueError`` when
+            ``theta`` depends on free symbols or ``width**(theta - 1)`` is not a finite positive float.
         """
         width = _width(width, "width")
         e = _numeric(_simp(self.readout_scale - 1), "effective gamma")
@@ -862,7 +977,15 @@ class Parametrization:
 
     # -------------------------------------------------------------- display
     def table(self, fmt: str = "markdown") -> str:
-        """The table as markdown (``fmt="markdown"``) or a LaTeX tabular (``"latex"``)."""
+        """The table as markdown (``fmt="markdown"``) or a LaTeX tabular (``"latex"``).
+
+        Args:
+            fmt: ``"markdown"`` (default) or ``"latex"``; anything else raises ``ValueError``.
+
+        Returns:
+            str: one row per layer (a, b, c, multiplier, init std, lr factor); the markdown form starts with the
+            name, optimizer, depth and residual scaling.
+        """
         rows = []
         for i, L in enumerate(self.layers):
             kind = "input" if i == 0 else ("readout" if i == len(self.layers) - 1 else ("block" if self.is_residual else "hidden"))
@@ -980,10 +1103,27 @@ def param(
     kernel regime do not depend on it while feature learning does. ``beta`` is
     the O(1) branch multiplier of residual presets (1 when None; rejected for MLP presets).
 
-    Arguments are checked, not coerced: ``name`` exactly as listed (lower case), ``depth`` an integer >= 1
-    (None: 1), ``gamma0`` and ``beta`` positive finite numbers (None: 1), ``optimizer`` ``"sgd"`` or ``"adam"``
-    (None: ``"sgd"``); ``c`` (exponents), ``multipliers``, ``init_stds``, ``lr_scales`` (positive finite
-    constants) one value or one per row (``depth + 1`` rows, ``depth + 2`` for residual presets).
+    Arguments are checked, not coerced (wrong kinds raise :class:`~limits.checks.ArgumentTypeError`, bad values
+    ``ValueError``, naming the argument).
+
+    Args:
+        name: preset name, exactly as listed (lower case): ``"sp"``, ``"ntk"``, ``"mup"``, ``"mfp"``,
+            ``"depth-mup"``, ``"completep"``, ``"resnet"``.
+        depth: hidden layers (MLP presets) or residual blocks L (residual presets), an integer >= 1
+            (default 1; None: 1).
+        gamma0: richness, a positive finite number (default 1.0; None: 1.0).
+        optimizer: ``"sgd"`` (default; None: ``"sgd"``) or ``"adam"``.
+        c: learning-rate width exponents overriding the preset's: one value or one per row; None: the preset's.
+        multipliers: positive finite O(1) multipliers, one value or one per row (None: 1.0); the readout's is
+            then divided by ``gamma0``.
+        init_stds: positive finite O(1) init stds, one value or one per row (None: 1.0).
+        lr_scales: positive finite learning-rate factors, one value or one per row (None: 1.0); then multiplied
+            by ``gamma0^2`` (Adam: ``gamma0``).
+        beta: O(1) branch multiplier of a residual preset, positive finite (None: 1.0); rejected for MLP presets.
+
+    Returns:
+        :class:`Parametrization` with ``depth + 1`` rows (``depth + 2`` for residual presets: input, blocks,
+        readout), named ``name`` (``"name(gamma0=...)"`` when ``gamma0 != 1``).
     """
     key, depth, gamma0, optimizer = _preset_arguments(name, depth, gamma0, optimizer)
     a, b, c_default = _preset_exponents(key, depth, optimizer)

@@ -1,5 +1,6 @@
 """The documentation site builds strictly (broken links, missing API objects fail)."""
 
+import inspect
 import shutil
 import subprocess
 import sys
@@ -18,3 +19,54 @@ def test_mkdocs_build_strict(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "site" / "api" / "index.html").exists()
+
+
+def _public_functions():
+    """The public functions and Parametrization methods of the API reference, by name."""
+    import limits
+    from limits import data, kernels
+    from limits.parametrization import Parametrization
+
+    functions = {
+        "limits.solve_dmft": limits.solve_dmft,
+        "limits.solve_kernel": limits.solve_kernel,
+        "limits.simulate": limits.simulate,
+        "limits.transfer": limits.transfer,
+        "limits.depth_transfer": limits.depth_transfer,
+        "limits.coord_check": limits.coord_check,
+        "limits.compare": limits.compare,
+        "limits.param": limits.param,
+        "limits.kernels.mlp": kernels.mlp,
+        "limits.kernels.resnet": kernels.resnet,
+        "limits.kernels.resnet_infinite_depth": kernels.resnet_infinite_depth,
+        "limits.kernels.gp_posterior": kernels.gp_posterior,
+        "limits.kernels.kernel_ridge": kernels.kernel_ridge,
+        "limits.datasets.teacher": limits.datasets.teacher,
+        "limits.data.digits": data.digits,
+        "limits.data.powerlaw_circle": data.powerlaw_circle,
+        "limits.data.load": data.load,
+        "limits.data.validate": data.validate,
+    }
+    for name, member in vars(Parametrization).items():
+        if name.startswith("_"):
+            continue
+        fn = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
+        if inspect.isfunction(fn):
+            functions[f"limits.Parametrization.{name}"] = fn
+    return functions
+
+
+def _takes_arguments(fn) -> bool:
+    return any(name not in ("self", "cls") for name in inspect.signature(fn).parameters)
+
+
+def test_public_functions_document_args_and_returns():
+    functions = _public_functions()
+    for required in ("classify", "exponents", "instantiate", "kernel_limit", "dmft_limit", "equivalent", "subs"):
+        assert f"limits.Parametrization.{required}" in functions
+    missing = []
+    for name, fn in functions.items():
+        doc = fn.__doc__ or ""
+        sections = (["Args:"] if _takes_arguments(fn) else []) + ["Returns:"]
+        missing += [f"{name}: no {section}" for section in sections if section not in doc]
+    assert not missing, "docstrings without Google-style sections:\n" + "\n".join(missing)

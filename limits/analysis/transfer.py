@@ -673,10 +673,36 @@ def depth_transfer(
 ) -> DepthTransferResult:
     """:func:`transfer` at each of ``depths`` (at least two distinct depths >= 1) and ``lr*(L) ~ L^k`` per width.
 
-    ``param``: a preset name (with ``gamma0``, ``optimizer``) or a callable ``depth -> Parametrization``; a single
-    Parametrization has a fixed depth and is an error. ``widths``: one or more distinct widths. The other arguments
-    are those of :func:`transfer`; every table is checked (including ``limit=True`` against its regime) before
-    anything runs. E.g. ``depth_transfer("depth-mup", [4, 16, 64], [64], lrs, limit=False)``.
+    Every table is checked (including ``limit=True`` against its regime) before anything runs. E.g.
+    ``depth_transfer("depth-mup", [4, 16, 64], [64], lrs, limit=False)``.
+
+    Args:
+        param: a preset name (default ``"depth-mup"``; resolved at each depth with ``gamma0``, ``optimizer``) or a
+            callable ``depth -> Parametrization`` (``gamma0``/``optimizer`` then rejected); a single
+            :class:`limits.Parametrization` has a fixed depth and is a ``ValueError``.
+        depths: at least two distinct integer depths >= 1 (residual blocks L, or hidden layers of an MLP preset),
+            default ``(4, 8, 16, 32)``; sorted in the result.
+        widths: one or more distinct positive integer widths (default ``(64,)``); sorted in the result.
+        lrs: distinct positive learning rates (R of them); None: ``geomspace(1e-3, 10, 13)``.
+        X, y: (P, D) train inputs and (P,) targets; both None: :func:`limits.datasets.teacher` with its test set.
+        X_test, y_test: (Q, D) test inputs and (Q,) targets, or None.
+        activation: name or callable (default ``"tanh"``).
+        gamma0: richness of a preset (None: 1.0). optimizer: ``"sgd"`` or ``"adam"`` for a preset (None: ``"sgd"``).
+        steps: gradient steps per run (default 50). seeds: networks per point (default 4).
+        seed: seed of the networks (None: 0).
+        metric: ``"train"`` (default) or ``"test"`` final loss (``"test"`` needs ``X_test`` and ``y_test``).
+        limit: also solve the infinite-width limit at each lr (default True; an error for tables without one).
+        limit_method: options of the limit solver, as in :func:`transfer` (None: the solver's default).
+        cache_dir: None (no disk cache, default) or a folder for the verified point entries.
+        confidence: level of each fit's interval, in (0, 1) (default 0.95).
+        progress: a progress bar over the points.
+        method: :class:`limits.finite.Simulation`, the options of the networks (None: the defaults).
+
+    Returns:
+        :class:`DepthTransferResult`: ``depths`` (Dp,), ``widths`` (W,), ``lrs`` (R,), ``losses`` (Dp, W, R)
+        seed-mean final losses (inf = diverged), ``optima`` (Dp, W) and ``at_edge`` (Dp, W), ``fits`` (W,) of
+        ``lr* ~ L^k`` per width (None with < 2 usable depths), ``per_depth[L]`` the :class:`TransferResult` of
+        each depth, and ``meta``. Invalid arguments raise ``ValueError`` or ``TypeError`` naming the argument.
     """
     ds = _check_depths(depths)
     tables = [_depth_table(param, d, gamma0, optimizer) for d in ds]

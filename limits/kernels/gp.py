@@ -84,5 +84,18 @@ def gp_posterior(k_train, k_test_train, k_test_test_diag=None, y=None, ridge: fl
 
 
 def kernel_ridge(k_train, k_test_train, y, ridge: float = 0.0) -> np.ndarray:
-    """Kernel ridge regression predictions ``K_* (K + ridge I)^{-1} y`` of shape (Q,)."""
+    """Kernel ridge regression predictions ``K_* (K + ridge I)^{-1} y`` of shape (Q,).
+
+    The posterior mean of :func:`gp_posterior` (no variance).
+
+    Args:
+        k_train: (P, P) train kernel ``K``.
+        k_test_train: (Q, P) test-train kernel ``K_*`` (or (P,) for one test point).
+        y: (P,) train targets.
+        ridge: ridge >= 0 added to the diagonal of ``k_train`` (default 0.0).
+
+    Returns:
+        np.ndarray: (Q,) predictions. Raises ``ValueError`` naming the argument for wrong shapes, non-finite
+        entries, a negative ridge, and a singular ``k_train + ridge I``.
+    """
     return gp_posterior(k_train, k_test_train, None, y, ridge).mean

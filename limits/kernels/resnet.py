@@ -197,12 +197,23 @@ def resnet(
     ``phi``, ``Dense(1, W, b)``; call it as ``k(X1, X2=None)`` -> :class:`Kernels`.
 
     Args:
-        blocks: residual blocks L >= 1. activation: name or callable (default ``"tanh"``).
-        W_std, b_std, branch_multiplier: numbers >= 0.
-        quadrature_order: None (adaptive quadrature, accurate to 1e-8) or a Gauss-Hermite order (see
-            :func:`limits.kernels.mlp`).
-        layer_weights: ``(input, blocks, readout)`` weights of each group's NTK contribution
-            (``Theta = sum_l lambda_l Theta_l``), e.g. a block learning rate scaled with depth.
+        blocks: residual blocks L, an integer >= 1.
+        activation: name (``relu``, ``erf``, ``gelu``, ``linear``: closed forms; ``tanh``, the default) or a
+            JAX-traceable callable (quadrature).
+        W_std: weight std of every dense layer, a number >= 0 (default 1.0).
+        b_std: bias std of the input and readout layers, >= 0 (default 0.0; the blocks have no bias).
+        branch_multiplier: multiplier m of each block's branch, >= 0 (default 1.0; ``1/sqrt(L)`` branches:
+            ``beta / sqrt(blocks)``).
+        quadrature_order: None (adaptive quadrature, accurate to 1e-8) or a Gauss-Hermite order in [16, 256]
+            (see :func:`limits.kernels.mlp`).
+        layer_weights: ``(input, blocks, readout)`` weights >= 0 of each group's NTK contribution
+            (``Theta = sum_l lambda_l Theta_l``), e.g. a block learning rate scaled with depth; default
+            ``(1.0, 1.0, 1.0)`` (neural-tangents' NTK). Anything but three numbers raises ``ValueError``.
+
+    Returns:
+        :class:`ResNetKernel` ``k``: ``k(X1, X2=None)`` with ``X1`` (P1, D), ``X2`` (P2, D) gives :class:`Kernels`
+        ``(nngp, ntk)`` of shape (P1, P2) (``X2=None``: ``X1`` against itself, exactly symmetric), in float64.
+        Invalid arguments raise ``ValueError`` / ``TypeError`` naming the argument.
     """
     return ResNetKernel(blocks, activation, W_std, b_std, branch_multiplier, quadrature_order,
                         layer_weights=layer_weights)
@@ -221,6 +232,19 @@ def resnet_infinite_depth(
 
     Solves the covariance/NTK ODE on ``s in [0, 1]`` with ``ode_steps`` RK4 steps
     (error O(ode_steps^-4)), then applies the readout.
+
+    Args:
+        activation: name or JAX-traceable callable (default ``"tanh"``), as in :func:`resnet`.
+        W_std: weight std of every dense layer, >= 0 (default 1.0).
+        b_std: bias std of the input and readout layers, >= 0 (default 0.0).
+        branch_scale: ``beta`` >= 0 of the ``beta / sqrt(L)`` branches (default 1.0).
+        ode_steps: RK4 steps in layer time, an integer >= 1 (default 128).
+        quadrature_order: None (adaptive quadrature) or a Gauss-Hermite order in [16, 256].
+
+    Returns:
+        :class:`ResNetKernel` ``k`` (``k.blocks`` is None): ``k(X1, X2=None)`` with ``X1`` (P1, D), ``X2`` (P2, D)
+        gives :class:`Kernels` ``(nngp, ntk)`` of shape (P1, P2), in float64 (the limit of :func:`resnet` with
+        ``layer_weights=(1, 1, 1)`` as ``blocks -> inf``).
     """
     return ResNetKernel(None, activation, W_std, b_std, branch_scale, quadrature_order,
                         integer(ode_steps, "ode_steps", 1))
