@@ -480,9 +480,9 @@ def simulate(
         :data:`RECORDABLE`.
 
     Raises:
-        ValueError / :class:`limits.checks.ArgumentTypeError` naming a bad argument; :class:`SimulationDiverged` (a
-        ValueError) naming the first step whose seed-mean loss is non-finite or above
-        ``divergence_factor * max(1, loss_0)`` (unless ``Simulation(divergence_factor=None)``).
+        ValueError: a bad argument, named (or :class:`limits.checks.ArgumentTypeError`, also a TypeError).
+        SimulationDiverged: a ValueError naming the first step whose seed-mean loss is non-finite or above
+            ``divergence_factor * max(1, loss_0)`` (unless ``Simulation(divergence_factor=None)``).
     """
     s = _validate(param, depth, width, X, y, activation, gamma0, optimizer, lr, steps, X_test, y_test, seed, seeds,
                   record, progress, method)
