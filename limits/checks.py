@@ -193,8 +193,12 @@ def default_data(X, y, X_test=None, y_test=None, *, with_test: bool = False):
     if y_test is not None:
         if X_test is None:
             raise ValueError("y_test was given without X_test; give both (or neither)")
-        _, y_test, _ = validate(X_test, y_test)
-        y_test = np.asarray(y_test)
+        from .data import _finite_array
+
+        y_test = _finite_array("y_test", y_test, 1, np.float64)
+        if y_test.shape[0] != X_test.shape[0]:
+            raise ValueError(f"X_test has {X_test.shape[0]} rows but y_test has {y_test.shape[0]} entries; they must "
+                             "match")
     return X, y, X_test, y_test
 
 

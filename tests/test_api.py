@@ -122,3 +122,23 @@ def test_gamma0_next_to_a_table_is_rejected(name):
     with pytest.raises(ValueError, match="gamma0"):
         table = limits.param("ntk" if name == "solve_kernel" else "mup", 1)
         getattr(limits, name)(table, X=d.X, y=d.y, steps=2, gamma0=3.0, progress=False)
+
+
+def test_review_findings_stay_fixed():
+    """Inputs a review found silently dropped, misnamed or not canonical."""
+    d = limits.datasets.teacher(P=4, D=3, P_test=2)
+    kw = dict(X=d.X, y=d.y, steps=2, progress=False)
+    with pytest.raises(ValueError, match="record: 'two_time'.*kernel"):  # was silently dropped on the kernel route
+        limits.solve_dmft("ntk", activation="relu", record=("two_time",), **kw)
+    assert limits.solve_dmft("ntk", activation="relu", gamma0=2.0, **kw).meta["gamma0"] == 2.0
+    with pytest.raises(ValueError, match="y_test has 1 entries"):  # was "y has 1 entries"
+        limits.solve_dmft("mup", 1, activation="linear", X_test=d.X_test, y_test=d.y_test[:1], **kw)
+    with pytest.raises(ValueError, match="seed must be an integer in"):
+        limits.solve_dmft("mup", 1, seed=2**40, **kw)
+    a = limits.dmft.MonteCarlo(samples=np.int64(1024), qmc=np.True_, stein_jitter=np.float32(0.5))
+    assert repr(a) == repr(limits.dmft.MonteCarlo(samples=1024, qmc=True, stein_jitter=0.5))
+    assert repr(limits.kernels.KernelGD(flow=np.True_)) == repr(limits.kernels.KernelGD(flow=True))
+    kernel = limits.kernels.mlp(2, "relu")
+    for bad in ([True, True, True], ["1", "2", "3"], np.array([1 + 5j, 1, 1])):
+        with pytest.raises(TypeError, match=r"layer_weights\[0\]"):
+            kernel(d.X, layer_weights=bad)

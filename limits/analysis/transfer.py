@@ -407,6 +407,9 @@ def _common(widths, lrs, *, min_widths, X, y, activation, steps, X_test, y_test,
     limit_method = checks.option(limit_method, "limit_method", (MonteCarlo, Exact, KernelGD))
     if not limit and limit_method is not None:
         raise checks.inapplicable("limit_method", "limit=False draws no infinite-width curve")
+    if method is not None and getattr(method, "record_steps", None) is not None:
+        raise ValueError("method: Simulation(record_steps=...) does not apply to transfer (a sweep records only the "
+                         "losses); drop record_steps")
     folder = _cache_folder(cache_dir)
     act_key = _activation_key(activation, folder is not None)
     return _Common(

@@ -128,8 +128,13 @@ def solve_dmft(
         _reject_dmft_options(method, seed, depth_steps, cls.regime)
         from ..kernels import solve_kernel
 
-        return solve_kernel(table, table.depth, X=X, y=y, activation=activation, lr=lr, steps=steps, X_test=X_test,
-                            y_test=y_test, record=tuple(record - {"two_time"}), progress=progress)
+        if "two_time" in record:
+            raise ValueError(f"record: 'two_time' kernels belong to the DMFT; this table is in the {cls.regime!r} regime "
+                             f"at width=inf (kernel gradient descent, constant kernels): drop 'two_time'")
+        traj = solve_kernel(table, table.depth, X=X, y=y, activation=activation, lr=lr, steps=steps, X_test=X_test,
+                            y_test=y_test, record=tuple(record), progress=progress)
+        traj.meta["gamma0"] = gamma0
+        return traj
     limit = table.dmft_limit(width, infinite_depth=infinite)
     method = _method(method, act)
     seed = _seed(seed, method)
@@ -168,10 +173,10 @@ def _table(param, depth, gamma0):
             raise ValueError("depth=math.inf needs a residual preset name (e.g. 'depth-mup'); a table has a fixed depth")
         return resolve(param, param.depth if depth is None else integer(depth, "depth", 1)), False, None
     if not isinstance(param, str):
-        raise ValueError(f"param must be a preset name or a Parametrization, got {type(param).__name__}")
-    gamma0 = 1.0 if gamma0 is None else gamma0
+        raise checks.ArgumentTypeError(f"param must be a preset name or a Parametrization, got {type(param).__name__}")
+    gamma0 = 1.0 if gamma0 is None else checks.positive(gamma0, "gamma0")
     if infinite:
-        if param.lower() not in RESIDUAL_PRESETS:
+        if param not in RESIDUAL_PRESETS:
             raise ValueError(f"depth=math.inf is the layer-time limit of a residual preset ({', '.join(RESIDUAL_PRESETS)}); "
                              f"{param!r} has none")
         return resolve(param, 4, gamma0=gamma0), True, gamma0  # a probe: the limit reads the per-block constants only
@@ -197,7 +202,7 @@ def _method(method, act):
         return method
     if isinstance(method, MonteCarlo):
         return method
-    raise ValueError(f"method must be limits.dmft.MonteCarlo(...), limits.dmft.Exact(...) or None, got {method!r}")
+    raise checks.ArgumentTypeError(f"method must be limits.dmft.MonteCarlo(...), limits.dmft.Exact(...) or None, got {method!r}")
 
 
 def _seed(seed, method):
@@ -205,7 +210,7 @@ def _seed(seed, method):
         if seed is not None:
             raise ValueError("seed= applies to Monte Carlo sources; method=Exact() has none")
         return None
-    return 0 if seed is None else integer(seed, "seed", 0)
+    return 0 if seed is None else checks.seed(seed)
 
 
 def _depth_steps(depth_steps, infinite, method, record, limit):

@@ -10,7 +10,9 @@ option that does not apply to the problem is rejected by ``solve_dmft``, never i
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+from .. import checks
 from ..checks import integer, positive
 
 __all__ = ["MonteCarlo", "Exact"]
@@ -54,24 +56,21 @@ class MonteCarlo:
     blocks: int | None = None
 
     def __post_init__(self):
+        put = functools.partial(object.__setattr__, self)  # canonical values: equal settings, equal reprs
         if self.samples is not None:
-            integer(self.samples, "MonteCarlo.samples", 16)
+            put("samples", integer(self.samples, "MonteCarlo.samples", 16))
             if self.samples % 2 and self.antithetic:
                 raise ValueError(f"MonteCarlo.samples must be even (paths come in mirrored pairs), got {self.samples}")
         if self.target_stderr is not None:
-            positive(self.target_stderr, "MonteCarlo.target_stderr")
-        integer(self.max_samples, "MonteCarlo.max_samples", 16)
+            put("target_stderr", positive(self.target_stderr, "MonteCarlo.target_stderr"))
+        put("max_samples", integer(self.max_samples, "MonteCarlo.max_samples", 16))
         for name in ("qmc", "antithetic"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"MonteCarlo.{name} must be True or False, got {getattr(self, name)!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"MonteCarlo.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.stein_jitter is not None and not (isinstance(self.stein_jitter, (int, float))
-                                                  and not isinstance(self.stein_jitter, bool)
-                                                  and 0 < self.stein_jitter < 1):
-            raise ValueError(f"MonteCarlo.stein_jitter must be in (0, 1) or None, got {self.stein_jitter!r}")
+            put(name, checks.boolean(getattr(self, name), f"MonteCarlo.{name}"))
+        put("dtype", checks.choice(self.dtype, "MonteCarlo.dtype", DTYPES))
+        if self.stein_jitter is not None:
+            put("stein_jitter", checks.open_unit(self.stein_jitter, "MonteCarlo.stein_jitter"))
         if self.blocks is not None:
-            integer(self.blocks, "MonteCarlo.blocks", 1)
+            put("blocks", integer(self.blocks, "MonteCarlo.blocks", 1))
 
 
 @dataclasses.dataclass(frozen=True)

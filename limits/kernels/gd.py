@@ -61,10 +61,12 @@ class KernelGD:
     quadrature_order: int | None = None
 
     def __post_init__(self):
-        boolean(self.flow, "KernelGD.flow")
+        object.__setattr__(self, "flow", boolean(self.flow, "KernelGD.flow"))
         choice(self.backend, "KernelGD.backend", BACKENDS)
         object.__setattr__(self, "b_std", nonnegative(self.b_std, "KernelGD.b_std"))
         _acts.check_order(self.quadrature_order, "KernelGD.quadrature_order")
+        if self.quadrature_order is not None:
+            object.__setattr__(self, "quadrature_order", int(self.quadrature_order))
 
 
 class _Data(NamedTuple):

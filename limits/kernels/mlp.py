@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from limits import activations as _act
-from limits.checks import boolean, choice
+from limits.checks import ArgumentTypeError, boolean, choice, real
 from limits.kernels import _jax, _numba
 from limits.kernels._common import Kernels, check_depth, check_inputs, float64, layer_stds, nonneg
 
@@ -109,11 +109,11 @@ class MLPKernel:
     def _weights(self, layer_weights) -> np.ndarray:
         if layer_weights is None:
             return np.ones(self.depth + 1)
-        try:
-            lam = np.asarray(layer_weights, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"layer_weights must be {self.depth + 1} finite numbers (one per layer), got "
-                             f"{layer_weights!r}") from None
+        if not isinstance(layer_weights, (Sequence, np.ndarray)) or isinstance(layer_weights, str):
+            raise ArgumentTypeError(f"layer_weights must be {self.depth + 1} finite numbers (one per layer), got "
+                                    f"{layer_weights!r}")
+        lam = np.array([real(v, f"layer_weights[{i}]") for i, v in enumerate(np.asarray(layer_weights, object).ravel())])
+        lam = lam.reshape(np.shape(layer_weights))
         if lam.shape != (self.depth + 1,) or not np.all(np.isfinite(lam)):
             raise ValueError(f"layer_weights must be {self.depth + 1} finite numbers (one per layer), got {lam.shape}")
         return lam
