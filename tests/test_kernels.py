@@ -270,7 +270,7 @@ def _grid(variances, rhos=(-1.0, -0.999999, -0.9, -0.3, 0.0, 0.5, 0.99, 0.999999
     return k11, R.ravel() * np.sqrt(k11 * k22), k22
 
 
-@pytest.mark.parametrize("variance", [1e-4, 1e-2, 1.0, 3.0, 30.0, 1e3, 1e4])
+@pytest.mark.parametrize("variance", [1e-4, 1.0, 30.0, 1e4])  # the full table: benchmarks/kernels.py --quadrature
 def test_erf_quadrature_matches_arcsin_closed_form(variance):
     k11, k12, k22 = _grid([variance])
     with jax.enable_x64(True):
@@ -307,9 +307,9 @@ def test_tanh_large_variance_against_reference():
     b = np.sqrt(k22 - a * a)
     phi = lambda z: np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # noqa: E731
     inner = lambda z1: integrate.quad(lambda z2: np.tanh(a * z1 + b * z2) * phi(z2), -12, 12, points=[-a * z1 / b],  # noqa: E731
-                                      limit=200, epsabs=1e-13)[0]
+                                      limit=200, epsabs=1e-11)[0]
     ref = integrate.quad(lambda z1: np.tanh(s1 * z1) * inner(z1) * phi(z1), -12, 12, points=[0.0], limit=200,
-                         epsabs=1e-13)[0]
+                         epsabs=1e-11)[0]
     assert abs(float(e) - ref) < 1e-8
 
 
