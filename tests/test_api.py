@@ -142,3 +142,12 @@ def test_review_findings_stay_fixed():
     for bad in ([True, True, True], ["1", "2", "3"], np.array([1 + 5j, 1, 1])):
         with pytest.raises(TypeError, match=r"layer_weights\[0\]"):
             kernel(d.X, layer_weights=bad)
+
+
+def test_monte_carlo_dmft_of_all_zero_inputs_is_finite():
+    """A singular input kernel (all-zero X) is factored by its square root, not a failing Cholesky: the features
+    are 0, so nothing trains and the loss stays at its initial value."""
+    d = limits.datasets.teacher(P=4, D=3)
+    tr = limits.solve_dmft("mup", 2, X=np.zeros((4, 3)), y=d.y, steps=2, progress=False,
+                           method=limits.dmft.MonteCarlo(samples=256))
+    np.testing.assert_allclose(tr.loss, 0.5 * np.mean(d.y ** 2), rtol=1e-12)
