@@ -44,6 +44,7 @@ import numpy as np
 import sympy as sp
 
 from .checks import ArgumentTypeError, choice, inapplicable, integer, nonnegative
+from .checks import positive
 from .checks import positive as _constant
 from .checks import width as _width
 
@@ -1178,6 +1179,35 @@ def _preset_constants(multipliers, lr_scales, size: int, rows: str, gamma0: floa
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"gamma0={gamma0:g} is out of range: {what} is {value} in floating point")
     return mult, lrs
+
+
+def entry_table(param, depth=None, *, gamma0=None, optimizer=None) -> tuple["Parametrization", float | None]:
+    """The table of an entry point's shared ``param, depth, gamma0, optimizer`` arguments (one rule for
+    :func:`limits.solve_dmft`, :func:`limits.solve_kernel`, :func:`limits.simulate`, :func:`limits.transfer`,
+    :func:`limits.coord_check`).
+
+    Args:
+        param: a preset name, or a :class:`Parametrization` (which carries its depth, richness and optimizer).
+        depth: hidden layers / residual blocks; None: the table's own depth, 1 for a preset name.
+        gamma0: richness of a preset (None: 1.0); an error next to a Parametrization.
+        optimizer: ``"sgd"`` or ``"adam"`` for a preset (None: ``"sgd"``); an error next to a Parametrization.
+
+    Returns:
+        ``(table, gamma0)``: the :class:`Parametrization` and the preset's richness (None for a table).
+    """
+    if isinstance(param, Parametrization):
+        for name, value in (("gamma0", gamma0), ("optimizer", optimizer)):
+            if value is not None:
+                raise inapplicable(name, "a Parametrization carries its own constants and optimizer (build it with "
+                                         f"limits.param(name, depth, {name}=...))")
+        return resolve(param, param.depth if depth is None else integer(depth, "depth", 1)), None
+    if not isinstance(param, str):
+        raise ArgumentTypeError(f"param must be a preset name ({', '.join(PRESETS)}) or a Parametrization, got "
+                                f"{type(param).__name__}")
+    gamma0 = 1.0 if gamma0 is None else positive(gamma0, "gamma0")
+    optimizer = "sgd" if optimizer is None else choice(optimizer, "optimizer", ("sgd", "adam"))
+    depth = 1 if depth is None else integer(depth, "depth", 1)
+    return resolve(param, depth, gamma0=gamma0, optimizer=optimizer), gamma0
 
 
 def resolve(p, depth: int, *, gamma0: float | None = None, optimizer: str | None = None) -> Parametrization:

@@ -248,7 +248,7 @@ def test_options_that_do_not_apply_are_rejected(small):
     kw = dict(X=X, y=y, steps=3, progress=False)
     with pytest.raises(ValueError, match="optimizer.*'adam'"):
         solve_dmft(limits.param("mup", 2, optimizer="adam"), **kw)
-    with pytest.raises(ValueError, match="gamma0 applies to preset names"):
+    with pytest.raises(ValueError, match="gamma0= does not apply here: a Parametrization carries its own constants"):
         solve_dmft(limits.param("mup", 2), gamma0=2.0, **kw)
     with pytest.raises(ValueError, match="Exact.*linear"):
         solve_dmft("mup", 2, activation="tanh", method=limits.dmft.Exact(), **kw)

@@ -38,7 +38,7 @@ import numpy as np
 
 from .. import activations as _activations
 from .. import checks
-from ..parametrization import Parametrization, resolve
+from ..parametrization import Parametrization, entry_table, resolve
 from . import _cache
 from .fits import PowerLawFit, fit_power_law
 
@@ -307,17 +307,11 @@ def _reject_with_table(gamma0, optimizer, what: str) -> None:
 
 
 def _table(param, depth, gamma0, optimizer) -> Parametrization:
-    """The table to sweep: a preset name resolved at ``depth`` (1 when None), or a Parametrization of that depth."""
-    if isinstance(param, Parametrization):
-        _reject_with_table(gamma0, optimizer, "a Parametrization")
-        return resolve(param, param.depth if depth is None else checks.integer(depth, "depth", 1))
-    if not isinstance(param, str):
-        raise checks.ArgumentTypeError(f"param must be a preset name or a limits.Parametrization, got {param!r}"
-                                       + (" (a callable depth -> Parametrization goes with depths=[...])"
-                                          if callable(param) else ""))
-    gamma0 = 1.0 if gamma0 is None else checks.positive(gamma0, "gamma0")
-    optimizer = "sgd" if optimizer is None else checks.choice(optimizer, "optimizer", ("sgd", "adam"))
-    return resolve(param, 1 if depth is None else checks.integer(depth, "depth", 1), gamma0=gamma0, optimizer=optimizer)
+    """The table to sweep (:func:`limits.parametrization.entry_table`); a callable ``param`` goes with depths=."""
+    if callable(param) and not isinstance(param, (str, Parametrization)):
+        raise checks.ArgumentTypeError(f"param must be a preset name or a limits.Parametrization, got {param!r} "
+                                       "(a callable depth -> Parametrization goes with depths=[...])")
+    return entry_table(param, depth, gamma0=gamma0, optimizer=optimizer)[0]
 
 
 def _depth_table(param, depth: int, gamma0, optimizer) -> Parametrization:

@@ -161,26 +161,20 @@ def _with_test_loss(traj: Trajectory, y_test) -> Trajectory:
 # ----------------------------------------------------------------------------- validation
 def _table(param, depth, gamma0):
     """``(table, infinite, gamma0)``: the :class:`~limits.Parametrization` to solve, whether ``depth = inf``, and the
-    preset's richness (None for a table)."""
-    from ..parametrization import RESIDUAL_PRESETS, Parametrization, resolve
+    preset's richness (None for a table); finite depths: :func:`limits.parametrization.entry_table`."""
+    from ..parametrization import RESIDUAL_PRESETS, Parametrization, entry_table, resolve
 
     infinite = isinstance(depth, (float, np.floating)) and math.isinf(depth) and depth > 0
+    if not infinite:
+        table, gamma0 = entry_table(param, depth, gamma0=gamma0)
+        return table, False, gamma0
     if isinstance(param, Parametrization):
-        if gamma0 is not None:
-            raise ValueError("gamma0 applies to preset names; a Parametrization carries its own constants "
-                             "(build it with limits.param(name, depth, gamma0=...))")
-        if infinite:
-            raise ValueError("depth=math.inf needs a residual preset name (e.g. 'depth-mup'); a table has a fixed depth")
-        return resolve(param, param.depth if depth is None else integer(depth, "depth", 1)), False, None
-    if not isinstance(param, str):
-        raise checks.ArgumentTypeError(f"param must be a preset name or a Parametrization, got {type(param).__name__}")
+        raise ValueError("depth=math.inf needs a residual preset name (e.g. 'depth-mup'); a table has a fixed depth")
+    if not isinstance(param, str) or param not in RESIDUAL_PRESETS:
+        raise ValueError(f"depth=math.inf is the layer-time limit of a residual preset ({', '.join(RESIDUAL_PRESETS)}); "
+                         f"{param!r} has none")
     gamma0 = 1.0 if gamma0 is None else checks.positive(gamma0, "gamma0")
-    if infinite:
-        if param not in RESIDUAL_PRESETS:
-            raise ValueError(f"depth=math.inf is the layer-time limit of a residual preset ({', '.join(RESIDUAL_PRESETS)}); "
-                             f"{param!r} has none")
-        return resolve(param, 4, gamma0=gamma0), True, gamma0  # a probe: the limit reads the per-block constants only
-    return resolve(param, 1 if depth is None else integer(depth, "depth", 1), gamma0=gamma0), False, gamma0
+    return resolve(param, 4, gamma0=gamma0), True, gamma0  # a probe: the limit reads the per-block constants only
 
 
 

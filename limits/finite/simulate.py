@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import activations as _activations
 from .. import checks
-from ..parametrization import Parametrization, resolve
+from ..parametrization import Parametrization, entry_table
 from ..trajectory import Trajectory
 from . import network as _net
 from .options import Simulation
@@ -95,24 +95,9 @@ class _Setup:
 
 
 def resolve_table(param, depth, gamma0, optimizer) -> tuple[Parametrization, float | None]:
-    """``(table, gamma0)`` for the shared ``param, depth, gamma0, optimizer`` arguments.
-
-    A preset name becomes ``limits.param(name, depth or 1, gamma0=gamma0 or 1.0, optimizer=optimizer or "sgd")``.
-    A :class:`Parametrization` carries its own depth (``depth`` None or equal), richness and optimizer: ``gamma0``
-    or ``optimizer`` next to it is an error; the returned ``gamma0`` is then None.
-    """
-    if isinstance(param, Parametrization):
-        for name, value in (("gamma0", gamma0), ("optimizer", optimizer)):
-            if value is not None:
-                raise ValueError(f"{name}= applies to a preset name; a Parametrization carries its own constants "
-                                 f"(build it with limits.param(name, depth, {name}=...)); drop {name}=")
-        return resolve(param, param.depth if depth is None else checks.integer(depth, "depth", 1)), None
-    if not isinstance(param, str):
-        raise checks.ArgumentTypeError(f"param must be a preset name or a Parametrization, got {param!r}")
-    gamma0 = 1.0 if gamma0 is None else checks.positive(gamma0, "gamma0")
-    optimizer = "sgd" if optimizer is None else checks.choice(optimizer, "optimizer", ("sgd", "adam"))
-    depth = 1 if depth is None else checks.integer(depth, "depth", 1)
-    return resolve(param, depth, gamma0=gamma0, optimizer=optimizer), gamma0
+    """``(table, gamma0)`` for the shared ``param, depth, gamma0, optimizer`` arguments
+    (:func:`limits.parametrization.entry_table`)."""
+    return entry_table(param, depth, gamma0=gamma0, optimizer=optimizer)
 
 
 def _record_steps(method: Simulation, record: frozenset, steps: int) -> np.ndarray:

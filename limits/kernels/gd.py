@@ -31,9 +31,9 @@ from typing import NamedTuple
 import numpy as np
 
 from limits import activations as _acts
-from limits.checks import ArgumentTypeError, boolean, choice, inapplicable, integer, nonnegative, option, positive
+from limits.checks import boolean, choice, inapplicable, integer, nonnegative, option, positive
 from limits.checks import record as _record
-from limits.kernels._common import Kernels, check_depth, float64
+from limits.kernels._common import Kernels, float64
 from limits.kernels.mlp import BACKENDS, mlp
 from limits.trajectory import Trajectory
 
@@ -86,19 +86,10 @@ def _data(X, y, X_test, y_test) -> _Data:
 
 def _table(param, depth, gamma0):
     """``(table, gamma0)``: the :class:`~limits.Parametrization` to solve and the preset's richness (None for a
-    table, which carries its constants)."""
-    from limits.parametrization import PRESETS, Parametrization, resolve
+    table, which carries its constants); :func:`limits.parametrization.entry_table`."""
+    from limits.parametrization import entry_table
 
-    if isinstance(param, Parametrization):
-        if gamma0 is not None:
-            raise ValueError("gamma0 applies to preset names; a Parametrization carries its own constants "
-                             "(build it with limits.param(name, depth, gamma0=...)): drop gamma0=")
-        return resolve(param, param.depth if depth is None else check_depth(depth)), None
-    if not isinstance(param, str):
-        raise ArgumentTypeError(f"param must be a preset name ({', '.join(PRESETS)}) or a Parametrization, got "
-                                f"{type(param).__name__}")
-    gamma0 = 1.0 if gamma0 is None else positive(gamma0, "gamma0")
-    return resolve(param, 1 if depth is None else check_depth(depth), gamma0=gamma0), gamma0
+    return entry_table(param, depth, gamma0=gamma0)
 
 
 def _options(method, act, table, record, data: _Data) -> KernelGD:
