@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import limits
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None,
                     derandomize=True)
 DATA = limits.datasets.teacher(P=4, D=3, P_test=2)
 
