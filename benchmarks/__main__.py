@@ -21,8 +21,9 @@ def available() -> list[str]:
 def _run(path: Path, argv: list[str], env: dict) -> int:
     """Run one benchmark script as ``__main__`` in this process (JAX is imported once and compiled functions are
     shared between the scripts); its exit status, 1 for an exception (whose traceback is printed)."""
-    saved_argv, saved_env = sys.argv, dict(os.environ)
+    saved_argv, saved_env, saved_path = sys.argv, dict(os.environ), list(sys.path)
     sys.argv = [str(path), *argv]
+    sys.path.insert(0, str(path.parent))  # as for `python benchmarks/<name>.py`: the helpers in benchmarks/ import
     os.environ.update(env)
     try:
         runpy.run_path(str(path), run_name="__main__")
@@ -33,7 +34,7 @@ def _run(path: Path, argv: list[str], env: dict) -> int:
         traceback.print_exc()
         return 1
     finally:
-        sys.argv = saved_argv
+        sys.argv, sys.path[:] = saved_argv, saved_path
         os.environ.clear()
         os.environ.update(saved_env)
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import limits
 from limits.analysis import kernel_commutation
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 
 def grid(quick: bool) -> dict:
@@ -43,7 +43,7 @@ def run(quick: bool, progress: bool = False):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid")
-    parser.add_argument("--out", default=str(Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out")) / "commutation.json"))
+    parser.add_argument("--out", default=str(result_path("commutation.json")))
     args = parser.parse_args()
     start = time.perf_counter()
     res = run(args.quick)

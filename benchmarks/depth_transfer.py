@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 
 import limits
 from limits.analysis import transfer
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 TABLES = ("depth-mup", "resnet")
 
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--activation", default="tanh")
     parser.add_argument("--tables", nargs="*", default=list(TABLES), help="residual presets to sweep")
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
-    parser.add_argument("--out", default=str(Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out")) / "depth_transfer.json"))
+    parser.add_argument("--out", default=str(result_path("depth_transfer.json")))
     args = parser.parse_args()
     start = time.perf_counter()
     results = sweep(args.quick, width=args.width, steps=args.steps, seeds=args.seeds, activation=args.activation,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_COMMIT = "912c7a798939d1965079d787f65702a4296466ce"
@@ -160,8 +160,7 @@ def main() -> int:
               f"steps, S = {fp['samples']} ({fp['dtype']}): {fp['fixed_point_seconds']:.1f} s "
               f"({fp['fixed_point_iterations']} iterations) vs {fp['march_seconds']:.1f} s: ratio {fp['ratio']:.1f}; "
               f"max |dlog loss| between them {fp['max_abs_dlog_loss']:.2g} (their Monte Carlo estimators differ)")
-    path = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out")) / "dmft_cost.json"
-    path.parent.mkdir(exist_ok=True)
+    path = result_path("dmft_cost.json")
     path.write_text(json.dumps(out, indent=1))
     print(f"wrote {path}")
     return 0

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 import limits
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 
 def run(quick: bool) -> dict:
@@ -49,9 +48,7 @@ def main(argv=None) -> int:
           f"{r['seconds_transfer_with_limit']:.1f} s; the {len(r['lrs'])} limit solves again (compiled): "
           f"{r['seconds_limit_solves_again']:.1f} s")
     print(f"optimal lr per width {np.round(r['optima'], 3).tolist()}, limit {r['limit_optimum']}")
-    out = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out"))
-    out.mkdir(exist_ok=True)
-    (out / "dmft_transfer.json").write_text(json.dumps(r, indent=1))
+    result_path("dmft_transfer.json").write_text(json.dumps(r, indent=1))
     return 0
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 import pathlib
 import time
 
@@ -29,6 +27,7 @@ import numpy as np
 
 import limits
 from limits.dmft import solve_dmft
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -125,8 +124,7 @@ def main(argv=None):
         cases = {k: FULL[k] for k in args.cases}
     t0 = time.perf_counter()
     res = run(cases, stored=args.stored, seeds=tuple(args.seeds))
-    path = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out")) / "dmft_vs_finite.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = result_path("dmft_vs_finite.json")
     path.write_text(json.dumps(res, indent=1))
     print(f"wrote {path} ({time.perf_counter() - t0:.0f}s)")
 

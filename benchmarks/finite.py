@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import limits
 from limits.finite import simulate
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 DEPTH, P, D, SEEDS = 3, 32, 16, 8
 
@@ -54,7 +54,7 @@ def bench(width: int, steps: int, X, y) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="widths 128..512 only")
-    parser.add_argument("--out", default=str(Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out")) / "finite.json"))
+    parser.add_argument("--out", default=str(result_path("finite.json")))
     args = parser.parse_args()
     widths = [128, 256, 512] if args.quick else [256, 512, 1024, 2048, 4096, 8192]
     data = limits.datasets.teacher(P=P, D=D, seed=0)

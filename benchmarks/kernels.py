@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import math
 
@@ -28,6 +27,7 @@ import numpy as np
 
 import limits.kernels as lk
 from limits.kernels import _numba
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 DEPTH, D = 5, 32
 
@@ -227,11 +227,10 @@ def main() -> None:
         f"floor model: bandwidth {last['bandwidth_GBps']:.1f} GB/s (copy), "
         f"vectorized arccos+sqrt {last['acos_ns_per_elem']:.2f} ns/elem (per core / cores)"
     )
-    out = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out"))
-    out.mkdir(exist_ok=True)
     meta = {"depth": DEPTH, "D": D, "dtype": "float64", "cpus": os.cpu_count(), "machine": platform.machine()}
-    (out / "kernels.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"wrote {out / 'kernels.json'}")
+    path = result_path("kernels.json")
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
 import limits
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 
 def run(quick: bool) -> dict:
@@ -126,9 +125,7 @@ def main(argv=None) -> int:
             print(f"    solve_dmft(depth=inf, depth_steps={K}) on other sources: {100 * v['err_over_L0']:.2f}% "
                   f"(Monte Carlo bound {100 * v['stderr_bound_over_L0']:.2f}%), {v['seconds']:.0f} s")
     res["nonlinear"] = nl
-    out = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out"))
-    out.mkdir(exist_ok=True)
-    (out / "resnet_depth_limit.json").write_text(json.dumps(res, indent=2))
+    result_path("resnet_depth_limit.json").write_text(json.dumps(res, indent=2))
     return 0
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 import pathlib
 
 import numpy as np
 
 import limits
 from limits.analysis import extrapolate_in_width
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CASES = {"tanh_L2": (2, "tanh"), "relu_L2": (2, "relu"), "tanh_L4": (4, "tanh")}
@@ -59,9 +58,7 @@ def main(argv=None) -> int:
             at = [dl[t] if t <= steps else float("nan") for t in (4, 8, 12)]
             print(f"{name:>8} {seed:>4} {at[0]:>+7.2f} {at[1]:>+7.2f} {at[2]:>+7.2f} {100 * se[12] / ext[12]:>12.2f} "
                   f"{row['seconds']:>5.1f}", flush=True)
-    out = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out"))
-    out.mkdir(exist_ok=True)
-    (out / "resnet_dmft_vs_finite.json").write_text(json.dumps(rows, indent=1))
+    result_path("resnet_dmft_vs_finite.json").write_text(json.dumps(rows, indent=1))
     return 0
 
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 import limits
 from limits.analysis.fits import fit_power_law
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 
 def run(quick: bool) -> dict:
@@ -85,9 +84,7 @@ def main(argv=None) -> int:
     print(f"width for the DMFT's accuracy: N* = {res['width_for_equal_accuracy']:.3g}; "
           f"simulation time there ~ {res['t_sim_equal_accuracy']:.3g} s; "
           f"ratio simulate/solve = {res['ratio_sim_over_solve']:.3g}")
-    out = Path(os.environ.get("LIMITS_BENCHMARK_OUT", Path(__file__).resolve().parent / "out"))
-    out.mkdir(exist_ok=True)
-    (out / "solve_vs_simulate.json").write_text(json.dumps(res, indent=2))
+    result_path("solve_vs_simulate.json").write_text(json.dumps(res, indent=2))
     return 0
 
 
