@@ -20,8 +20,9 @@ from typing import Iterable
 import numpy as np
 
 __all__ = [
-    "ArgumentTypeError", "RECORD", "META_KEYS", "default_data", "integer", "positive", "nonnegative", "real", "boolean", "choice", "seed",
-    "open_unit", "record", "width", "inapplicable", "finite_result", "option", "fingerprint",
+    "ArgumentTypeError", "RECORD", "META_KEYS", "integer", "positive", "nonnegative", "real", "boolean", "choice",
+    "seed", "open_unit", "record", "width", "inapplicable", "finite_result", "option", "default_data", "fingerprint",
+    "sequence", "distinct",
 ]
 
 RECORD = {
@@ -220,3 +221,27 @@ def fingerprint(*arrays) -> str:
         h.update(f"{arr.shape};".encode())
         h.update(arr.tobytes())
     return h.hexdigest()[:16]
+
+
+def sequence(value, name: str, example: str) -> list:
+    """The entries of a non-empty 1-D list, tuple, range or array (a string or a scalar is an error; ``example``
+    shows a valid value in the message)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, range, np.ndarray)):
+        raise ArgumentTypeError(f"{name} must be a list of values, e.g. {name}={example}, got {value!r}")
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got an array of shape {value.shape}")
+    items = list(np.asarray(value, dtype=object).reshape(-1)) if isinstance(value, np.ndarray) else list(value)
+    if not items:
+        raise ValueError(f"{name} is empty; give at least one value, e.g. {name}={example}")
+    return items
+
+
+def distinct(values: list, name: str) -> None:
+    """A ValueError naming the values that ``values`` (a grid such as widths or lrs) lists more than once."""
+    seen, dups = set(), []
+    for v in values:
+        if v in seen and v not in dups:
+            dups.append(v)
+        seen.add(v)
+    if dups:
+        raise ValueError(f"{name} lists {dups} more than once; give each value once")

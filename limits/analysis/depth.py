@@ -136,12 +136,9 @@ def plot_commutation_panels(ax_depth, ax_width, result: KernelCommutation, kind:
 
 def _check_grid(values, name: str, minimum: int) -> np.ndarray:
     """Sorted distinct integers >= 1, at least ``minimum`` of them; messages name the argument and the fix."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, range, np.ndarray)):
-        raise checks.ArgumentTypeError(f"{name} must be a list of integers >= 1, e.g. {name}=(8, 32, 128), got {values!r}")
-    items = list(np.asarray(values, dtype=object).reshape(-1)) if isinstance(values, np.ndarray) else list(values)
+    items = checks.sequence(values, name, "(8, 32, 128)")
     out = [checks.integer(v, f"{name}[{i}]", 1) for i, v in enumerate(items)]
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name} lists {sorted({v for v in out if out.count(v) > 1})} more than once; give each value once")
+    checks.distinct(out, name)
     if len(out) < minimum:
         raise ValueError(f"{name} needs at least {minimum} distinct values (the paths to (inf, inf) are fitted), got {out}")
     return np.array(sorted(out))

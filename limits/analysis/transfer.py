@@ -245,33 +245,11 @@ def optimal_lr(lrs, losses) -> tuple[float, bool]:
 
 
 # ----------------------------------------------------------------------------- validation
-def _sequence(value, name: str, example: str) -> list:
-    """The entries of a non-empty 1-D list, tuple, range or array (a string or a scalar is an error)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, range, np.ndarray)):
-        raise checks.ArgumentTypeError(f"{name} must be a list of values, e.g. {name}={example}, got {value!r}")
-    items = list(np.asarray(value, dtype=object).reshape(-1)) if isinstance(value, np.ndarray) else list(value)
-    if isinstance(value, np.ndarray) and value.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got an array of shape {value.shape}")
-    if not items:
-        raise ValueError(f"{name} is empty; give at least one value, e.g. {name}={example}")
-    return items
-
-
-def _no_duplicates(values: list, name: str) -> None:
-    seen, dups = set(), []
-    for v in values:
-        if v in seen and v not in dups:
-            dups.append(v)
-        seen.add(v)
-    if dups:
-        raise ValueError(f"{name} lists {dups} more than once; give each value once")
-
-
 def _check_widths(widths, minimum: int) -> list[int]:
     """Sorted distinct positive integer widths, at least ``minimum`` of them."""
-    items = _sequence(widths, "widths", "(64, 128, 256)")
+    items = checks.sequence(widths, "widths", "(64, 128, 256)")
     ws = [checks.width(w, f"widths[{i}]", infinite=False) for i, w in enumerate(items)]
-    _no_duplicates(ws, "widths")
+    checks.distinct(ws, "widths")
     if len(ws) < minimum:
         raise ValueError(f"widths needs at least {minimum} widths to fit lr* ~ n^k, got {ws}; add widths (e.g. "
                          f"widths=({ws[0]}, {2 * ws[0]})), or use depth_transfer for one width")
@@ -282,17 +260,17 @@ def _check_lrs(lrs) -> np.ndarray:
     """Sorted distinct positive finite learning rates (default ``geomspace(1e-3, 10, 13)``)."""
     if lrs is None:
         return _DEFAULT_LRS.copy()
-    items = _sequence(lrs, "lrs", "np.geomspace(0.01, 10, 13)")
+    items = checks.sequence(lrs, "lrs", "np.geomspace(0.01, 10, 13)")
     grid = [checks.positive(v, f"lrs[{i}]") for i, v in enumerate(items)]
-    _no_duplicates(grid, "lrs")
+    checks.distinct(grid, "lrs")
     return np.array(sorted(grid))
 
 
 def _check_depths(depths) -> list[int]:
     """Sorted distinct depths >= 1, at least two (the fit of lr* ~ L^k)."""
-    items = _sequence(depths, "depths", "[4, 8, 16, 32]")
+    items = checks.sequence(depths, "depths", "[4, 8, 16, 32]")
     ds = [checks.integer(d, f"depths[{i}]", 1) for i, d in enumerate(items)]
-    _no_duplicates(ds, "depths")
+    checks.distinct(ds, "depths")
     if len(ds) < 2:
         raise ValueError(f"depths needs at least 2 depths to fit lr* ~ L^k, got {ds}; for one depth use transfer(param, "
                          f"depth={ds[0]}, ...)")
