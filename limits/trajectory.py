@@ -31,7 +31,9 @@ Shapes (``T = steps``, ``P`` train points, ``Q`` test points, ``S`` seeds):
   ...); nothing that analysis code reads: arrays that code reads are typed fields above.
 
 A Trajectory is a JAX pytree: the arrays (and the kernel mappings) are leaves, ``meta`` and ``diagnostics`` are
-static, so ``jax.tree_util.tree_map(np.log, traj)`` or ``jax.device_put(traj)`` work on it.
+static, so ``jax.tree_util.tree_map(np.log, traj)`` or ``jax.device_put(traj)`` work on it. It is registered
+(:func:`register_pytree`) when a Trajectory is made with JAX loaded, as every solver does; ``import limits`` itself
+stays free of JAX.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-import jax
+import sys
+
 import numpy as np
 
-__all__ = ["Trajectory"]
+__all__ = ["Trajectory", "register_pytree"]
 
 
 _LEAVES = ("loss", "predictions", "test_predictions", "test_loss", "losses", "loss_stderr", "prediction_cov", "ntk",
@@ -66,7 +69,6 @@ class _Static:
         return id(self.value)
 
 
-@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class Trajectory:
     """Gradient-descent trajectory of a network or of one of its limits."""
@@ -92,6 +94,8 @@ class Trajectory:
     diagnostics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if "jax" in sys.modules:  # a pytree as soon as JAX is loaded (the solvers load it); `import limits` does not
+            register_pytree()
         loss = np.asarray(self.loss)
         if loss.ndim != 1:
             raise ValueError(f"Trajectory.loss must have shape (steps+1,), got {loss.shape}")
@@ -155,3 +159,13 @@ class Trajectory:
 
     def __repr__(self) -> str:  # keep reprs short: arrays can be large
         return self.summary()
+
+
+def register_pytree() -> None:
+    """Register :class:`Trajectory` as a JAX pytree (once). Called when a Trajectory is made with JAX loaded, so that
+    ``import limits`` (tables, the CLI) does not pay for importing JAX."""
+    if not getattr(register_pytree, "done", False):
+        import jax
+
+        jax.tree_util.register_pytree_node(Trajectory, Trajectory.tree_flatten, Trajectory.tree_unflatten)
+        register_pytree.done = True

@@ -65,6 +65,13 @@ def test_import_leaves_the_jax_configuration_alone():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_import_limits_does_not_load_jax():
+    """Tables and the CLI need no JAX: ``import limits`` leaves it unloaded (the solvers load it on first use)."""
+    out = subprocess.run([sys.executable, "-c", "import sys, limits; limits.param('mup', 2).classify(); "
+                          "print('jax' in sys.modules)"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["False"], out.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def results():
     d = limits.datasets.teacher(P=4, D=3, P_test=2)
