@@ -122,7 +122,8 @@ def get(activation: str | Activation | Callable) -> Activation:
 # For (u, v) ~ N(0, [[k11, k12], [k12, k22]]) the NNGP/NTK recursions need
 #   E[phi(u) phi(v)]   and   E[phi'(u) phi'(v)].
 # Closed forms exist for relu (arc-cosine), erf, gelu and linear; every other
-# activation (tanh, user callables) goes through 2-D Gauss-Hermite quadrature.
+# activation (tanh, user callables) goes through 2-D quadrature: an adaptive sinh-trapezoid / graded
+# Gauss-Legendre rule by default, Gauss-Hermite on request (see ``quadrature`` below).
 # All functions below are elementwise in (k11, k12, k22), written in jax.numpy
 # (they also accept NumPy arrays) and broadcast like NumPy.
 # ---------------------------------------------------------------------------
