@@ -13,7 +13,11 @@ Shapes (``T = steps``, ``P`` train points, ``Q`` test points, ``S`` seeds):
 - ``losses``: (S, T+1) per-seed losses (simulator) or None.
 - ``loss_stderr``: (T+1,) standard error of ``loss`` (seeds or Monte Carlo) or None.
 - ``prediction_cov``: (T+1, P, P) covariance of train predictions over
-  initializations, or None (zero in deterministic limits).
+  initializations, or None (zero in deterministic limits); for ``solve_dmft(..., width=N)`` the leading-order
+  theory at width N (docs/theory/finite_width.md).
+- ``test_prediction_cov``: (T+1, Q, Q) the same for the test points, or None.
+- ``loss_std``: (T+1,) standard deviation of the train loss over initializations (simulator: over seeds;
+  ``solve_dmft(..., width=N)``: leading order in 1/N), or None.
 - ``ntk``: (K, P, P) NTK at ``kernel_steps`` or None.
 - ``kernels``: mapping name -> array, e.g. ``"phi1"`` of shape (K, P, P) for the
   feature kernel of layer 1 at ``kernel_steps``; ``"g2"`` for gradient kernels.
@@ -21,6 +25,8 @@ Shapes (``T = steps``, ``P`` train points, ``Q`` test points, ``S`` seeds):
 - ``predictions_per_seed``: (S, T+1, P) per-seed train predictions (simulator) or None.
 - ``test_predictions_per_seed``: (S, T+1, Q) or None. ``test_losses``: (S, T+1) or None.
 - ``ntk_per_seed``: (S, K, P, P) or None. ``kernels_per_seed``: name -> (S, K, P, P).
+- ``ntk_var``: (K, P, P) variance of each NTK entry over initializations (``solve_dmft(..., width=N)``) or None;
+  ``kernel_vars``: name -> (K, P, P), the same for the kernels.
 - ``prediction_stderr``: (T+1, P) Monte Carlo standard error of ``predictions`` (DMFT) or None.
 - ``test_prediction_var``: (T+1, Q) variance of the test predictions over initializations / the posterior
   (kernel limit, ``record="test_variance"``) or None.
@@ -50,7 +56,8 @@ __all__ = ["Trajectory", "register_pytree"]
 
 _LEAVES = ("loss", "predictions", "test_predictions", "test_loss", "losses", "loss_stderr", "prediction_cov", "ntk",
            "kernels", "kernel_steps", "predictions_per_seed", "test_predictions_per_seed", "test_losses",
-           "ntk_per_seed", "kernels_per_seed", "prediction_stderr", "test_prediction_var")
+           "ntk_per_seed", "kernels_per_seed", "prediction_stderr", "test_prediction_var", "test_prediction_cov",
+           "loss_std", "ntk_var", "kernel_vars")
 
 
 class _Static:
@@ -90,6 +97,10 @@ class Trajectory:
     kernels_per_seed: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     prediction_stderr: np.ndarray | None = None
     test_prediction_var: np.ndarray | None = None
+    test_prediction_cov: np.ndarray | None = None
+    loss_std: np.ndarray | None = None
+    ntk_var: np.ndarray | None = None
+    kernel_vars: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     diagnostics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

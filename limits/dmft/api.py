@@ -148,7 +148,16 @@ def solve_dmft(
     traj = _trajectory(sol, extra, table, limit, act, method, problem, width=width, depth=math.inf if infinite
                        else table.depth, steps=steps, lr=lr, gamma0=gamma0, seed=seed, record=record, t_start=t_start)
     traj.meta["data"] = checks.fingerprint(X, y, X_test, y_test)
-    return _with_test_loss(traj, y_test)
+    traj = _with_test_loss(traj, y_test)
+    if math.isinf(width):
+        return traj
+    from .finite_width import at_width
+
+    traj = at_width(traj, width, limit=limit, act=act, problem=problem, lr=lr, seed=0 if seed is None else seed,
+                    record=record, y_test=y_test, qmc=getattr(method, "qmc", True),
+                    antithetic=getattr(method, "antithetic", True), progress=progress)
+    traj.meta["wall_s"] = time.perf_counter() - t_start
+    return traj
 
 
 def _with_test_loss(traj: Trajectory, y_test) -> Trajectory:

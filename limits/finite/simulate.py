@@ -391,6 +391,10 @@ def _assemble(s: _Setup, raw: dict, wall: float) -> Trajectory:
     if S > 1 and T1 * P * P <= 2e7:
         centered = preds - preds.mean(axis=0)
         cov = np.einsum("stp,stq->tpq", centered, centered) / (S - 1)
+    test_cov = None
+    if S > 1 and test_preds is not None and T1 * test_preds.shape[2] ** 2 <= 2e7:
+        centered = test_preds - test_preds.mean(axis=0)
+        test_cov = np.einsum("stp,stq->tpq", centered, centered) / (S - 1)
     kernels_per_seed = _per_seed_kernels(s, records)
     test_losses = None
     if s.y_test is not None:
@@ -405,7 +409,11 @@ def _assemble(s: _Setup, raw: dict, wall: float) -> Trajectory:
         loss=losses.mean(axis=0), predictions=preds.mean(axis=0),
         test_predictions=None if test_preds is None else test_preds.mean(axis=0),
         test_loss=None if test_losses is None else test_losses.mean(axis=0), losses=losses, loss_stderr=loss_stderr,
-        prediction_cov=cov, ntk=records["ntk"].mean(axis=0) if "ntk" in records else None,
+        prediction_cov=cov, test_prediction_cov=test_cov,
+        loss_std=losses.std(axis=0, ddof=1) if S > 1 else None,
+        ntk=records["ntk"].mean(axis=0) if "ntk" in records else None,
+        ntk_var=records["ntk"].var(axis=0, ddof=1) if "ntk" in records and S > 1 else None,
+        kernel_vars={k: v.var(axis=0, ddof=1) for k, v in kernels_per_seed.items()} if S > 1 else {},
         kernels={k: v.mean(axis=0) for k, v in kernels_per_seed.items()},
         kernel_steps=s.record_steps if s.record else None, predictions_per_seed=preds,
         test_predictions_per_seed=test_preds, test_losses=test_losses, ntk_per_seed=records.get("ntk"),
@@ -455,8 +463,9 @@ def simulate(
     Returns:
         :class:`Trajectory` with ``losses`` (S, T+1), ``loss`` (seed mean), ``loss_stderr``, ``predictions``
         (T+1, P, seed mean), ``predictions_per_seed`` (S, T+1, P), ``prediction_cov`` (T+1, P, P over seeds; None if
-        S = 1 or too large), ``test_predictions`` (T+1, Q) and ``test_predictions_per_seed`` (S, T+1, Q) with
-        ``X_test``, ``test_loss`` (T+1,) and ``test_losses`` (S, T+1) with ``y_test``, ``ntk`` (K, P, P) and
+        S = 1 or too large), ``test_prediction_cov`` (T+1, Q, Q), ``loss_std`` (T+1,) the spread of the loss over
+        seeds, ``ntk_var`` and ``kernel_vars`` (variances over seeds, S > 1), ``test_predictions`` (T+1, Q) and
+        ``test_predictions_per_seed`` (S, T+1, Q) with ``X_test``, ``test_loss`` (T+1,) and ``test_losses`` (S, T+1) with ``y_test``, ``ntk`` (K, P, P) and
         ``ntk_per_seed`` (S, K, P, P), ``kernels`` (``phi{l}``, ``g{l}``: (K, P, P)) and ``kernels_per_seed``
         (S, K, P, P), ``kernel_steps`` (K,). Arrays are float64 (``Simulation.dtype="float32"``: float32).
         ``meta``: :data:`limits.checks.META_KEYS` (``wall_s``: everything after the argument checks, compilation

@@ -1,0 +1,325 @@
+r"""The network at width N to leading order in 1/N: fluctuations over initializations and the mean shift.
+
+Two-layer MLPs (one hidden layer; docs/theory/finite_width.md). At any width N the hidden neurons of a
+two-layer network are exactly independent and identically distributed *given the error trajectory*
+``Dt(s) = (y - f(s)) / P`` (docs/theory/dmft.md section 2: ``h_i(t) = b_1 u_i + c kappa_1 Kx sum_{s<t} g_i(s) Dt(s)``,
+``z_i(t) = r_i + c kappa_2 sum_{s<t} phi(h_i(s)).Dt(s)``, ``g_i = phi'(h_i) z_i``, sources ``u_i ~ N(0, Kx)``,
+``r_i ~ N(0, 1)``), and every quantity of the network is an average over them:
+
+.. math::  f(t) = \frac1N \sum_i F_i(t; Dt),\qquad F_i = z_i \phi(h_i) / \gamma .
+
+So the width-N network is the fixed point ``f = \bar F_N(Dt(f))`` of an empirical mean, and the delta method
+gives, with ``J = d<F>/dDt`` (strictly causal), ``A = I + J_{tr} / P`` on the train points and
+``Y_i = A^{-1} (F_i - <F>)`` (one per path):
+
+.. math::  N\,\mathrm{Cov}(f) = \mathrm{Cov}_i(Y_i) = A^{-1} \kappa A^{-T},\qquad
+           N\,(E f - f_\infty) = A^{-1} \big(E_i[J_i \omega_i] + \tfrac12 E_{i \ne j} H_i[\omega_j, \omega_j]\big),
+
+``omega_i = -Y_i / P`` (the path's first-order error response), ``J_i``, ``H_i`` the path's own first and second
+derivatives in ``Dt``; kernels ``K = (1/N) sum_i k_i`` fluctuate as ``delta K_i = k_i - <k> + (dK/dDt) omega_i``.
+Everything is computed on the same single-site paths as the limit (pathwise derivatives by ``jax.jvp``, so
+``phi'`` must be differentiable: not ReLU, whose kink crossings pathwise derivatives miss).
+
+Cost: ``J`` takes one tangent march per train grid point (``n_tr = (steps+1) P`` forward-mode directions over
+``S`` paths: ``O(n_tr S n P)``), the rest ``O(S n_tr^2)``; no ``(n^2, n^2)`` matrix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .march import precision
+
+__all__ = ["WidthCorrections", "SMOOTH", "SAMPLES", "not_covered", "two_layer", "at_width"]
+
+SMOOTH = ("linear", "tanh", "erf", "gelu")
+"""Built-in activations whose derivative is differentiable (pathwise sensitivities are unbiased)."""
+
+SAMPLES = 16384
+"""Single-site paths of the width-N corrections (measured: N Cov(f) within 1% in trace of 8192-seed ensembles,
+docs/theory/finite_width.md)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthCorrections:
+    """The O(1/N) coefficients of the width-N network (multiply by ``1/N``); ``T1 = steps + 1``, ``Pa`` points
+    (train then test), ``P`` train points.
+
+    ``cov`` (T1, Pa, Pa): ``N Cov(f(t))`` over initializations at equal times; ``mean_shift`` (T1, Pa):
+    ``N (E f_N(t) - f_inf(t))``; ``kernel_var``: name (``"ntk"``, ``"phi1"``, ``"g1"``) -> (T1, P, P) ``N Var``
+    of each entry; ``ntk_spread`` (T1, P): ``sqrt(N Var NTK_mumu) / NTK_mumu``, the relative spread of the NTK's
+    diagonal times sqrt(N) (the expansion parameter); ``samples``: paths used."""
+
+    cov: np.ndarray
+    mean_shift: np.ndarray
+    kernel_var: dict
+    ntk_spread: np.ndarray
+    samples: int
+
+
+def _site(act, consts, u, r, dt):
+    """One neuron of a two-layer network driven by the error trajectory ``dt`` (T1, Pa) (``Dt`` on train points,
+    0 on test points). ``u`` (Pa,), ``r`` () its sources. Returns per time: ``F = z phi(h)/gamma`` (Pa,),
+    ``phi(h)`` (Pa,), ``g = phi'(h) z`` (Pa,)."""
+    c, k1, k2, b1 = consts["c"], consts["kappa"][0], consts["kappa"][1], consts["b"][0]
+    Kx, gamma = consts["Kx"], consts["gamma"]
+
+    def step(carry, d):
+        run_g, run_phi = carry
+        h = b1 * u + c * k1 * (Kx @ run_g)
+        z = r + c * k2 * run_phi
+        phi = act.fn(h)
+        g = act.deriv(h) * z
+        return (run_g + g * d, run_phi + phi @ d), (z * phi / gamma, phi, g)
+
+    init = (jnp.zeros_like(u), jnp.zeros((), u.dtype))
+    _, out = jax.lax.scan(step, init, dt)
+    return out
+
+
+def _kernel_samples(consts, phi, g, P):
+    """Per-path kernel samples (T1, P, P): the NTK ``kappa_1 g g^T * Kx + kappa_2 phi phi^T``, ``phi phi^T``,
+    ``g g^T`` (train block)."""
+    phi, g = phi[:, :P], g[:, :P]
+    pp = phi[:, :, None] * phi[:, None, :]
+    gg = g[:, :, None] * g[:, None, :]
+    ntk = consts["kappa"][0] * gg * consts["Kx"][None, :P, :P] + consts["kappa"][1] * pp
+    return {"ntk": ntk, "phi1": pp, "g1": gg}
+
+
+def _means(act, P, consts, u, r, dt):
+    """Path means of the readout samples (T1, Pa) and of the kernel samples (name -> (T1, P, P)), reduced inside
+    the time scan so that forward-mode tangents never hold per-path kernels. ``u`` (S, Pa), ``r`` (S,)."""
+    c, k1, k2, b1 = consts["c"], consts["kappa"][0], consts["kappa"][1], consts["b"][0]
+    Kx, gamma, S = consts["Kx"], consts["gamma"], u.shape[0]
+
+    def step(carry, d):
+        run_g, run_phi = carry
+        h = b1 * u + c * k1 * (run_g @ Kx)
+        z = r + c * k2 * run_phi
+        phi = act.fn(h)
+        g = act.deriv(h) * z[:, None]
+        pp, gg = phi[:, :P].T @ phi[:, :P] / S, g[:, :P].T @ g[:, :P] / S
+        ks = {"ntk": k1 * gg * Kx[:P, :P] + k2 * pp, "phi1": pp, "g1": gg}
+        return (run_g + g * d, run_phi + phi @ d), ((z[:, None] * phi).mean(0) / gamma, ks)
+
+    _, out = jax.lax.scan(step, (jnp.zeros_like(u), jnp.zeros_like(r)), dt)
+    return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _jacobian_chunk(act, P, consts, u, r, dt, tangents):
+    """``d<F>/dDt`` and ``d<k>/dDt`` along each of ``tangents`` (C, T1, Pa): (C, T1, Pa) and name -> (C, T1, P, P)."""
+    mean = functools.partial(_means, act, P, consts, u, r)
+    return jax.vmap(lambda v: jax.jvp(mean, (dt,), (v,))[1])(tangents)
+
+
+def _jacobians(act, P, consts, u, r, dt, chunk, progress=False):
+    """Full Jacobians in the train coordinates of ``Dt``: ``J`` (T1 Pa, T1 P) of the readout and name -> (T1 P P,
+    T1 P) of the kernels, by forward mode in chunks of ``chunk`` directions."""
+    T1, Pa = dt.shape
+    cols = [(s, mu) for s in range(T1) for mu in range(P)]
+    JF, JK = [], {}
+    starts = range(0, len(cols), chunk)
+    if progress and len(starts) > 1:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="width-N sensitivities", unit="chunk", leave=False)
+    for i in starts:
+        part = cols[i:i + chunk]
+        tang = np.zeros((chunk, T1, Pa), dtype=np.asarray(dt).dtype)
+        for j, (s, mu) in enumerate(part):
+            tang[j, s, mu] = 1.0
+        dF, dK = _jacobian_chunk(act, P, consts, u, r, dt, jnp.asarray(tang))
+        JF.append(np.asarray(dF)[: len(part)].reshape(len(part), -1))
+        for k, v in dK.items():
+            JK.setdefault(k, []).append(np.asarray(v)[: len(part)].reshape(len(part), -1))
+    return np.concatenate(JF).T, {k: np.concatenate(v).T for k, v in JK.items()}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _samples(act, P, consts, u, r, dt):
+    """Per-path readout samples (S, T1, Pa) and kernel samples name -> (S, T1, P, P)."""
+    F, phi, g = jax.vmap(functools.partial(_site, act, consts), in_axes=(0, 0, None))(u, r, dt)
+    return F, jax.vmap(functools.partial(_kernel_samples, consts, P=P))(phi, g)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _second_order(act, consts, u, r, dt, omega, omega_other):
+    """Path means (T1, Pa) of ``J_i omega_i`` (each path's derivative along its own error response) and of
+    ``H_i[omega_j, omega_j]`` (its second derivative along another path's response)."""
+
+    def one(ui, ri, wi, wj):
+        F = lambda d: _site(act, consts, ui, ri, d)[0]  # noqa: E731
+        first = jax.jvp(F, (dt,), (wi,))[1]
+        second = jax.jvp(lambda d: jax.jvp(F, (d,), (wj,))[1], (dt,), (wj,))[1]
+        return first, second
+
+    first, second = jax.vmap(one)(u, r, omega, omega_other)
+    return first.mean(0), second.mean(0)
+
+
+def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels=(), chunk: int | None = None,
+              dtype="float64", progress: bool = False) -> WidthCorrections:
+    """The O(1/N) coefficients of a two-layer network (module docstring, docs/theory/finite_width.md).
+
+    Args:
+        act: the activation (:mod:`limits.activations`; its derivative must be differentiable).
+        limit: the table's :class:`~limits.parametrization.DMFTLimit` (one field).
+        Kx_all: (Pa, Pa) input kernel; y_all: (Pa,) targets (0 on test points); train_mask: (Pa,) 1 on train points.
+        lr: the learning rate.
+        f_inf: (T1, Pa) the infinite-width predictions (the point the expansion is about).
+        u: (S, Pa) first-layer sources ``~ N(0, Kx)``; r: (S,) readout sources ``~ N(0, 1)``.
+        kernels: names from ``("ntk", "phi1", "g1")`` whose entry variances to compute.
+        chunk: forward-mode directions per compiled batch (None: by memory, ``chunk S Pa <= 2^24``).
+        progress: a progress bar over the chunks.
+
+    Returns:
+        :class:`WidthCorrections`.
+    """
+    mask = np.asarray(train_mask) > 0
+    if not np.all(mask[: int(mask.sum())]):
+        raise ValueError("the train points must come first in Kx_all")
+    P, (T1, Pa), S = int(mask.sum()), np.shape(f_inf), np.shape(u)[0]
+    dt = (np.asarray(y_all)[None, :] - np.asarray(f_inf)) * mask[None, :] / P
+    chunk = chunk or int(max(1, min(T1 * P, 2**24 // (S * Pa))))
+    with precision(dtype):
+        return _two_layer(act, limit, Kx_all, lr, dt, mask, u, r, kernels, chunk, dtype, progress)
+
+
+def _two_layer(act, limit, Kx_all, lr, dt, mask, u, r, kernels, chunk, dtype, progress):
+    """:func:`two_layer` inside its precision context."""
+    (T1, Pa), S, P = dt.shape, np.shape(u)[0], int(mask.sum())
+    cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
+    consts = {"c": cast(limit.gamma * lr), "kappa": cast(limit.kappa), "b": cast(limit.b), "Kx": cast(Kx_all),
+              "gamma": cast(limit.gamma)}
+    u, r, dtj = cast(u), cast(np.reshape(r, -1)), cast(dt)
+    JF, JK = _jacobians(act, P, consts, u, r, dtj, chunk, progress)
+    F, ks = _samples(act, P, consts, u, r, dtj)
+    F = np.array(F).reshape(S, -1)
+    F -= F.mean(0)
+    # the closed loop acts on the train coordinates: A = I + J_tr,tr / P (unit lower triangular in time-major order)
+    tr = np.tile(mask, T1)
+    A = np.eye(int(tr.sum())) + JF[tr] / P
+    Y_tr = _solve_lower(A, F[:, tr].T).T  # (S, n_tr)
+    Y = F - Y_tr @ JF.T / P  # test rows: eps - J Y_tr / P; train rows reproduce Y_tr
+    Y[:, tr] = Y_tr
+    Yt = Y.reshape(S, T1, Pa)
+    cov = np.einsum("stp,stq->tpq", Yt, Yt) / S
+    omega = np.zeros((S, T1, Pa))
+    omega[:, :, :P] = -Yt[:, :, :P] / P
+    other = np.roll(omega, S // 2 + 1, axis=0)  # another path (never the antithetic partner)
+    first, second = _second_order(act, consts, u, r, dtj, cast(omega), cast(other))
+    drive = np.asarray(first).reshape(-1) + 0.5 * np.asarray(second).reshape(-1)
+    mu_tr = _solve_lower(A, drive[tr][:, None])[:, 0]
+    mean = drive - JF @ mu_tr / P
+    mean[tr] = mu_tr
+    kvar = {}
+    for name in set(kernels) | {"ntk"}:
+        k = np.asarray(ks[name]).reshape(S, -1)
+        dk = k - k.mean(0) - Y_tr @ JK[name].T / P
+        kvar[name] = (dk**2).mean(0).reshape(T1, P, P)
+    ntk = np.asarray(ks["ntk"]).mean(0)
+    spread = np.sqrt(np.diagonal(kvar["ntk"], axis1=1, axis2=2)) / np.abs(np.diagonal(ntk, axis1=1, axis2=2))
+    return WidthCorrections(cov=cov, mean_shift=mean.reshape(T1, Pa), ntk_spread=spread,
+                            kernel_var={k: v for k, v in kvar.items() if k in kernels}, samples=S)
+
+
+def _solve_lower(A, B):
+    """``A^{-1} B`` for a lower-triangular ``A``."""
+    import scipy.linalg
+
+    return scipy.linalg.solve_triangular(A, B, lower=True)
+
+
+def not_covered(limit, act) -> str | None:
+    """Why the width-N theory does not cover this problem (None when it does): it is derived for two-layer MLPs
+    with a differentiable ``phi'``."""
+    if limit.layer_time is not None:
+        return "the layer-time limit (depth=math.inf) has no width-N theory here"
+    if limit.residual:
+        return "residual networks are not covered by the width-N theory yet"
+    if limit.fields > 1:
+        return (f"the width-N theory covers two-layer MLPs (depth=1) so far; depth {limit.fields} is not covered yet "
+                f"(its response functions fluctuate too, docs/theory/finite_width.md section 5)")
+    if act.name not in SMOOTH and act.name != "custom":
+        return (f"activation {act.name!r}: its derivative jumps, and the pathwise sensitivities of the width-N theory "
+                f"miss the kink crossings (use a smooth activation: {', '.join(SMOOTH)})")
+    return None
+
+
+def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, record, y_test, qmc=True,
+             antithetic=True, progress=False):
+    """``traj`` (the infinite-width solution) turned into the width-``width`` prediction to O(1/N).
+
+    ``predictions`` (and ``test_predictions``) become ``E f_N = f_inf + mean_shift / N``; ``prediction_cov``,
+    ``test_prediction_cov`` the covariances ``Sigma / N``; ``loss`` the expected loss
+    ``(|E f - y|^2 + tr Cov f) / (2P)`` (``test_loss`` likewise); ``loss_std`` the first-order spread
+    ``sqrt((f - y)^T Cov f (f - y)) / P``; ``ntk_var`` and ``kernel_vars`` with ``record`` ``"ntk"`` /
+    ``"kernels"``. ``ntk`` and ``kernels`` stay the infinite-width means (their O(1/N) shift is not computed).
+    Problems :func:`not_covered` names keep the infinite-width answer, with a ``RuntimeWarning``. ``meta["finite_width"]``
+    says which corrections are included."""
+    import warnings
+
+    from . import monte_carlo as mc
+
+    why = not_covered(limit, act)
+    if why is not None:
+        warnings.warn(f"width={width}: {why}; the result is the infinite-width DMFT of this width's table constants, "
+                      f"without finite-width fluctuations or mean shift (meta['finite_width'])", RuntimeWarning,
+                      stacklevel=3)
+        traj.meta["finite_width"] = {"corrections": (), "not_covered": why}
+        return traj
+    P, Pa, T1 = problem.P, problem.Kx_all.shape[0], traj.steps + 1
+    f_inf = np.concatenate([traj.predictions] + ([traj.test_predictions] if Pa > P else []), axis=1)
+    src = mc.mlp_sources(SAMPLES, 1, T1, Pa, seed, qmc, antithetic=antithetic)
+    kernels = (("ntk",) if "ntk" in record else ()) + (("phi1", "g1") if "kernels" in record else ())
+    res = two_layer(act, limit, Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr,
+                    f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T, r=src["r_top"],
+                    kernels=kernels, progress=progress)
+    return _assemble(traj, res, width, P, y=problem.y, y_test=y_test)
+
+
+def _assemble(traj, res: WidthCorrections, N: int, P: int, *, y, y_test):
+    """The width-N :class:`~limits.Trajectory` from the infinite-width one and the O(1/N) coefficients."""
+    mean = np.concatenate([traj.predictions] + ([traj.test_predictions] if traj.test_predictions is not None else []),
+                          axis=1) + res.mean_shift / N
+    cov = res.cov / N
+    pred, C = mean[:, :P], cov[:, :P, :P]
+    err = pred - y
+    changes = dict(predictions=pred, prediction_cov=C,
+                   loss=0.5 * (np.sum(err**2, axis=1) + np.trace(C, axis1=1, axis2=2)) / P,
+                   loss_std=np.sqrt(np.maximum(np.einsum("tp,tpq,tq->t", err, C, err), 0.0)) / P,
+                   ntk_var=res.kernel_var["ntk"] / N if "ntk" in res.kernel_var else None,
+                   kernel_vars={k: v / N for k, v in res.kernel_var.items() if k != "ntk"})
+    if traj.test_predictions is not None:
+        Ct = cov[:, P:, P:]
+        changes.update(test_predictions=mean[:, P:], test_prediction_cov=Ct)
+        if y_test is not None:
+            Q = Ct.shape[1]
+            changes["test_loss"] = 0.5 * (np.sum((mean[:, P:] - y_test) ** 2, axis=1) + np.trace(Ct, axis1=1, axis2=2)) / Q
+    _warn_if_meaningless(C, y, N, res.ntk_spread)
+    traj.meta["finite_width"] = {"corrections": ("covariance", "mean_shift", "variance_in_loss"),
+                                 "samples": res.samples, "kernel_means": "infinite width (O(1/N) shift not included)"}
+    return traj.replace(**changes)
+
+
+def _warn_if_meaningless(C, y, N: int, ntk_spread) -> None:
+    """Warn when the O(1/N) expansion is not small: the NTK's relative spread over initializations
+    (``ntk_spread / sqrt(N)``) above 1/2, or a predicted variance of the predictions above the mean squared target."""
+    import warnings
+
+    rel = float(np.max(ntk_spread)) / math.sqrt(N)
+    spread = float(np.max(np.trace(C, axis1=1, axis2=2)) / C.shape[1])
+    scale = float(np.mean(np.asarray(y) ** 2))
+    if rel > 0.5 or spread > scale:
+        warnings.warn(f"width={N}: the O(1/N) theory is not meaningful at this width: the NTK fluctuates by {rel:.0%} of "
+                      f"its mean over initializations and the predictions' variance is {spread:.3g} per point (mean "
+                      f"squared target {scale:.3g}); use a larger width, or simulate it with limits.simulate",
+                      RuntimeWarning, stacklevel=4)
