@@ -85,7 +85,10 @@ def solve_dmft(
         param: preset name (``"mup"``, ``"depth-mup"``, ...) or a :class:`limits.Parametrization`.
         depth: hidden layers (MLP) or residual blocks; ``math.inf`` for the layer-time limit of a residual preset;
             None: the table's own depth (1 for a preset name).
-        width: ``math.inf``, or a finite width N for tables whose richness depends on it (``ntk``: ``gamma = 1/sqrt N``).
+        width: ``math.inf``, or a finite width N: the network of that width to O(1/N) (docs/theory/finite_width.md):
+            the table's width-N constants (``ntk``: ``gamma = 1/sqrt N``) and, for two-layer MLPs with a smooth
+            activation, the covariance over initializations, the mean shift and the expected loss; other
+            architectures warn and return the DMFT of the width-N constants (``meta["finite_width"]`` says which).
         X: (P, D) train inputs. y: (P,) targets (both None: ``limits.datasets.teacher()``).
         X_test: (Q, D) or None. y_test: (Q,) test targets (gives ``test_loss``) or None.
         activation: name (``linear``, ``relu``, ``tanh``, ``erf``, ``gelu``) or callable.
@@ -108,7 +111,10 @@ def solve_dmft(
         ``prediction_stderr`` (steps+1, P) (Monte Carlo), ``loss_stderr`` (steps+1,) (Monte Carlo error: the spread of 16 Sobol
         blocks of the paths, a conservative estimate; 0 for exact equations), ``ntk`` (steps+1, P, P) (the lr-weighted NTK: to first order
         ``f(t+1) - f(t) = lr/P NTK(t) Delta(t)``), ``kernels``, ``meta`` (:data:`limits.checks.META_KEYS`, then the compiled table),
-        ``diagnostics`` (informational: samples and how they were chosen).
+        ``diagnostics`` (informational: samples and how they were chosen). At a finite ``width`` (two-layer):
+        ``predictions`` the width-N means, ``prediction_cov`` (steps+1, P, P), ``test_prediction_cov`` (steps+1, Q, Q),
+        ``loss`` the expected loss with its variance term, ``loss_std`` (steps+1,), ``ntk_var`` / ``kernel_vars``
+        (entry variances) with ``record`` "ntk" / "kernels"; ``ntk`` and ``kernels`` stay the infinite-width means.
 
     Cost: ``O(S n^2)`` per field for ``S`` paths on ``n = (steps + 1)(P + Q)`` grid points (a few products of the
     path histories per time step; the residual control variates multiply it by about ``2 L + 2``), ``O(n^3)``

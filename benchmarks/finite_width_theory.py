@@ -1,0 +1,87 @@
+"""The width-N theory (``solve_dmft(..., width=N)``) against finite-width ensembles, and what it costs.
+
+For each case: the predicted ``N Cov(f)`` (docs/theory/finite_width.md) and the measured one from ``limits.simulate``
+ensembles at several widths: the ratio of the total variance (trace summed over the trajectory) and the relative
+Frobenius error over the full (T+1, P, P) array, with the expected sampling error of the measurement
+``sqrt((1 + (tr C)^2 / |C|_F^2) / S)``. Then the cost: the width-N solve against the infinite-width solve of the same
+problem, both compiled (second call), same run. Writes ``finite_width_theory.json``.
+
+    python benchmarks/finite_width_theory.py           # P = 6, 20 steps, N = 128..1024, 4096 seeds (~5 min)
+    python benchmarks/finite_width_theory.py --quick   # P = 4, 5 steps, N = 128, 256, 512 seeds (< 30 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+
+import numpy as np
+
+import limits
+from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
+
+FULL = dict(P=6, steps=20, lr=0.5, widths=(128, 256, 512, 1024), seeds=4096,
+            cases={"two-layer tanh": (1, "tanh"), "two-layer erf": (1, "erf"), "two-layer linear": (1, "linear"),
+                   "depth-2 tanh": (2, "tanh"), "depth-3 linear": (3, "linear")})
+QUICK = dict(P=4, steps=5, lr=0.5, widths=(128, 256), seeds=512, cases={"two-layer tanh": (1, "tanh")})
+
+
+def measured(case, N, data, cfg):
+    """``N Cov(f)`` (T+1, P, P) over ``cfg['seeds']`` networks of width ``N``."""
+    depth, act = case
+    tr = limits.simulate("mup", depth, width=N, X=data.X, y=data.y, activation=act, lr=cfg["lr"], steps=cfg["steps"],
+                         seeds=cfg["seeds"], progress=False, record=())
+    return tr.prediction_cov * N
+
+
+def timed(fn):
+    fn()  # compile
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def run_case(name, case, data, cfg):
+    depth, act = case
+    kw = dict(X=data.X, y=data.y, activation=act, lr=cfg["lr"], steps=cfg["steps"], progress=False, record=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theory, t_width = timed(lambda: limits.solve_dmft("mup", depth, 512, **kw))
+    if not theory.meta["finite_width"]["corrections"]:
+        print(f"{name:18s} not covered: {theory.meta['finite_width']['not_covered']}")
+        return {"covered": False, "why": theory.meta["finite_width"]["not_covered"]}
+    _, t_inf = timed(lambda: limits.solve_dmft("mup", depth, **kw))
+    sigma = theory.prediction_cov * 512
+    rows = []
+    for N in cfg["widths"]:
+        C = measured(case, N, data, cfg)
+        trace = np.trace(C, axis1=1, axis2=2).sum() / np.trace(sigma, axis1=1, axis2=2).sum()
+        frob = np.linalg.norm(C - sigma) / np.linalg.norm(sigma)
+        noise = math.sqrt((1 + np.trace(sigma, axis1=1, axis2=2).sum() ** 2 / np.sum(sigma**2) / (cfg["steps"] + 1))
+                          / cfg["seeds"])
+        rows.append({"width": N, "trace_ratio": float(trace), "frobenius": float(frob), "sampling_error": noise})
+        print(f"{name:18s} N={N:5d}  N tr Cov measured/predicted {trace:6.3f}  rel. Frobenius {frob:6.3f}"
+              f"  (sampling ~{noise:.3f})")
+    print(f"{name:18s} cost: width-N solve {t_width:.2f} s, infinite-width solve {t_inf:.2f} s, ratio {t_width / t_inf:.2f}")
+    return {"covered": True, "rows": rows, "predicted_trace": float(np.trace(sigma, axis1=1, axis2=2).sum()),
+            "width_solve_s": t_width, "infinite_solve_s": t_inf, "cost_ratio": t_width / t_inf,
+            "warnings": [str(w.message) for w in caught]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    data = limits.datasets.teacher(P=cfg["P"], D=8, seed=0)
+    out = {name: run_case(name, case, data, cfg) for name, case in cfg["cases"].items()}
+    path = result_path("finite_width_theory.json")
+    path.write_text(json.dumps({"config": {k: v for k, v in cfg.items() if k != "cases"}, "cases": out}, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
