@@ -15,4 +15,5 @@ FIGURES = (
     "deep_linear",
     "depthwise_transfer",
     "commutation",
+    "finite_width_variance",
 )

@@ -9,7 +9,8 @@ recorded kernels; ``s`` = seed) with limit ``q_inf(t)``:
   ``prediction_stderr`` for the predictions) removed (theory: O(1/N)); ``<noise``
   in the table when nothing is left;
 - ``spread``: ``sqrt(mean_t var_s q(t))`` — the seed-to-seed fluctuation
-  (theory: O(1/sqrt N) in mup).
+  (theory: O(1/sqrt N) in mup). With ``theory=`` (a ``solve_dmft(..., width=N)`` trajectory) the predicted
+  spread at every width (``sqrt(N_theory / N)`` times the theory's) is tabulated and drawn next to the measured one.
 
 Means over ``t`` also run over prediction/kernel entries. Error bars come from a
 bootstrap over seeds; each statistic is fitted against ``N`` by
@@ -51,6 +52,8 @@ class Comparison:
     expected: Mapping[str, float]
     steps: int
     meta: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    predicted: Mapping[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)
+    """``predicted[(quantity, "spread")]``: the width-N theory's spread at each width (``compare(theory=...)``)."""
 
     @property
     def quantities(self) -> list[str]:
@@ -74,6 +77,9 @@ class Comparison:
             cells = "".join(f"{_fmt(v, e):>12}" for v, e in zip(vals, errs))
             fit = self.fits.get((q, s))
             lines.append(f"{q:<10} {s:<7}{cells}   {str(fit) if fit else 'n/a':<24} {self.expected.get(s, float('nan')):+.2f}")
+            if (q, s) in self.predicted:
+                cells = "".join(f"{v:>12.2e}" for v in self.predicted[(q, s)])
+                lines.append(f"{'':<10} {'theory':<7}{cells}   (width-N theory, docs/theory/finite_width.md)")
         return "\n".join(lines)
 
     def plot(self, path, *, title: str = ""):
@@ -89,6 +95,8 @@ class Comparison:
                 y, e = self.values[(q, s)], self.errors[(q, s)]
                 plotting.loglog_fit(ax, self.widths, y, np.where(np.isfinite(e), e, 0), self.fits.get((q, s)),
                                     label=s, guide=self.expected.get(s))
+                if (q, s) in self.predicted:
+                    ax.plot(self.widths, self.predicted[(q, s)], "k--", marker="x", label=f"{s}, width-N theory")
             plotting.finish(ax, "width N", "deviation from limit", q)
             plotting.widths_ticks(ax, self.widths)
         if title:
@@ -263,6 +271,7 @@ def compare(
     confidence: float = 0.95,
     n_boot: int = 200,
     seed: int | None = None,
+    theory: Trajectory | None = None,
 ) -> Comparison:
     """Deviation of finite-width trajectories ``{width: Trajectory}`` from the infinite-width ``limit``.
 
@@ -277,6 +286,9 @@ def compare(
         expected: theoretical exponents of ``"bias"`` and ``"spread"`` (default :data:`EXPECTED`).
         confidence: level of the fitted exponents' intervals, in (0, 1).
         n_boot: bootstrap resamples of the seeds for the error bars (0: none). seed: the bootstrap's seed (None: 0).
+        theory: None, or the width-N theory of the same model (``limits.solve_dmft(..., width=N)`` with finite-width
+            corrections, docs/theory/finite_width.md): its predicted spread of the loss, predictions and recorded
+            kernels at every width goes into ``Comparison.predicted``, the table and the plot.
 
     Returns:
         :class:`Comparison`: bias/spread per width and their fitted exponents.
@@ -298,4 +310,41 @@ def compare(
     errors = {k: errors[k] for k in values}
     meta = {"confidence": confidence, "n_boot": n_boot, "limit_solver": limit.meta.get("solver"),
             **{f: limit.meta[f] for f in MATCH if limit.meta.get(f) is not None}}
-    return Comparison(widths, values, errors, fits, expected, T1 - 1, meta)
+    predicted = {} if theory is None else _predicted_spread(_check_theory(theory, sims), widths, T1, sims)
+    predicted = {k: v for k, v in predicted.items() if (k[0], "spread") in values}
+    return Comparison(widths, values, errors, fits, expected, T1 - 1, meta, predicted)
+
+
+def _check_theory(theory, sims) -> Trajectory:
+    """``theory`` checked: a Trajectory with finite-width corrections, of the same model as the simulations."""
+    theory = _check(theory, "theory")
+    corrections = theory.meta.get("finite_width", {}).get("corrections") if isinstance(theory.meta.get("finite_width"), Mapping) else None
+    if not corrections or theory.prediction_cov is None:
+        raise ValueError("theory must be a width-N theory with finite-width corrections: limits.solve_dmft(..., width=N) "
+                         "of a covered model (meta['finite_width']['corrections'] is empty or missing)")
+    for width, traj in sims.items():
+        for field in MATCH:
+            a, b = theory.meta.get(field), traj.meta.get(field)
+            if a is not None and b is not None and not _same(a, b):
+                raise ValueError(f"the theory and simulations[{width}] differ in {field}: theory {field}={a!r}, "
+                                 f"simulation {field}={b!r}")
+    return theory
+
+
+def _predicted_spread(theory: Trajectory, widths, T1: int, sims) -> dict:
+    """``{(quantity, "spread"): (len(widths),)}``: the spread statistic the theory predicts at each width,
+    ``sqrt(mean var)`` with the theory's variances scaled by ``N_theory / N``."""
+    Nth = float(theory.meta["width"])
+    scale = Nth / np.asarray(widths, float)
+    var = {"loss": None if theory.loss_std is None else np.asarray(theory.loss_std)[:T1] ** 2,
+           "predictions": np.diagonal(np.asarray(theory.prediction_cov)[:T1], axis1=1, axis2=2)}
+    if theory.test_prediction_cov is not None:
+        var["test_predictions"] = np.diagonal(np.asarray(theory.test_prediction_cov)[:T1], axis1=1, axis2=2)
+    sim = next(iter(sims.values()))
+    if sim.kernel_steps is not None:
+        steps = np.asarray(sim.kernel_steps)
+        steps = steps[steps < T1]
+        for name, v in [("ntk", theory.ntk_var)] + list(theory.kernel_vars.items()):
+            if v is not None:
+                var[name] = np.asarray(v)[steps]
+    return {(q, "spread"): np.sqrt(np.mean(v) * scale) for q, v in var.items() if v is not None}

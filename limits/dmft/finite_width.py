@@ -45,6 +45,10 @@ SAMPLES = 16384
 """Single-site paths of the width-N corrections (measured: N Cov(f) within 1% in trace of 8192-seed ensembles,
 docs/theory/finite_width.md)."""
 
+JACOBIAN_SAMPLES = 2048
+"""Paths (a prefix of the same Sobol sources) for the sensitivities ``J``: one forward-mode pass per train grid point
+makes them the dominant cost; as a smooth average ``J`` needs far fewer paths than the covariances."""
+
 
 @dataclasses.dataclass(frozen=True)
 class WidthCorrections:
@@ -53,8 +57,8 @@ class WidthCorrections:
 
     ``cov`` (T1, Pa, Pa): ``N Cov(f(t))`` over initializations at equal times; ``mean_shift`` (T1, Pa):
     ``N (E f_N(t) - f_inf(t))``; ``kernel_var``: name (``"ntk"``, ``"phi1"``, ``"g1"``) -> (T1, P, P) ``N Var``
-    of each entry; ``ntk_spread`` (T1, P): ``sqrt(N Var NTK_mumu) / NTK_mumu``, the relative spread of the NTK's
-    diagonal times sqrt(N) (the expansion parameter); ``samples``: paths used."""
+    of each entry; ``ntk_spread`` (T1, P): the per-neuron spread of the NTK's diagonal relative to its mean,
+    ``sqrt(Var_i k_i) / <k>`` (the expansion parameter is ``ntk_spread / sqrt(N)``); ``samples``: paths used."""
 
     cov: np.ndarray
     mean_shift: np.ndarray
@@ -83,17 +87,17 @@ def _site(act, consts, u, r, dt):
     return out
 
 
-def _kernel_samples(consts, phi, g, P):
+def _kernel_samples(consts, phi, g, P, names=("ntk", "phi1", "g1")):
     """Per-path kernel samples (T1, P, P): the NTK ``kappa_1 g g^T * Kx + kappa_2 phi phi^T``, ``phi phi^T``,
     ``g g^T`` (train block)."""
     phi, g = phi[:, :P], g[:, :P]
     pp = phi[:, :, None] * phi[:, None, :]
     gg = g[:, :, None] * g[:, None, :]
     ntk = consts["kappa"][0] * gg * consts["Kx"][None, :P, :P] + consts["kappa"][1] * pp
-    return {"ntk": ntk, "phi1": pp, "g1": gg}
+    return {k: v for k, v in {"ntk": ntk, "phi1": pp, "g1": gg}.items() if k in names}
 
 
-def _means(act, P, consts, u, r, dt):
+def _means(act, P, consts, u, r, dt, names=("ntk", "phi1", "g1")):
     """Path means of the readout samples (T1, Pa) and of the kernel samples (name -> (T1, P, P)), reduced inside
     the time scan so that forward-mode tangents never hold per-path kernels. ``u`` (S, Pa), ``r`` (S,)."""
     c, k1, k2, b1 = consts["c"], consts["kappa"][0], consts["kappa"][1], consts["b"][0]
@@ -107,20 +111,22 @@ def _means(act, P, consts, u, r, dt):
         g = act.deriv(h) * z[:, None]
         pp, gg = phi[:, :P].T @ phi[:, :P] / S, g[:, :P].T @ g[:, :P] / S
         ks = {"ntk": k1 * gg * Kx[:P, :P] + k2 * pp, "phi1": pp, "g1": gg}
+        ks = {k: v for k, v in ks.items() if k in names}
         return (run_g + g * d, run_phi + phi @ d), ((z[:, None] * phi).mean(0) / gamma, ks)
 
     _, out = jax.lax.scan(step, (jnp.zeros_like(u), jnp.zeros_like(r)), dt)
     return out
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _jacobian_chunk(act, P, consts, u, r, dt, tangents):
-    """``d<F>/dDt`` and ``d<k>/dDt`` along each of ``tangents`` (C, T1, Pa): (C, T1, Pa) and name -> (C, T1, P, P)."""
-    mean = functools.partial(_means, act, P, consts, u, r)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _jacobian_chunk(act, P, names, consts, u, r, dt, tangents):
+    """``d<F>/dDt`` and ``d<k>/dDt`` (kernels ``names``) along each of ``tangents`` (C, T1, Pa): (C, T1, Pa) and
+    name -> (C, T1, P, P)."""
+    mean = functools.partial(_means, act, P, consts, u, r, names=names)
     return jax.vmap(lambda v: jax.jvp(mean, (dt,), (v,))[1])(tangents)
 
 
-def _jacobians(act, P, consts, u, r, dt, chunk, progress=False):
+def _jacobians(act, P, names, consts, u, r, dt, chunk, progress=False):
     """Full Jacobians in the train coordinates of ``Dt``: ``J`` (T1 Pa, T1 P) of the readout and name -> (T1 P P,
     T1 P) of the kernels, by forward mode in chunks of ``chunk`` directions."""
     T1, Pa = dt.shape
@@ -136,18 +142,18 @@ def _jacobians(act, P, consts, u, r, dt, chunk, progress=False):
         tang = np.zeros((chunk, T1, Pa), dtype=np.asarray(dt).dtype)
         for j, (s, mu) in enumerate(part):
             tang[j, s, mu] = 1.0
-        dF, dK = _jacobian_chunk(act, P, consts, u, r, dt, jnp.asarray(tang))
+        dF, dK = _jacobian_chunk(act, P, names, consts, u, r, dt, jnp.asarray(tang))
         JF.append(np.asarray(dF)[: len(part)].reshape(len(part), -1))
         for k, v in dK.items():
             JK.setdefault(k, []).append(np.asarray(v)[: len(part)].reshape(len(part), -1))
     return np.concatenate(JF).T, {k: np.concatenate(v).T for k, v in JK.items()}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _samples(act, P, consts, u, r, dt):
-    """Per-path readout samples (S, T1, Pa) and kernel samples name -> (S, T1, P, P)."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _samples(act, P, names, consts, u, r, dt):
+    """Per-path readout samples (S, T1, Pa) and kernel samples name -> (S, T1, P, P) for ``names``."""
     F, phi, g = jax.vmap(functools.partial(_site, act, consts), in_axes=(0, 0, None))(u, r, dt)
-    return F, jax.vmap(functools.partial(_kernel_samples, consts, P=P))(phi, g)
+    return F, jax.vmap(functools.partial(_kernel_samples, consts, P=P, names=names))(phi, g)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -165,8 +171,8 @@ def _second_order(act, consts, u, r, dt, omega, omega_other):
     return first.mean(0), second.mean(0)
 
 
-def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels=(), chunk: int | None = None,
-              dtype="float64", progress: bool = False) -> WidthCorrections:
+def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels=(), jacobian_samples=None,
+              chunk: int | None = None, dtype="float64", progress: bool = False) -> WidthCorrections:
     """The O(1/N) coefficients of a two-layer network (module docstring, docs/theory/finite_width.md).
 
     Args:
@@ -177,7 +183,9 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
         f_inf: (T1, Pa) the infinite-width predictions (the point the expansion is about).
         u: (S, Pa) first-layer sources ``~ N(0, Kx)``; r: (S,) readout sources ``~ N(0, 1)``.
         kernels: names from ``("ntk", "phi1", "g1")`` whose entry variances to compute.
-        chunk: forward-mode directions per compiled batch (None: by memory, ``chunk S Pa <= 2^24``).
+        jacobian_samples: the first this many paths give the sensitivities ``J = d<F>/dDt`` (a smooth average,
+            needing fewer paths than the covariances; None: :data:`JACOBIAN_SAMPLES`, at most ``S``).
+        chunk: forward-mode directions per compiled batch (None: by memory, ``chunk S_J Pa <= 2^24``).
         progress: a progress bar over the chunks.
 
     Returns:
@@ -187,48 +195,55 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
     if not np.all(mask[: int(mask.sum())]):
         raise ValueError("the train points must come first in Kx_all")
     P, (T1, Pa), S = int(mask.sum()), np.shape(f_inf), np.shape(u)[0]
+    SJ = min(S, JACOBIAN_SAMPLES if jacobian_samples is None else int(jacobian_samples))
     dt = (np.asarray(y_all)[None, :] - np.asarray(f_inf)) * mask[None, :] / P
-    chunk = chunk or int(max(1, min(T1 * P, 2**24 // (S * Pa))))
-    with precision(dtype):
-        return _two_layer(act, limit, Kx_all, lr, dt, mask, u, r, kernels, chunk, dtype, progress)
-
-
-def _two_layer(act, limit, Kx_all, lr, dt, mask, u, r, kernels, chunk, dtype, progress):
-    """:func:`two_layer` inside its precision context."""
-    (T1, Pa), S, P = dt.shape, np.shape(u)[0], int(mask.sum())
+    chunk = chunk or int(max(1, min(T1 * P, 2**24 // (SJ * Pa))))
     cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
-    consts = {"c": cast(limit.gamma * lr), "kappa": cast(limit.kappa), "b": cast(limit.b), "Kx": cast(Kx_all),
-              "gamma": cast(limit.gamma)}
-    u, r, dtj = cast(u), cast(np.reshape(r, -1)), cast(dt)
-    JF, JK = _jacobians(act, P, consts, u, r, dtj, chunk, progress)
-    F, ks = _samples(act, P, consts, u, r, dtj)
-    F = np.array(F).reshape(S, -1)
-    F -= F.mean(0)
-    # the closed loop acts on the train coordinates: A = I + J_tr,tr / P (unit lower triangular in time-major order)
-    tr = np.tile(mask, T1)
-    A = np.eye(int(tr.sum())) + JF[tr] / P
-    Y_tr = _solve_lower(A, F[:, tr].T).T  # (S, n_tr)
-    Y = F - Y_tr @ JF.T / P  # test rows: eps - J Y_tr / P; train rows reproduce Y_tr
-    Y[:, tr] = Y_tr
+    with precision(dtype):
+        consts = {"c": cast(limit.gamma * lr), "kappa": cast(limit.kappa), "b": cast(limit.b), "Kx": cast(Kx_all),
+                  "gamma": cast(limit.gamma)}
+        u, r, dtj = cast(u), cast(np.reshape(r, -1)), cast(dt)
+        JF, JK = _jacobians(act, P, tuple(kernels), consts, u[:SJ], r[:SJ], dtj, chunk, progress)
+        F, ks = _samples(act, P, tuple(sorted(set(kernels) | {"ntk"})), consts, u, r, dtj)
+        Y_tr, Y, A = _responses(np.array(F).reshape(S, -1), JF, np.tile(mask, T1), P)
+        mean = _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, np.tile(mask, T1), P)
     Yt = Y.reshape(S, T1, Pa)
-    cov = np.einsum("stp,stq->tpq", Yt, Yt) / S
+    kvar = {}
+    for name in kernels:
+        k = np.asarray(ks[name]).reshape(S, -1)
+        dk = k - k.mean(0) - Y_tr @ JK[name].T / P
+        kvar[name] = (dk**2).mean(0).reshape(T1, P, P)
+    ntk = np.asarray(ks["ntk"])
+    spread = np.sqrt(np.diagonal(ntk.var(0), axis1=1, axis2=2)) / np.abs(np.diagonal(ntk.mean(0), axis1=1, axis2=2))
+    return WidthCorrections(cov=np.einsum("stp,stq->tpq", Yt, Yt) / S, mean_shift=mean.reshape(T1, Pa),
+                            ntk_spread=spread, kernel_var=kvar, samples=S)
+
+
+def _responses(F, JF, tr, P):
+    """Per-path first-order responses of the predictions. ``F`` (S, n_a) readout samples, ``JF`` (n_a, n_tr),
+    ``tr`` (n_a,) train coordinates. Returns ``(Y_tr (S, n_tr), Y (S, n_a), A)``: ``Y_tr = A^{-1} (F - <F>)_tr``
+    with ``A = I + J_tr,tr / P`` (unit lower triangular in time-major order), test rows ``eps - J Y_tr / P``."""
+    F = F - F.mean(0)
+    A = np.eye(int(tr.sum())) + JF[tr] / P
+    Y_tr = _solve_lower(A, F[:, tr].T).T
+    Y = F - Y_tr @ JF.T / P
+    Y[:, tr] = Y_tr
+    return Y_tr, Y, A
+
+
+def _mean_shift(act, consts, u, r, dt, Y, A, JF, tr, P):
+    """``N (E f - f_inf)`` (n_a,): ``A mu_tr = (E_i J_i omega_i + 1/2 E H[omega, omega])_tr``, test rows
+    ``drive - J mu_tr / P``, with ``omega_i = -Y_i / P`` on the train points (module docstring)."""
+    S, T1, Pa = Y.shape
     omega = np.zeros((S, T1, Pa))
-    omega[:, :, :P] = -Yt[:, :, :P] / P
+    omega[:, :, :P] = -Y[:, :, :P] / P
     other = np.roll(omega, S // 2 + 1, axis=0)  # another path (never the antithetic partner)
-    first, second = _second_order(act, consts, u, r, dtj, cast(omega), cast(other))
+    first, second = _second_order(act, consts, u, r, dt, jnp.asarray(omega, u.dtype), jnp.asarray(other, u.dtype))
     drive = np.asarray(first).reshape(-1) + 0.5 * np.asarray(second).reshape(-1)
     mu_tr = _solve_lower(A, drive[tr][:, None])[:, 0]
     mean = drive - JF @ mu_tr / P
     mean[tr] = mu_tr
-    kvar = {}
-    for name in set(kernels) | {"ntk"}:
-        k = np.asarray(ks[name]).reshape(S, -1)
-        dk = k - k.mean(0) - Y_tr @ JK[name].T / P
-        kvar[name] = (dk**2).mean(0).reshape(T1, P, P)
-    ntk = np.asarray(ks["ntk"]).mean(0)
-    spread = np.sqrt(np.diagonal(kvar["ntk"], axis1=1, axis2=2)) / np.abs(np.diagonal(ntk, axis1=1, axis2=2))
-    return WidthCorrections(cov=cov, mean_shift=mean.reshape(T1, Pa), ntk_spread=spread,
-                            kernel_var={k: v for k, v in kvar.items() if k in kernels}, samples=S)
+    return mean
 
 
 def _solve_lower(A, B):
