@@ -58,16 +58,23 @@ def loglog_fit(ax, x, y, yerr=None, fit=None, *, label: str = "", color=None, ma
 
 
 def plot_loss_curves(trajectories: Mapping[str, object], path, *, title: str = "", log: bool = True) -> Path:
-    """Train loss vs step for labelled trajectories (seed spread shaded when known;
-    infinite-width limits drawn black and dashed on top)."""
+    """Train loss vs step for labelled trajectories (standard errors shaded when known; infinite-width limits drawn
+    black and dashed on top; a width-N theory, ``solve_dmft(..., width=N)``, dotted with its predicted spread of
+    single networks, +-1 ``loss_std``, hatched)."""
     fig, axes = new_figure()
     ax = axes[0, 0]
     for label, traj in trajectories.items():
         loss = np.asarray(traj.loss)
         t = np.arange(loss.shape[0])
-        limit = getattr(traj, "meta", {}).get("width") == float("inf")
-        style = dict(color="k", ls="--", zorder=3) if limit else {}
+        meta = getattr(traj, "meta", {})
+        limit = meta.get("width") == float("inf")
+        theory = bool(isinstance(meta.get("finite_width"), Mapping) and meta["finite_width"].get("corrections"))
+        style = dict(color="k", ls="--", zorder=3) if limit else (dict(ls=":", zorder=3) if theory else {})
         line = ax.plot(t, loss, label=label, **style)[0]
+        if theory and traj.loss_std is not None:
+            sd = np.asarray(traj.loss_std)
+            ax.fill_between(t, np.maximum(loss - sd, loss * 1e-3), loss + sd, facecolor="none", hatch="///",
+                            edgecolor=line.get_color(), lw=0, label=f"{label}: +-1 sd of single networks")
         err = getattr(traj, "loss_stderr", None)
         if err is not None:
             err = np.asarray(err)
