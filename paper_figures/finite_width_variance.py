@@ -18,9 +18,9 @@ from limits.plotting import finish, new_figure, save
 
 
 def make(out: Path, quick: bool = False) -> list[Path]:
-    steps, lr = (6 if quick else 30), 0.5
+    steps, lr = (5 if quick else 30), 0.5
     widths = (128, 512) if quick else (128, 256, 512, 1024)
-    seeds = 256 if quick else 4096
+    seeds = 128 if quick else 4096
     gammas = (0.5, 2.0) if quick else (0.25, 0.5, 1.0, 1.5, 2.0)
     data = limits.datasets.teacher(P=6, D=8, seed=0)
     kw = dict(X=data.X, y=data.y, activation="tanh", lr=lr, steps=steps, progress=False)
