@@ -45,6 +45,10 @@ SAMPLES = 16384
 """Single-site paths of the width-N corrections (measured: N Cov(f) within 1% in trace of 8192-seed ensembles,
 docs/theory/finite_width.md)."""
 
+KERNEL_ENTRIES = 2**25
+"""Per-path kernel samples kept at once (256 MB in float64): the kernel variances use a path prefix of at most
+``max(1024, KERNEL_ENTRIES / ((steps+1) P^2))`` paths."""
+
 JACOBIAN_SAMPLES = 2048
 """Paths (a prefix of the same Sobol sources) for the sensitivities ``J``: one forward-mode pass per train grid point
 makes them the dominant cost; as a smooth average ``J`` needs far fewer paths than the covariances."""
@@ -204,14 +208,16 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
                   "gamma": cast(limit.gamma)}
         u, r, dtj = cast(u), cast(np.reshape(r, -1)), cast(dt)
         JF, JK = _jacobians(act, P, tuple(kernels), consts, u[:SJ], r[:SJ], dtj, chunk, progress)
-        F, ks = _samples(act, P, tuple(sorted(set(kernels) | {"ntk"})), consts, u, r, dtj)
+        F, _ = _samples(act, P, (), consts, u, r, dtj)
+        SK = min(S, max(1024, KERNEL_ENTRIES // (T1 * P * P)))  # kernel samples are (S, T1, P, P): a path prefix
+        _, ks = _samples(act, P, tuple(sorted(set(kernels) | {"ntk"})), consts, u[:SK], r[:SK], dtj)
         Y_tr, Y, A = _responses(np.array(F).reshape(S, -1), JF, np.tile(mask, T1), P)
         mean = _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, np.tile(mask, T1), P)
     Yt = Y.reshape(S, T1, Pa)
     kvar = {}
     for name in kernels:
-        k = np.asarray(ks[name]).reshape(S, -1)
-        dk = k - k.mean(0) - Y_tr @ JK[name].T / P
+        k = np.asarray(ks[name]).reshape(SK, -1)
+        dk = k - k.mean(0) - Y_tr[:SK] @ JK[name].T / P
         kvar[name] = (dk**2).mean(0).reshape(T1, P, P)
     ntk = np.asarray(ks["ntk"])
     spread = np.sqrt(np.diagonal(ntk.var(0), axis1=1, axis2=2)) / np.abs(np.diagonal(ntk.mean(0), axis1=1, axis2=2))
