@@ -261,14 +261,15 @@ def _solve_lower(A, B):
 
 def not_covered(limit, act) -> str | None:
     """Why the width-N theory does not cover this problem (None when it does): it is derived for two-layer MLPs
-    with a differentiable ``phi'``."""
+    with a differentiable ``phi'`` (docs/theory/finite_width.md sections 1-4; deep linear MLPs: section 5, not in the
+    package yet)."""
     if limit.layer_time is not None:
         return "the layer-time limit (depth=math.inf) has no width-N theory here"
     if limit.residual:
         return "residual networks are not covered by the width-N theory yet"
     if limit.fields > 1:
         return (f"the width-N theory covers two-layer MLPs (depth=1) so far; depth {limit.fields} is not covered yet "
-                f"(its response functions fluctuate too, docs/theory/finite_width.md section 5)")
+                f"(docs/theory/finite_width.md section 5)")
     if act.name not in SMOOTH and act.name != "custom":
         return (f"activation {act.name!r}: its derivative jumps, and the pathwise sensitivities of the width-N theory "
                 f"miss the kink crossings (use a smooth activation: {', '.join(SMOOTH)})")
@@ -284,8 +285,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     ``(|E f - y|^2 + tr Cov f) / (2P)`` (``test_loss`` likewise); ``loss_std`` the first-order spread
     ``sqrt((f - y)^T Cov f (f - y)) / P``; ``ntk_var`` and ``kernel_vars`` with ``record`` ``"ntk"`` /
     ``"kernels"``. ``ntk`` and ``kernels`` stay the infinite-width means (their O(1/N) shift is not computed).
-    Problems :func:`not_covered` names keep the infinite-width answer, with a ``RuntimeWarning``. ``meta["finite_width"]``
-    says which corrections are included."""
+    Two-layer MLPs use :func:`two_layer` (Monte Carlo single-site paths). Problems :func:`not_covered` names keep the infinite-width answer,
+    with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
     import warnings
 
     from . import monte_carlo as mc
@@ -297,13 +298,14 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
                       stacklevel=3)
         traj.meta["finite_width"] = {"corrections": (), "not_covered": why}
         return traj
-    P, Pa, T1 = problem.P, problem.Kx_all.shape[0], traj.steps + 1
+    P, Pa, T1, K = problem.P, problem.Kx_all.shape[0], traj.steps + 1, limit.fields
+    kernels = (("ntk",) if "ntk" in record else ()) + (
+        tuple(f"{q}{k}" for k in range(1, K + 1) for q in ("phi", "g")) if "kernels" in record else ())
+    data = dict(Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr, kernels=kernels)
     f_inf = np.concatenate([traj.predictions] + ([traj.test_predictions] if Pa > P else []), axis=1)
     src = mc.mlp_sources(SAMPLES, 1, T1, Pa, seed, qmc, antithetic=antithetic)
-    kernels = (("ntk",) if "ntk" in record else ()) + (("phi1", "g1") if "kernels" in record else ())
-    res = two_layer(act, limit, Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr,
-                    f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T, r=src["r_top"],
-                    kernels=kernels, progress=progress)
+    res = two_layer(act, limit, **data, f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T,
+                    r=src["r_top"], progress=progress)
     return _assemble(traj, res, width, P, y=problem.y, y_test=y_test)
 
 
@@ -327,6 +329,7 @@ def _assemble(traj, res: WidthCorrections, N: int, P: int, *, y, y_test):
             changes["test_loss"] = 0.5 * (np.sum((mean[:, P:] - y_test) ** 2, axis=1) + np.trace(Ct, axis1=1, axis2=2)) / Q
     _warn_if_meaningless(C, y, N, res.ntk_spread)
     traj.meta["finite_width"] = {"corrections": ("covariance", "mean_shift", "variance_in_loss"),
+                                 "method": "Monte Carlo single-site paths (docs/theory/finite_width.md)",
                                  "samples": res.samples, "kernel_means": "infinite width (O(1/N) shift not included)"}
     return traj.replace(**changes)
 
