@@ -131,7 +131,7 @@ def main():
     ap.add_argument("--float64", action="store_true")
     a = ap.parse_args()
     import sys
-    sys.path.insert(0, "/work/main")
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     import limits
     d = limits.datasets.teacher(P=a.P, D=a.D, seed=a.data_seed)
     t0 = time.time()

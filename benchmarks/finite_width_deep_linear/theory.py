@@ -420,7 +420,7 @@ def two_layer_kappa_D(X, y, lr, steps, gamma0=1.0):
 if __name__ == "__main__":
     import sys
     import time
-    sys.path.insert(0, "/work/main")
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     import limits
     d = limits.datasets.teacher(P=6, D=8, seed=0)
     for L in (1, 2, 3):
