@@ -7,7 +7,6 @@ Rungs: the expansion point reproduces the infinite-width solver on the same path
 """
 
 import math
-import warnings
 
 import numpy as np
 import pytest
