@@ -68,7 +68,7 @@ def plot_loss_curves(trajectories: Mapping[str, object], path, *, title: str = "
         t = np.arange(loss.shape[0])
         meta = getattr(traj, "meta", {})
         limit = meta.get("width") == float("inf")
-        theory = bool(isinstance(meta.get("finite_width"), Mapping) and meta["finite_width"].get("corrections"))
+        theory = bool(getattr(traj, "width_corrections", ()))
         style = dict(color="k", ls="--", zorder=3) if limit else (dict(ls=":", zorder=3) if theory else {})
         line = ax.plot(t, loss, label=label, **style)[0]
         if theory and traj.loss_std is not None:

@@ -130,6 +130,14 @@ class Trajectory:
         return np.arange(self.steps + 1)
 
     @property
+    def width_corrections(self) -> tuple:
+        """The finite-width corrections this trajectory includes (``meta["finite_width"]["corrections"]`` of a
+        ``solve_dmft(..., width=N)`` theory, e.g. ``("covariance", "mean_shift", "variance_in_loss")``); ``()``
+        for anything else."""
+        info = self.meta.get("finite_width")
+        return tuple(info.get("corrections", ())) if isinstance(info, Mapping) else ()
+
+    @property
     def final_loss(self) -> float:
         return float(np.asarray(self.loss)[-1])
 

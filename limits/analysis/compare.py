@@ -155,8 +155,9 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _check_same_model(limit: Trajectory, sims: Mapping[int, Trajectory]) -> None:
-    """ValueError naming the first ``meta`` field (of :data:`MATCH`, and the width) where a run differs."""
+def _check_same_model(limit: Trajectory, sims: Mapping[int, Trajectory], name: str = "limit") -> None:
+    """ValueError naming the first ``meta`` field (of :data:`MATCH`, and the width) where a run differs from the
+    reference run ``limit`` (called ``name`` in the message)."""
     for width, traj in sims.items():
         w = traj.meta.get("width")
         if w is not None and not _same(w, width):
@@ -166,7 +167,7 @@ def _check_same_model(limit: Trajectory, sims: Mapping[int, Trajectory]) -> None
             if a is None or b is None:
                 continue  # not recorded (or a table's gamma0): nothing to compare
             if not _same(a, b):
-                raise ValueError(f"the limit and simulations[{width}] differ in {field}: limit {field}={a!r}, "
+                raise ValueError(f"the {name} and simulations[{width}] differ in {field}: {name} {field}={a!r}, "
                                  f"simulation {field}={b!r}; compare runs of the same model, training and data")
 
 
@@ -318,16 +319,10 @@ def compare(
 def _check_theory(theory, sims) -> Trajectory:
     """``theory`` checked: a Trajectory with finite-width corrections, of the same model as the simulations."""
     theory = _check(theory, "theory")
-    corrections = theory.meta.get("finite_width", {}).get("corrections") if isinstance(theory.meta.get("finite_width"), Mapping) else None
-    if not corrections or theory.prediction_cov is None:
+    if not theory.width_corrections or theory.prediction_cov is None:
         raise ValueError("theory must be a width-N theory with finite-width corrections: limits.solve_dmft(..., width=N) "
                          "of a covered model (meta['finite_width']['corrections'] is empty or missing)")
-    for width, traj in sims.items():
-        for field in MATCH:
-            a, b = theory.meta.get(field), traj.meta.get(field)
-            if a is not None and b is not None and not _same(a, b):
-                raise ValueError(f"the theory and simulations[{width}] differ in {field}: theory {field}={a!r}, "
-                                 f"simulation {field}={b!r}")
+    _check_same_model(theory, sims, "theory")
     return theory
 
 

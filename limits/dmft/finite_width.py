@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -71,55 +72,52 @@ class WidthCorrections:
     samples: int
 
 
-def _site(act, consts, u, r, dt):
-    """One neuron of a two-layer network driven by the error trajectory ``dt`` (T1, Pa) (``Dt`` on train points,
-    0 on test points). ``u`` (Pa,), ``r`` () its sources. Returns per time: ``F = z phi(h)/gamma`` (Pa,),
-    ``phi(h)`` (Pa,), ``g = phi'(h) z`` (Pa,)."""
+def _neuron_step(act, consts, u, r, carry, d):
+    """One time step of a two-layer neuron (or of a batch of them: ``u`` (..., Pa), ``r`` (...,)) driven by the
+    errors ``d = Dt(t)`` (Pa,) (0 on test points). ``carry = (sum_{s<t} g(s) Dt(s), sum_{s<t} phi(h(s)).Dt(s))``
+    with the shapes of ``(u, r)``. Returns the new carry and ``(F = z phi(h)/gamma, phi(h), g = phi'(h) z)``, each
+    shaped like ``u``."""
+    run_g, run_phi = carry
     c, k1, k2, b1 = consts["c"], consts["kappa"][0], consts["kappa"][1], consts["b"][0]
-    Kx, gamma = consts["Kx"], consts["gamma"]
+    h = b1 * u + c * k1 * (run_g @ consts["Kx"])  # Kx is symmetric
+    z = (r + c * k2 * run_phi)[..., None]
+    phi = act.fn(h)
+    g = act.deriv(h) * z
+    return (run_g + g * d, run_phi + phi @ d), (z * phi / consts["gamma"], phi, g)
 
-    def step(carry, d):
-        run_g, run_phi = carry
-        h = b1 * u + c * k1 * (Kx @ run_g)
-        z = r + c * k2 * run_phi
-        phi = act.fn(h)
-        g = act.deriv(h) * z
-        return (run_g + g * d, run_phi + phi @ d), (z * phi / gamma, phi, g)
 
-    init = (jnp.zeros_like(u), jnp.zeros((), u.dtype))
-    _, out = jax.lax.scan(step, init, dt)
-    return out
+def _kernels(consts, pp, gg, names):
+    """The kernels ``names`` from the products ``pp`` of ``phi(h)`` and ``gg`` of ``g`` on the train points (..., P, P):
+    the NTK ``kappa_1 gg * Kx + kappa_2 pp``, ``phi1 = pp``, ``g1 = gg``."""
+    P = pp.shape[-1]
+    out = {"ntk": consts["kappa"][0] * gg * consts["Kx"][:P, :P] + consts["kappa"][1] * pp, "phi1": pp, "g1": gg}
+    return {k: v for k, v in out.items() if k in names}
+
+
+def _site(act, consts, u, r, dt):
+    """One neuron with sources ``u`` (Pa,), ``r`` () driven by the error trajectory ``dt`` (T1, Pa): per time
+    ``(F, phi(h), g)`` (T1, Pa) each (:func:`_neuron_step`)."""
+    step = functools.partial(_neuron_step, act, consts, u, r)
+    return jax.lax.scan(step, (jnp.zeros_like(u), jnp.zeros_like(r)), dt)[1]
 
 
 def _kernel_samples(consts, phi, g, P, names=("ntk", "phi1", "g1")):
-    """Per-path kernel samples (T1, P, P): the NTK ``kappa_1 g g^T * Kx + kappa_2 phi phi^T``, ``phi phi^T``,
-    ``g g^T`` (train block)."""
+    """Per-path kernel samples (T1, P, P) of ``names`` (:func:`_kernels`) from one path's ``phi``, ``g`` (T1, Pa)."""
     phi, g = phi[:, :P], g[:, :P]
-    pp = phi[:, :, None] * phi[:, None, :]
-    gg = g[:, :, None] * g[:, None, :]
-    ntk = consts["kappa"][0] * gg * consts["Kx"][None, :P, :P] + consts["kappa"][1] * pp
-    return {k: v for k, v in {"ntk": ntk, "phi1": pp, "g1": gg}.items() if k in names}
+    return _kernels(consts, phi[:, :, None] * phi[:, None, :], g[:, :, None] * g[:, None, :], names)
 
 
 def _means(act, P, consts, u, r, dt, names=("ntk", "phi1", "g1")):
     """Path means of the readout samples (T1, Pa) and of the kernel samples (name -> (T1, P, P)), reduced inside
     the time scan so that forward-mode tangents never hold per-path kernels. ``u`` (S, Pa), ``r`` (S,)."""
-    c, k1, k2, b1 = consts["c"], consts["kappa"][0], consts["kappa"][1], consts["b"][0]
-    Kx, gamma, S = consts["Kx"], consts["gamma"], u.shape[0]
+    S = u.shape[0]
 
     def step(carry, d):
-        run_g, run_phi = carry
-        h = b1 * u + c * k1 * (run_g @ Kx)
-        z = r + c * k2 * run_phi
-        phi = act.fn(h)
-        g = act.deriv(h) * z[:, None]
+        carry, (F, phi, g) = _neuron_step(act, consts, u, r, carry, d)
         pp, gg = phi[:, :P].T @ phi[:, :P] / S, g[:, :P].T @ g[:, :P] / S
-        ks = {"ntk": k1 * gg * Kx[:P, :P] + k2 * pp, "phi1": pp, "g1": gg}
-        ks = {k: v for k, v in ks.items() if k in names}
-        return (run_g + g * d, run_phi + phi @ d), ((z[:, None] * phi).mean(0) / gamma, ks)
+        return carry, (F.mean(0), _kernels(consts, pp, gg, names))
 
-    _, out = jax.lax.scan(step, (jnp.zeros_like(u), jnp.zeros_like(r)), dt)
-    return out
+    return jax.lax.scan(step, (jnp.zeros_like(u), jnp.zeros_like(r)), dt)[1]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -211,8 +209,9 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
         F, _ = _samples(act, P, (), consts, u, r, dtj)
         SK = min(S, max(1024, KERNEL_ENTRIES // (T1 * P * P)))  # kernel samples are (S, T1, P, P): a path prefix
         _, ks = _samples(act, P, tuple(sorted(set(kernels) | {"ntk"})), consts, u[:SK], r[:SK], dtj)
-        Y_tr, Y, A = _responses(np.array(F).reshape(S, -1), JF, np.tile(mask, T1), P)
-        mean = _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, np.tile(mask, T1), P)
+        tr = np.tile(mask, T1)  # train coordinates of the time-major grid
+        Y_tr, Y, A = _responses(np.array(F).reshape(S, -1), JF, tr, P)
+        mean = _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, tr, P)
     Yt = Y.reshape(S, T1, Pa)
     kvar = {}
     for name in kernels:
@@ -287,8 +286,6 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     ``"kernels"``. ``ntk`` and ``kernels`` stay the infinite-width means (their O(1/N) shift is not computed).
     Two-layer MLPs use :func:`two_layer` (Monte Carlo single-site paths). Problems :func:`not_covered` names keep the infinite-width answer,
     with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
-    import warnings
-
     from . import monte_carlo as mc
 
     why = not_covered(limit, act)
@@ -306,13 +303,13 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     src = mc.mlp_sources(SAMPLES, 1, T1, Pa, seed, qmc, antithetic=antithetic)
     res = two_layer(act, limit, **data, f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T,
                     r=src["r_top"], progress=progress)
-    return _assemble(traj, res, width, P, y=problem.y, y_test=y_test)
+    return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test)
 
 
-def _assemble(traj, res: WidthCorrections, N: int, P: int, *, y, y_test):
-    """The width-N :class:`~limits.Trajectory` from the infinite-width one and the O(1/N) coefficients."""
-    mean = np.concatenate([traj.predictions] + ([traj.test_predictions] if traj.test_predictions is not None else []),
-                          axis=1) + res.mean_shift / N
+def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test):
+    """The width-N :class:`~limits.Trajectory` from the infinite-width one, its predictions ``f_inf`` (T1, Pa) on the
+    train then test points, and the O(1/N) coefficients."""
+    mean = f_inf + res.mean_shift / N
     cov = res.cov / N
     pred, C = mean[:, :P], cov[:, :P, :P]
     err = pred - y
@@ -337,7 +334,6 @@ def _assemble(traj, res: WidthCorrections, N: int, P: int, *, y, y_test):
 def _warn_if_meaningless(C, y, N: int, ntk_spread) -> None:
     """Warn when the O(1/N) expansion is not small: the NTK's relative spread over initializations
     (``ntk_spread / sqrt(N)``) above 1/2, or a predicted variance of the predictions above the mean squared target."""
-    import warnings
 
     rel = float(np.max(ntk_spread)) / math.sqrt(N)
     spread = float(np.max(np.trace(C, axis1=1, axis2=2)) / C.shape[1])

@@ -382,19 +382,22 @@ def _meta(s: _Setup, wall: float) -> dict:
     }
 
 
+def _seed_cov(preds: np.ndarray) -> np.ndarray | None:
+    """Equal-time covariance over seeds (T1, P, P) of per-seed predictions (S, T1, P); None for one seed or when it
+    would exceed 2e7 entries."""
+    S, T1, P = preds.shape
+    if S < 2 or T1 * P * P > 2e7:
+        return None
+    centered = preds - preds.mean(axis=0)
+    return np.einsum("stp,stq->tpq", centered, centered) / (S - 1)
+
+
 def _assemble(s: _Setup, raw: dict, wall: float) -> Trajectory:
     """Seed means, standard errors and covariances of the raw per-seed arrays of :func:`_run`."""
     losses, preds, test_preds, records = raw["losses"], raw["preds"], raw["test_preds"], raw["records"]
     S, T1, P = preds.shape
     loss_stderr = losses.std(axis=0, ddof=1) / math.sqrt(S) if S > 1 else np.zeros(T1, losses.dtype)
-    cov = None
-    if S > 1 and T1 * P * P <= 2e7:
-        centered = preds - preds.mean(axis=0)
-        cov = np.einsum("stp,stq->tpq", centered, centered) / (S - 1)
-    test_cov = None
-    if S > 1 and test_preds is not None and T1 * test_preds.shape[2] ** 2 <= 2e7:
-        centered = test_preds - test_preds.mean(axis=0)
-        test_cov = np.einsum("stp,stq->tpq", centered, centered) / (S - 1)
+    cov, test_cov = _seed_cov(preds), None if test_preds is None else _seed_cov(test_preds)
     kernels_per_seed = _per_seed_kernels(s, records)
     test_losses = None
     if s.y_test is not None:
