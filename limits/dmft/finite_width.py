@@ -151,11 +151,12 @@ def _jacobians(act, P, names, consts, u, r, dt, chunk, progress=False):
     return np.concatenate(JF).T, {k: np.concatenate(v).T for k, v in JK.items()}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _samples(act, P, names, consts, u, r, dt):
-    """Per-path readout samples (S, T1, Pa) and kernel samples name -> (S, T1, P, P) for ``names``."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _samples(act, P, names, SK, consts, u, r, dt):
+    """Per-path readout samples (S, T1, Pa) and, on the first ``SK`` paths, kernel samples name -> (SK, T1, P, P)
+    for ``names``."""
     F, phi, g = jax.vmap(functools.partial(_site, act, consts), in_axes=(0, 0, None))(u, r, dt)
-    return F, jax.vmap(functools.partial(_kernel_samples, consts, P=P, names=names))(phi, g)
+    return F, jax.vmap(functools.partial(_kernel_samples, consts, P=P, names=names))(phi[:SK], g[:SK])
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -206,9 +207,8 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
                   "gamma": cast(limit.gamma)}
         u, r, dtj = cast(u), cast(np.reshape(r, -1)), cast(dt)
         JF, JK = _jacobians(act, P, tuple(kernels), consts, u[:SJ], r[:SJ], dtj, chunk, progress)
-        F, _ = _samples(act, P, (), consts, u, r, dtj)
         SK = min(S, max(1024, KERNEL_ENTRIES // (T1 * P * P)))  # kernel samples are (S, T1, P, P): a path prefix
-        _, ks = _samples(act, P, tuple(sorted(set(kernels) | {"ntk"})), consts, u[:SK], r[:SK], dtj)
+        F, ks = _samples(act, P, tuple(sorted(set(kernels) | {"ntk"})), SK, consts, u, r, dtj)
         tr = np.tile(mask, T1)  # train coordinates of the time-major grid
         Y_tr, Y, A = _responses(np.array(F).reshape(S, -1), JF, tr, P)
         mean = _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, tr, P)
