@@ -112,7 +112,7 @@ def test_test_points_and_test_loss(data):
 
 
 def test_uncovered_problems_warn_and_say_so(data):
-    with pytest.warns(RuntimeWarning, match="depth 2 is not covered"):
+    with pytest.warns(RuntimeWarning, match="depth 2 with activation .tanh. is not covered"):
         tr = limits.solve_dmft("mup", 2, 256, X=data.X, y=data.y, lr=LR, steps=2, progress=False, record=None,
                                method=limits.dmft.MonteCarlo(samples=1024))
     assert tr.meta["finite_width"]["corrections"] == ()

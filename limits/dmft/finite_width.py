@@ -260,15 +260,15 @@ def _solve_lower(A, B):
 
 def not_covered(limit, act) -> str | None:
     """Why the width-N theory does not cover this problem (None when it does): it is derived for two-layer MLPs
-    with a differentiable ``phi'`` (docs/theory/finite_width.md sections 1-4; deep linear MLPs: section 5, not in the
-    package yet)."""
+    with a differentiable ``phi'`` (docs/theory/finite_width.md sections 1-4) and for linear MLPs of any depth
+    (section 5)."""
     if limit.layer_time is not None:
         return "the layer-time limit (depth=math.inf) has no width-N theory here"
     if limit.residual:
         return "residual networks are not covered by the width-N theory yet"
-    if limit.fields > 1:
-        return (f"the width-N theory covers two-layer MLPs (depth=1) so far; depth {limit.fields} is not covered yet "
-                f"(docs/theory/finite_width.md section 5)")
+    if limit.fields > 1 and act.name != "linear":
+        return (f"the width-N theory covers two-layer MLPs (depth=1) and linear MLPs of any depth so far; depth "
+                f"{limit.fields} with activation {act.name!r} is not covered yet (docs/theory/finite_width.md section 6)")
     if act.name not in SMOOTH and act.name != "custom":
         return (f"activation {act.name!r}: its derivative jumps, and the pathwise sensitivities of the width-N theory "
                 f"miss the kink crossings (use a smooth activation: {', '.join(SMOOTH)})")
@@ -284,7 +284,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     ``(|E f - y|^2 + tr Cov f) / (2P)`` (``test_loss`` likewise); ``loss_std`` the first-order spread
     ``sqrt((f - y)^T Cov f (f - y)) / P``; ``ntk_var`` and ``kernel_vars`` with ``record`` ``"ntk"`` /
     ``"kernels"``. ``ntk`` and ``kernels`` stay the infinite-width means (their O(1/N) shift is not computed).
-    Two-layer MLPs use :func:`two_layer` (Monte Carlo single-site paths). Problems :func:`not_covered` names keep the infinite-width answer,
+    Two-layer MLPs use :func:`two_layer` (Monte Carlo single-site paths), linear MLPs of any depth
+    :func:`~limits.dmft.finite_width_linear.deep_linear` (exact, no sampling). Problems :func:`not_covered` names keep the infinite-width answer,
     with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
     from . import monte_carlo as mc
 
@@ -300,13 +301,20 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
         tuple(f"{q}{k}" for k in range(1, K + 1) for q in ("phi", "g")) if "kernels" in record else ())
     data = dict(Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr, kernels=kernels)
     f_inf = np.concatenate([traj.predictions] + ([traj.test_predictions] if Pa > P else []), axis=1)
-    src = mc.mlp_sources(SAMPLES, 1, T1, Pa, seed, qmc, antithetic=antithetic)
-    res = two_layer(act, limit, **data, f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T,
-                    r=src["r_top"], progress=progress)
-    return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test)
+    if act.name == "linear":
+        from .finite_width_linear import deep_linear
+
+        res = deep_linear(limit, **data, steps=T1 - 1)
+        method = "exact: delta method on the Gaussian-conditioning map of the linear network (docs/theory/finite_width.md section 5)"
+    else:
+        src = mc.mlp_sources(SAMPLES, 1, T1, Pa, seed, qmc, antithetic=antithetic)
+        res = two_layer(act, limit, **data, f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T,
+                        r=src["r_top"], progress=progress)
+        method = "Monte Carlo single-site paths (docs/theory/finite_width.md sections 1-4)"
+    return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test, method=method)
 
 
-def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test):
+def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, method: str):
     """The width-N :class:`~limits.Trajectory` from the infinite-width one, its predictions ``f_inf`` (T1, Pa) on the
     train then test points, and the O(1/N) coefficients."""
     mean = f_inf + res.mean_shift / N
@@ -326,7 +334,7 @@ def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test):
             changes["test_loss"] = 0.5 * (np.sum((mean[:, P:] - y_test) ** 2, axis=1) + np.trace(Ct, axis1=1, axis2=2)) / Q
     _warn_if_meaningless(C, y, N, res.ntk_spread)
     traj.meta["finite_width"] = {"corrections": ("covariance", "mean_shift", "variance_in_loss"),
-                                 "method": "Monte Carlo single-site paths (docs/theory/finite_width.md)",
+                                 "method": method,
                                  "samples": res.samples, "kernel_means": "infinite width (O(1/N) shift not included)"}
     return traj.replace(**changes)
 
