@@ -258,10 +258,10 @@ def _solve_lower(A, B):
     return scipy.linalg.solve_triangular(A, B, lower=True)
 
 
-def not_covered(limit, act) -> str | None:
+def not_covered(limit, act, y=None) -> str | None:
     """Why the width-N theory does not cover this problem (None when it does): it is derived for two-layer MLPs
     with a differentiable ``phi'`` (docs/theory/finite_width.md sections 1-4) and for linear MLPs of any depth
-    (section 5)."""
+    (section 5), the latter with targets ``y`` that are not all zero."""
     if limit.layer_time is not None:
         return "the layer-time limit (depth=math.inf) has no width-N theory here"
     if limit.residual:
@@ -269,6 +269,10 @@ def not_covered(limit, act) -> str | None:
     if limit.fields > 1 and act.name != "linear":
         return (f"the width-N theory covers two-layer MLPs (depth=1) and linear MLPs of any depth so far; depth "
                 f"{limit.fields} with activation {act.name!r} is not covered yet (docs/theory/finite_width.md section 6)")
+    if act.name == "linear" and y is not None and not np.any(np.asarray(y)):
+        return ("all train targets are zero: the limit does not move, and the directions the errors reveal, on which "
+                "the linear theory is built (docs/theory/finite_width.md section 5), vanish at infinite width but not at "
+                "width N")
     if act.name not in SMOOTH and act.name != "custom":
         return (f"activation {act.name!r}: its derivative jumps, and the pathwise sensitivities of the width-N theory "
                 f"miss the kink crossings (use a smooth activation: {', '.join(SMOOTH)})")
@@ -289,7 +293,7 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
     from . import monte_carlo as mc
 
-    why = not_covered(limit, act)
+    why = not_covered(limit, act, problem.y)
     if why is not None:
         warnings.warn(f"width={width}: {why}; the result is the infinite-width DMFT of this width's table constants, "
                       f"without finite-width fluctuations or mean shift (meta['finite_width'])", RuntimeWarning,
