@@ -6,6 +6,8 @@ paths), and convergence of finite-width ensembles (``limits.simulate``).
 """
 
 import dataclasses
+import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -33,12 +35,19 @@ def _coefficients(data, depth, steps, y=None, **kw):
     return res, lim, Kx
 
 
-def test_initial_fluctuations_grow_linearly_with_depth(data):
-    """At initialization ``N Var f(0) = Phi^L / gamma^2`` and ``N Var Phi^l_{mu nu} = l (Phi_mumu Phi_nunu +
-    Phi_munu^2)`` (Gaussian products of ``l`` independent layers), to round-off."""
-    depth = 3
-    res, lim, Kx = _coefficients(data, depth, 2, kernels=tuple(f"phi{l}" for l in range(1, depth + 1)),
+def test_reproduces_the_numpy_prototype_and_the_growth_with_depth_at_initialization(data):
+    """Against the stored numpy prototype (hand-written forward mode, validated against ensembles;
+    ``tests/data/make_deep_linear_reference.py``) to 1e-10 over the trajectory; at initialization the closed forms
+    ``N Var f(0) = Phi^L / gamma^2`` and ``N Var Phi^l_{mu nu} = l (Phi_mumu Phi_nunu + Phi_munu^2)`` (Gaussian
+    products of ``l`` independent layers: the variance grows linearly with depth)."""
+    ref = json.loads((pathlib.Path(__file__).parent / "data" / "deep_linear_reference.json").read_text())
+    depth, steps = ref["config"]["depth"], ref["config"]["steps"]
+    res, lim, Kx = _coefficients(data, depth, steps, kernels=("ntk",) + tuple(f"phi{l}" for l in range(1, depth + 1)),
                                  mean_shift=False)
+    np.testing.assert_allclose(res.cov, ref["cov"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.kernel_var["ntk"], ref["ntk_var"], rtol=1e-10, atol=1e-12)
+    for l in range(1, depth + 1):
+        np.testing.assert_allclose(res.kernel_var[f"phi{l}"], ref["phi_var"][l - 1], rtol=1e-10, atol=1e-12)
     b = np.asarray(lim.b)
     for l in range(1, depth + 1):
         phi = Kx * np.prod(b[:l] ** 2)
