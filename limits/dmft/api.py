@@ -87,8 +87,8 @@ def solve_dmft(
             None: the table's own depth (1 for a preset name).
         width: ``math.inf``, or a finite width N: the network of that width to O(1/N) (docs/theory/finite_width.md):
             the table's width-N constants (``ntk``: ``gamma = 1/sqrt N``) and, for two-layer MLPs with a smooth
-            activation, the covariance over initializations, the mean shift and the expected loss; other
-            architectures warn and return the DMFT of the width-N constants (``meta["finite_width"]`` says which).
+            activation (Monte Carlo paths) and linear MLPs of any depth (exact), the covariance over
+            initializations, the mean shift and the expected loss; other architectures warn and return the DMFT of the width-N constants (``meta["finite_width"]`` says which).
         X: (P, D) train inputs. y: (P,) targets (both None: ``limits.datasets.teacher()``).
         X_test: (Q, D) or None. y_test: (Q,) test targets (gives ``test_loss``) or None.
         activation: name (``linear``, ``relu``, ``tanh``, ``erf``, ``gelu``) or callable.
@@ -111,7 +111,7 @@ def solve_dmft(
         ``prediction_stderr`` (steps+1, P) (Monte Carlo), ``loss_stderr`` (steps+1,) (Monte Carlo error: the spread of 16 Sobol
         blocks of the paths, a conservative estimate; 0 for exact equations), ``ntk`` (steps+1, P, P) (the lr-weighted NTK: to first order
         ``f(t+1) - f(t) = lr/P NTK(t) Delta(t)``), ``kernels``, ``meta`` (:data:`limits.checks.META_KEYS`, then the compiled table),
-        ``diagnostics`` (informational: samples and how they were chosen). At a finite ``width`` (two-layer):
+        ``diagnostics`` (informational: samples and how they were chosen). At a finite ``width`` (two-layer, or linear of any depth):
         ``predictions`` the width-N means, ``prediction_cov`` (steps+1, P, P), ``test_prediction_cov`` (steps+1, Q, Q),
         ``loss`` the expected loss with its variance term, ``loss_std`` (steps+1,), ``ntk_var`` / ``kernel_vars``
         (entry variances) with ``record`` "ntk" / "kernels"; ``ntk`` and ``kernels`` stay the infinite-width means.
