@@ -372,7 +372,7 @@ def _curvature(E, data, shape):
     return jax.vmap(one)(E).sum(0)
 
 
-def _second_order(data, shape, v, chunk: int = 64):
+def _second_order(data, shape, v, chunk: int = 256):
     """``sum_i v_i d^2 f / d theta_i^2`` at 0, ``chunk`` directions per compiled batch (padded with zero rows)."""
     size = len(v)
     chunk = min(chunk, size)
