@@ -7,6 +7,7 @@ Rungs: the expansion point reproduces the infinite-width solver on the same path
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -167,3 +168,14 @@ def test_feature_learning_reduces_the_final_fluctuations(data):
     assert np.all(rich < 0.8 * lazy), (lazy, rich)
     np.testing.assert_allclose(lazy[[1, 3]], lazy[[0, 2]], rtol=0.2)
     np.testing.assert_allclose(rich[[1, 3]], rich[[0, 2]], rtol=0.2)
+
+
+def test_edge_of_stability_warns():
+    """``lr lambda_max(NTK)/P`` near 2 (depth-3 linear on teacher(P=6, seed=0) at lr 0.5 reaches 2.06): N Cov f then
+    approaches its O(1/N) limit only at widths of 10^4 and more (docs/theory/finite_width.md section 5)."""
+    ntk = np.stack([np.diag([3.0, 1.0]), np.diag([8.2, 1.0])])  # lr lambda_max / P = 0.75, 2.05 at lr 0.5, P = 2
+    with pytest.warns(RuntimeWarning, match="edge of stability.*2.05 at step 1"):
+        fw._warn_if_at_the_edge_of_stability(ntk, 0.5, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fw._warn_if_at_the_edge_of_stability(ntk[:1], 0.5, 2)

@@ -63,13 +63,15 @@ class WidthCorrections:
     ``cov`` (T1, Pa, Pa): ``N Cov(f(t))`` over initializations at equal times; ``mean_shift`` (T1, Pa):
     ``N (E f_N(t) - f_inf(t))``; ``kernel_var``: name (``"ntk"``, ``"phi1"``, ``"g1"``) -> (T1, P, P) ``N Var``
     of each entry; ``ntk_spread`` (T1, P): the per-neuron spread of the NTK's diagonal relative to its mean,
-    ``sqrt(Var_i k_i) / <k>`` (the expansion parameter is ``ntk_spread / sqrt(N)``); ``samples``: paths used."""
+    ``sqrt(Var_i k_i) / <k>`` (the expansion parameter is ``ntk_spread / sqrt(N)``); ``samples``: paths used;
+    ``ntk_mean`` (T1, P, P): the infinite-width NTK the expansion is about (None if not computed)."""
 
     cov: np.ndarray
     mean_shift: np.ndarray
     kernel_var: dict
     ntk_spread: np.ndarray
     samples: int
+    ntk_mean: np.ndarray | None = None
 
 
 def _neuron_step(act, consts, u, r, carry, d):
@@ -221,7 +223,7 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
     ntk = np.asarray(ks["ntk"])
     spread = np.sqrt(np.diagonal(ntk.var(0), axis1=1, axis2=2)) / np.abs(np.diagonal(ntk.mean(0), axis1=1, axis2=2))
     return WidthCorrections(cov=np.einsum("stp,stq->tpq", Yt, Yt) / S, mean_shift=mean.reshape(T1, Pa),
-                            ntk_spread=spread, kernel_var=kvar, samples=S)
+                            ntk_spread=spread, kernel_var=kvar, samples=S, ntk_mean=ntk.mean(0))
 
 
 def _responses(F, JF, tr, P):
@@ -268,11 +270,12 @@ def not_covered(limit, act, y=None) -> str | None:
         return "residual networks are not covered by the width-N theory yet"
     if limit.fields > 1 and act.name != "linear":
         return (f"the width-N theory covers two-layer MLPs (depth=1) and linear MLPs of any depth so far; depth "
-                f"{limit.fields} with activation {act.name!r} is not covered yet (docs/theory/finite_width.md section 6)")
+                f"{limit.fields} with activation {act.name!r} is not covered yet "
+                f"(docs/theory/finite_width.md section 6)")
     if act.name == "linear" and y is not None and not np.any(np.asarray(y)):
-        return ("all train targets are zero: the limit does not move, and the directions the errors reveal, on which "
-                "the linear theory is built (docs/theory/finite_width.md section 5), vanish at infinite width but not at "
-                "width N")
+        return ("all train targets are zero: the limit does not move, and the directions the errors reveal, on "
+                "which the linear theory is built (docs/theory/finite_width.md section 5), vanish at infinite width "
+                "but not at width N")
     if act.name not in SMOOTH and act.name != "custom":
         return (f"activation {act.name!r}: its derivative jumps, and the pathwise sensitivities of the width-N theory "
                 f"miss the kink crossings (use a smooth activation: {', '.join(SMOOTH)})")
@@ -289,7 +292,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     ``sqrt((f - y)^T Cov f (f - y)) / P``; ``ntk_var`` and ``kernel_vars`` with ``record`` ``"ntk"`` /
     ``"kernels"``. ``ntk`` and ``kernels`` stay the infinite-width means (their O(1/N) shift is not computed).
     Two-layer MLPs use :func:`two_layer` (Monte Carlo single-site paths), linear MLPs of any depth
-    :func:`~limits.dmft.finite_width_linear.deep_linear` (exact, no sampling). Problems :func:`not_covered` names keep the infinite-width answer,
+    :func:`~limits.dmft.finite_width_linear.deep_linear` (exact, no sampling). Problems :func:`not_covered` names
+    keep the infinite-width answer,
     with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
     from . import monte_carlo as mc
 
@@ -309,12 +313,14 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
         from .finite_width_linear import deep_linear
 
         res = deep_linear(limit, **data, steps=T1 - 1)
-        method = "exact: delta method on the Gaussian-conditioning map of the linear network (docs/theory/finite_width.md section 5)"
+        method = ("exact: delta method on the Gaussian-conditioning map of the linear network "
+                  "(docs/theory/finite_width.md section 5)")
     else:
         src = mc.mlp_sources(SAMPLES, 1, T1, Pa, seed, qmc, antithetic=antithetic)
         res = two_layer(act, limit, **data, f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T,
                         r=src["r_top"], progress=progress)
         method = "Monte Carlo single-site paths (docs/theory/finite_width.md sections 1-4)"
+    _warn_if_at_the_edge_of_stability(res.ntk_mean, lr, P)
     return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test, method=method)
 
 
@@ -341,6 +347,25 @@ def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, 
                                  "method": method,
                                  "samples": res.samples, "kernel_means": "infinite width (O(1/N) shift not included)"}
     return traj.replace(**changes)
+
+
+EDGE_OF_STABILITY = 1.9
+"""``lr lambda_max(NTK) / P`` from which gradient descent counts as at the edge of stability (2 is the threshold)."""
+
+
+def _warn_if_at_the_edge_of_stability(ntk, lr: float, P: int) -> None:
+    """Warn when the infinite-width dynamics run at the edge of stability, ``max_t lr lambda_max(NTK(t)) / P >=``
+    :data:`EDGE_OF_STABILITY`: there the network-to-network spread of the oscillating mode's multiplier makes the
+    response far from linear, and ``N Cov`` approaches its O(1/N) limit only at very large N
+    (docs/theory/finite_width.md section 5)."""
+    if ntk is None:
+        return
+    top = lr * np.linalg.eigvalsh(np.asarray(ntk))[:, -1] / P
+    t = int(np.argmax(top))
+    if top[t] >= EDGE_OF_STABILITY:
+        warnings.warn(f"gradient descent runs at the edge of stability (lr lambda_max(NTK)/P = {top[t]:.2f} at step "
+                      f"{t}): there the O(1/N) theory holds only at very large widths (10^4 and more); use a "
+                      f"smaller lr, or simulate the width with limits.simulate", RuntimeWarning, stacklevel=4)
 
 
 def _warn_if_meaningless(C, y, N: int, ntk_spread) -> None:

@@ -254,7 +254,8 @@ class _Structure:
         return v
 
     def mean(self) -> np.ndarray:
-        """(size,) ``N E theta_i``: ``-(k + i)/2 - 1/4`` on the Bartlett diagonals (``R_ii ~ chi_{N-k-i}``, 0-based i)."""
+        """(size,) ``N E theta_i``: ``-(k + i)/2 - 1/4`` on the Bartlett diagonals (``R_ii ~ chi_{N-k-i}``,
+        0-based ``i``)."""
         m = np.zeros(self.size)
         pos, shift = self._diagonals()
         m[pos] = -0.5 * shift - 0.25
@@ -305,15 +306,15 @@ def _structure(consts, L: int, steps: int) -> _Structure:
     def decide(slot, C, E):
         return disc.block(slot, 1, side=("w", L)) if slot[0] == "w" else disc(slot, C, E)
 
-    state = _initial(np, consts, decide, {l: cap for l in range(1, L + 1)}, {(l, s): cap for l in range(L) for s in "EF"},
-                     L, T1)
+    dims, reveal = {l: cap for l in range(1, L + 1)}, {(l, s): cap for l in range(L) for s in "EF"}
+    state = _initial(np, consts, decide, dims, reveal, L, T1)
     for t in range(T1):
         state, _ = _step(np, consts, decide, state, t)
     return _Structure(dims={l: max(disc.count.get(l, 0), 1) for l in range(1, L + 1)}, reveal=dict(disc.revealed),
                       records=tuple(disc.records), steps=steps, L=L, rC=rC, Pa=Pa)
 
 
-# ------------------------------------------------------------------------------------------------ the map F and its expansion
+# ---------------------------------------------------------------------------------------------- the map and its expansion
 def _key(slot) -> str:
     return f"{slot[0]}{slot[1]}"
 
@@ -323,7 +324,8 @@ def _data(st: _Structure, consts) -> dict:
     offs = st.offsets
     decs = [st.decision(rec, off) for rec, off in zip(st.records, offs)]
     slots = _slots(st.L)
-    steps = [dict(zip(map(_key, slots), decs[2 + t * len(slots): 2 + (t + 1) * len(slots)])) for t in range(st.steps + 1)]
+    n = len(slots)
+    steps = [dict(zip(map(_key, slots), decs[2 + t * n: 2 + (t + 1) * n])) for t in range(st.steps + 1)]
     stacked = {key: {f: np.stack([d[key][f] for d in steps]) for f in decs[0]} for key in map(_key, slots)}
     c = {k: np.asarray(consts[k], np.float64) for k in ("C", "Kx", "y", "mask", "P", "gamma", "c", "b", "kappa")}
     return dict(consts=c, first=dict(in0=decs[0], w=decs[1]), steps=stacked)
@@ -454,4 +456,4 @@ def deep_linear(limit, *, Kx_all, y_all, train_mask, lr, steps, kernels=(), mean
     diag = np.diagonal(k0["ntk"], axis1=1, axis2=2)
     spread = np.sqrt(np.diagonal(kvar["ntk"], axis1=1, axis2=2)) / np.abs(diag)
     return WidthCorrections(cov=cov, mean_shift=shift.reshape(T1, Pa), ntk_spread=spread,
-                            kernel_var={n: kvar[n] for n in kernels}, samples=0)
+                            kernel_var={n: kvar[n] for n in kernels}, samples=0, ntk_mean=k0["ntk"])
