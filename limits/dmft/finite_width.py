@@ -312,7 +312,7 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     if act.name == "linear":
         from .finite_width_linear import deep_linear
 
-        res = deep_linear(limit, **data, steps=T1 - 1)
+        res = deep_linear(limit, **data, steps=T1 - 1, progress=progress)
         method = ("exact: delta method on the Gaussian-conditioning map of the linear network "
                   "(docs/theory/finite_width.md section 5)")
     else:

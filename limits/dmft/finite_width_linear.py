@@ -178,6 +178,20 @@ def _space(slot) -> int:
     return {"in": 1, "w": l, "fwd": l + 1, "bwd": l}[kind]
 
 
+def _padded(rec, K: int, cap: int) -> dict:
+    """The padded arrays of one fresh block ``rec`` (rank ``r``, offset ``k`` in its space of dimension ``K``, offset
+    ``e`` among its side's ``cap`` directions, mixing ``V`` (m, r) or None for the readout): ``V`` (m, m), ``mask``
+    (m,), ``sel`` (K, m) the identity rows ``k..k+r``, ``put`` (m, cap) where the new directions go."""
+    r, k, e, V = rec["r"], rec["k"], rec["e"], rec["V"]
+    rmax = 1 if V is None else V.shape[0]
+    sel = np.zeros((K, rmax))
+    sel[k + np.arange(r), np.arange(r)] = 1.0
+    put = np.zeros((rmax, cap))
+    put[np.arange(r), e + np.arange(r)] = 1.0
+    Vp = np.zeros((rmax, rmax)) if V is None else np.pad(V, ((0, 0), (0, rmax - r)))
+    return dict(V=Vp, mask=(np.arange(rmax) < r).astype(np.float64), sel=sel, put=put)
+
+
 class _Discover:
     """The decisions of the numpy pass at ``theta = 0``: for each query the rank of its residual (relative singular
     values above :data:`RANK_TOL`), the mixing ``V`` and where its fresh block goes; arrays padded to ``cap``."""
@@ -187,17 +201,13 @@ class _Discover:
 
     def block(self, slot, r: int, V=None, side=None):
         """Record a fresh block of ``r`` directions for ``slot`` and return its decision (``theta`` = 0)."""
-        space, rmax = _space(slot), (1 if V is None else V.shape[0])
+        space = _space(slot)
         k, e = self.count.get(space, 0), self.revealed.get(side, 0)
-        self.records.append(dict(slot=slot, r=r, k=k, e=e, V=V, side=side))
+        rec = dict(slot=slot, r=r, k=k, e=e, V=V, side=side)
+        self.records.append(rec)
         self.count[space], self.revealed[side] = k + r, e + r
-        sel = np.zeros((self.cap, rmax))
-        sel[k + np.arange(r), np.arange(r)] = 1.0
-        put = np.zeros((rmax, self.cap))
-        put[np.arange(r), e + np.arange(r)] = 1.0
-        Vp = np.zeros((rmax, rmax)) if V is None else np.pad(V, ((0, 0), (0, rmax - r)))
-        mask = (np.arange(rmax) < r).astype(np.float64)
-        return dict(V=Vp, mask=mask, sel=sel, theta=np.zeros_like(sel), put=put)
+        dec = _padded(rec, self.cap, self.cap)
+        return dict(dec, theta=np.zeros_like(dec["sel"]))
 
     def __call__(self, slot, C, E):
         Res = C - E @ (E.T @ C)
@@ -263,20 +273,13 @@ class _Structure:
 
     def decision(self, rec, off: int):
         """The padded arrays of one block for the JAX map; ``theta`` as an index into ``[theta, 0]``."""
-        slot, r, k, e = rec["slot"], rec["r"], rec["k"], rec["e"]
-        K = self.dims[_space(slot)]
-        rmax = 1 if rec["V"] is None else rec["V"].shape[0]
-        cap = self.reveal.get(rec["side"], 1)
-        sel = np.zeros((K, rmax))
-        sel[k + np.arange(r), np.arange(r)] = 1.0
-        put = np.zeros((rmax, cap))
-        put[np.arange(r), e + np.arange(r)] = 1.0
-        idx = np.full((K, rmax), self.size, dtype=np.int32)
+        r, k = rec["r"], rec["k"]
+        dec = _padded(rec, self.dims[_space(rec["slot"])], self.reveal.get(rec["side"], 1))
+        idx = np.full(dec["sel"].shape, self.size, dtype=np.int32)
         idx[:k, :r] = off + np.arange(k * r).reshape(k, r)
         iu = np.triu_indices(r)
         idx[k + iu[0], iu[1]] = off + k * r + np.arange(len(iu[0]))
-        V = np.zeros((rmax, rmax)) if rec["V"] is None else np.pad(rec["V"], ((0, 0), (0, rmax - r)))
-        return dict(V=V, mask=(np.arange(rmax) < r).astype(np.float64), sel=sel, put=put, theta=idx)
+        return dict(dec, theta=idx)
 
 
 def _initial(xp, consts, decide, dims: dict, reveal: dict, L: int, T1: int):
@@ -374,12 +377,18 @@ def _curvature(E, data, shape):
     return jax.vmap(one)(E).sum(0)
 
 
-def _second_order(data, shape, v, chunk: int = 256):
-    """``sum_i v_i d^2 f / d theta_i^2`` at 0, ``chunk`` directions per compiled batch (padded with zero rows)."""
+def _second_order(data, shape, v, chunk: int = 256, progress: bool = False):
+    """``sum_i v_i d^2 f / d theta_i^2`` at 0, ``chunk`` directions per compiled batch (padded with zero rows);
+    ``progress``: a bar over the batches."""
     size = len(v)
     chunk = min(chunk, size)
     total = 0.0
-    for i0 in range(0, size, chunk):
+    starts = range(0, size, chunk)
+    if progress and len(starts) > 1:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="width-N mean shift", unit="chunk", leave=False)
+    for i0 in starts:
         idx = np.arange(i0, min(size, i0 + chunk))
         E = np.zeros((chunk, size))
         E[np.arange(len(idx)), idx] = np.sqrt(v[idx])
@@ -410,7 +419,7 @@ def _kernel_outputs(out, names, P: int) -> dict:
     return {n: ks[n] for n in names}
 
 
-def deep_linear(limit, *, Kx_all, y_all, train_mask, lr, steps, kernels=(), mean_shift=True):
+def deep_linear(limit, *, Kx_all, y_all, train_mask, lr, steps, kernels=(), mean_shift=True, progress=False):
     r"""O(1/N) coefficients of a deep linear MLP (``phi(h) = h``, ``limit.fields`` hidden layers) by the delta
     method on the exact finite-width dynamics (module docstring). Deterministic, float64.
 
@@ -422,6 +431,7 @@ def deep_linear(limit, *, Kx_all, y_all, train_mask, lr, steps, kernels=(), mean
         lr: the learning rate; steps: number of GD steps (``T1 = steps + 1``).
         kernels: names among ``"ntk"``, ``"phi1".."phiK"``, ``"g1".."gK"`` whose entry variances to return.
         mean_shift: compute the second-order mean shift (one forward-over-forward pass per theta entry).
+        progress: a progress bar over the mean shift's batches.
 
     Returns:
         :class:`~limits.dmft.finite_width.WidthCorrections`: ``cov`` (T1, Pa, Pa) ``N Cov(f(t))``; ``mean_shift``
@@ -450,7 +460,7 @@ def deep_linear(limit, *, Kx_all, y_all, train_mask, lr, steps, kernels=(), mean
         k0 = {n: np.asarray(a) for n, a in _kernel_outputs(out0, names, P).items()}
         shift = np.zeros(T1 * Pa)
         if mean_shift and st.size:
-            shift = Jf @ st.mean() + 0.5 * _second_order(data, shape, v).reshape(-1)
+            shift = Jf @ st.mean() + 0.5 * _second_order(data, shape, v, progress=progress).reshape(-1)
     cov = np.einsum("tai,tbi,i->tab", Jf.reshape(T1, Pa, -1), Jf.reshape(T1, Pa, -1), v)
     kvar = {n: np.einsum("ia,i->a", Jk[n] ** 2, v).reshape(T1, P, P) for n in names}
     diag = np.diagonal(k0["ntk"], axis1=1, axis2=2)
