@@ -85,7 +85,8 @@ def test_frozen_features_give_the_lazy_closed_form(data):
 
 def test_depth_one_agrees_with_the_monte_carlo_two_layer_theory(data):
     """The exact route at depth 1 and the single-site Monte Carlo route of two-layer networks (16384 paths) give the
-    same ``N Cov f`` and mean shift within the paths' sampling error (~1%)."""
+    same ``N Cov f`` and mean shift within the paths' sampling error (bounds: 3% in trace, 5% Frobenius, 10% for the
+    mean shift and the NTK variance)."""
     steps = 6
     exact, lim, Kx = _coefficients(data, 1, steps, kernels=("ntk",))
     f_inf = limits.solve_dmft("mup", 1, X=data.X, y=data.y, activation="linear", lr=LR, steps=steps,
@@ -102,9 +103,9 @@ def test_depth_one_agrees_with_the_monte_carlo_two_layer_theory(data):
 
 
 def test_depth_two_matches_a_width_128_ensemble(data):
-    """``solve_dmft(.., width=256)`` of a depth-2 linear MLP against 2048 networks of width 128: ``N Cov f`` within
-    10% in total variance and 20% in relative Frobenius norm (issue bars; measured 0.4% and 3.4% at width 256), and the mean
-    within the ensemble's standard error of ``f_inf + mean_shift / N`` (the shift itself is several errors)."""
+    """``solve_dmft(.., width=128)`` of a depth-2 linear MLP against 2048 networks of width 128: ``N Cov f`` within
+    10% in total variance and 20% in relative Frobenius norm (issue bars; measured 0.9% and 5.8%), and the mean within
+    4 standard errors of the ensemble mean of ``f_inf + mean_shift / N`` (the shift itself is more than 4 errors)."""
     N, steps, S = 128, 5, 2048
     kw = dict(X=data.X, y=data.y, activation="linear", lr=LR, steps=steps, progress=False)
     theory = limits.solve_dmft("mup", 2, N, record=None, **kw)
@@ -125,8 +126,17 @@ def test_deeper_nonlinear_networks_are_not_covered_and_say_so(data):
         tr = limits.solve_dmft("mup", 2, 256, X=data.X, y=data.y, lr=LR, steps=2, progress=False, record=None,
                                method=limits.dmft.MonteCarlo(samples=1024))
     assert tr.meta["finite_width"]["corrections"] == ()
-    with pytest.warns(RuntimeWarning, match="targets are zero"):
-        limits.solve_dmft("mup", 2, 256, X=data.X, y=0 * data.y, activation="linear", lr=LR, steps=2, progress=False)
+    for scale in (0.0, 1e-8):
+        with pytest.warns(RuntimeWarning, match="targets are zero or tiny"):
+            limits.solve_dmft("mup", 2, 256, X=data.X, y=scale * data.y, activation="linear", lr=LR, steps=2,
+                              progress=False)
+
+
+def test_small_targets_reveal_the_same_directions(data):
+    """The rank decisions scale with the errors: targets 1e-3 and 2e-6 times the data's give the same ``N Cov f``
+    (the dynamics are linear in small targets); with an absolute threshold the smaller ones lost the directions."""
+    small = [_coefficients(data, 2, 3, y=s * data.y, mean_shift=False)[0].cov for s in (1e-3, 2e-6)]
+    np.testing.assert_allclose(small[1], small[0], rtol=1e-3, atol=1e-8)
 
 
 def test_unknown_kernel_names_are_rejected(data):

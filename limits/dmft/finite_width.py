@@ -272,10 +272,10 @@ def not_covered(limit, act, y=None) -> str | None:
         return (f"the width-N theory covers two-layer MLPs (depth=1) and linear MLPs of any depth so far; depth "
                 f"{limit.fields} with activation {act.name!r} is not covered yet "
                 f"(docs/theory/finite_width.md section 6)")
-    if act.name == "linear" and y is not None and not np.any(np.asarray(y)):
-        return ("all train targets are zero: the limit does not move, and the directions the errors reveal, on "
-                "which the linear theory is built (docs/theory/finite_width.md section 5), vanish at infinite width "
-                "but not at width N")
+    if act.name == "linear" and y is not None and np.max(np.abs(np.asarray(y)), initial=0.0) < TINY_TARGETS:
+        return (f"the train targets are zero or tiny (max |y| < {TINY_TARGETS:g}): the limit barely moves, and the "
+                "directions the errors reveal, on which the linear theory is built (docs/theory/finite_width.md "
+                "section 5), vanish at infinite width but not at width N")
     if act.name not in SMOOTH and act.name != "custom":
         return (f"activation {act.name!r}: its derivative jumps, and the pathwise sensitivities of the width-N theory "
                 f"miss the kink crossings (use a smooth activation: {', '.join(SMOOTH)})")
@@ -292,8 +292,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     ``sqrt((f - y)^T Cov f (f - y)) / P``; ``ntk_var`` and ``kernel_vars`` with ``record`` ``"ntk"`` /
     ``"kernels"``. ``ntk`` and ``kernels`` stay the infinite-width means (their O(1/N) shift is not computed).
     Two-layer MLPs use :func:`two_layer` (Monte Carlo single-site paths), linear MLPs of any depth
-    :func:`~limits.dmft.finite_width_linear.deep_linear` (exact, no sampling). Problems :func:`not_covered` names
-    keep the infinite-width answer,
+    :func:`~limits.dmft.finite_width_linear.deep_linear` (exact, no sampling). Problems that :func:`not_covered`
+    names keep the infinite-width answer,
     with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
     from . import monte_carlo as mc
 
@@ -349,6 +349,10 @@ def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, 
     return traj.replace(**changes)
 
 
+TINY_TARGETS = 1e-6
+"""Largest ``|y|`` below which the linear width-N theory reports the targets as not covered (its rank decisions
+resolve innovations down to ``RANK_TOL max |y|`` of the fields, about 1e-12 there)."""
+
 EDGE_OF_STABILITY = 1.9
 """``lr lambda_max(NTK) / P`` from which gradient descent counts as at the edge of stability (2 is the threshold)."""
 
@@ -379,4 +383,4 @@ def _warn_if_meaningless(C, y, N: int, ntk_spread) -> None:
         warnings.warn(f"width={N}: the O(1/N) theory is not meaningful at this width: the NTK fluctuates by {rel:.0%} of "
                       f"its mean over initializations and the predictions' variance is {spread:.3g} per point (mean "
                       f"squared target {scale:.3g}); use a larger width, or simulate it with limits.simulate",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=5)

@@ -50,7 +50,8 @@ from .march import precision
 __all__ = ["RANK_TOL", "deep_linear"]
 
 RANK_TOL = 1e-6
-"""Relative singular value below which a queried residual direction is dropped (docs/theory/finite_width.md
+"""Singular value, relative to the queried vectors' scale times ``min(1, max |y|)`` (the new directions are driven
+by the errors), below which a queried residual direction is dropped (docs/theory/finite_width.md
 section 5: the summed trace of ``N Cov f`` moves by < 1e-5 between 1e-5 and 1e-7)."""
 
 
@@ -196,8 +197,9 @@ class _Discover:
     """The decisions of the numpy pass at ``theta = 0``: for each query the rank of its residual (relative singular
     values above :data:`RANK_TOL`), the mixing ``V`` and where its fresh block goes; arrays padded to ``cap``."""
 
-    def __init__(self, cap: int):
+    def __init__(self, cap: int, err_scale: float = 1.0):
         self.cap, self.count, self.revealed, self.records = cap, {}, {}, []
+        self.err_scale = min(1.0, err_scale)
 
     def block(self, slot, r: int, V=None, side=None):
         """Record a fresh block of ``r`` directions for ``slot`` and return its decision (``theta`` = 0)."""
@@ -216,7 +218,8 @@ class _Discover:
             r, V = 0, np.zeros((C.shape[1], 0))
         else:
             _, sv, Vt = np.linalg.svd(Res, full_matrices=False)
-            r = int(np.sum(sv / max(1.0, float(np.max(np.abs(C)))) > RANK_TOL))
+            scale = max(1.0, float(np.max(np.abs(C)))) * self.err_scale  # innovations scale with the errors
+            r = int(np.sum(sv / scale > RANK_TOL))
             V = Vt[:r].T
         kind, l = slot
         return self.block(slot, r, V, side=(l, "F" if kind == "bwd" else "E"))
@@ -304,7 +307,7 @@ def _structure(consts, L: int, steps: int) -> _Structure:
     rC, Pa = consts["C"].shape
     T1 = steps + 1
     cap = rC + 3 * T1 * (Pa + 1) + 2
-    disc = _Discover(cap)
+    disc = _Discover(cap, float(np.max(np.abs(consts["y"] * consts["mask"]))))
 
     def decide(slot, C, E):
         return disc.block(slot, 1, side=("w", L)) if slot[0] == "w" else disc(slot, C, E)
