@@ -31,8 +31,8 @@ Implementation: a numpy pass at ``theta = 0`` (:func:`_structure`) fixes, for ev
 rank ``r`` of the new directions and their mixing ``V`` (residual directions with relative singular value below
 :data:`RANK_TOL` are dropped; structural zeros are ~1e-15), and the final dimension of every space. The run is
 then one ``lax.scan`` over time on padded fixed-size arrays (:func:`_step`, shared by the numpy pass and the JAX
-map), so it compiles once per shape; ``J`` is one forward-mode pass (``jax.linearize`` over all theta entries) and
-the mean shift one forward-over-forward pass per chunk of entries. Cost ``O(T |theta| L K^2 P)`` with ``K`` the
+map), so it compiles once per shape; ``J`` is forward mode (``jax.linearize``) and the mean shift forward over
+forward, both in chunks of theta entries (memory ``O(chunk x state)``). Cost ``O(T |theta| L K^2 P)`` with ``K`` the
 largest space (``K <~ P + L (T+1) + 1``) and ``|theta| <~ sum_l K_l^2``; no ``(n^2, n^2)`` object.
 """
 
@@ -361,11 +361,28 @@ def _outputs(theta, data, shape):
     return out
 
 
+_primal = jax.jit(_outputs, static_argnames=("shape",))
+"""``F(0)`` on the fixed structure: the infinite-width run."""
+
+
 @functools.partial(jax.jit, static_argnames=("shape",))
-def _value_and_jacobian(theta0, data, shape):
-    """``F(0)`` and the tangents ``dF/dtheta_i (0)`` for every entry (leading axis ``size``): one forward-mode pass."""
-    out, lin = jax.linearize(lambda th: _outputs(th, data, shape), theta0)
-    return out, jax.vmap(lin)(jnp.eye(theta0.shape[0], dtype=theta0.dtype))
+def _tangents(E, data, shape):
+    """``dF/dtheta (0) [e]`` for every row ``e`` of ``E`` (chunk, size): leading axis chunk, one forward-mode pass."""
+    _, lin = jax.linearize(lambda th: _outputs(th, data, shape), jnp.zeros(E.shape[1], E.dtype))
+    return jax.vmap(lin)(E)
+
+
+def _jacobian(data, shape, size: int, chunk: int = 512):
+    """``dF/dtheta (0)`` (per output, leading axis ``size``) in batches of ``chunk`` unit directions (padded with zero
+    rows; one compiled shape), so that memory stays ``O(chunk x state)``."""
+    chunk = min(chunk, size)
+    parts = []
+    for i0 in range(0, size, chunk):
+        n = min(size, i0 + chunk) - i0
+        E = np.zeros((chunk, size))
+        E[np.arange(n), i0 + np.arange(n)] = 1.0
+        parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], _tangents(jnp.asarray(E), data, shape)))
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
 
 
 @functools.partial(jax.jit, static_argnames=("shape",))
@@ -457,7 +474,8 @@ def deep_linear(limit, *, Kx_all, y_all, train_mask, lr, steps, kernels=(), mean
     shape = (K, T1, tuple(sorted(st.dims.items())), tuple(sorted(st.reveal.items(), key=str)))
     with precision("float64"):
         data = jax.tree_util.tree_map(jnp.asarray, _data(st, consts))
-        out0, tangents = _value_and_jacobian(jnp.zeros(st.size), data, shape)
+        out0 = _primal(jnp.zeros(st.size), data, shape)
+        tangents = _jacobian(data, shape, st.size)
         Jf = np.asarray(tangents[0]).reshape(st.size, T1 * Pa).T  # (T1 Pa, size)
         Jk = {n: np.asarray(a).reshape(st.size, -1) for n, a in _kernel_outputs(tangents, names, P).items()}
         k0 = {n: np.asarray(a) for n, a in _kernel_outputs(out0, names, P).items()}
