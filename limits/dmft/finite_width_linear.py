@@ -76,7 +76,9 @@ def _orth(xp, M, mask):
 
 
 def _input_factor(Kx_all):
-    """``C`` (r, Pa) with ``C^T C = Kx_all`` (eigen square root; zero modes dropped)."""
+    """``C`` (r, Pa) with ``C^T C = Kx_all`` (eigen square root; zero modes dropped). Not
+    :func:`limits.dmft.monte_carlo._input_factor`: its 1e-12 jitter would give a singular input kernel a spurious
+    direction of relative size 1e-6, at the rank tolerance of the first query."""
     lam, U = np.linalg.eigh(np.asarray(Kx_all, np.float64))
     keep = lam > 1e-14 * max(lam.max(), 1e-300)
     return np.sqrt(lam[keep])[:, None] * U[:, keep].T
@@ -98,6 +100,12 @@ class _Side:
 jax.tree_util.register_dataclass(_Side, data_fields=["E", "WE", "F", "WtF"], meta_fields=[])
 
 
+def _residual(C, E):
+    """``C`` with its components along the orthonormal columns of ``E`` removed (two Gram-Schmidt passes)."""
+    Res = C - E @ (E.T @ C)
+    return Res - E @ (E.T @ Res)
+
+
 def _query(xp, C, E, WE, F, WtF, q):
     r"""``W C / sqrt N`` in coordinates, revealing the new directions of ``C`` (conditioning lemma, dmft notes):
     for ``e _|_ E`` unit, ``W e = F (W^T F)^T e + P_F^perp W~ e`` with ``W~`` fresh.
@@ -112,9 +120,7 @@ def _query(xp, C, E, WE, F, WtF, q):
     Returns:
         (out (K_out, m), E, WE) with the new directions appended.
     """
-    Res = C - E @ (E.T @ C)
-    Res = Res - E @ (E.T @ Res)  # second Gram-Schmidt pass
-    Enew = _orth(xp, Res @ q["V"], q["mask"])
+    Enew = _orth(xp, _residual(C, E) @ q["V"], q["mask"])
     Z = q["sel"] + q["theta"]
     Z = Z - F @ (F.T @ Z) + F @ (WtF.T @ Enew)
     E = E + Enew @ q["put"]
@@ -212,8 +218,7 @@ class _Discover:
         return dict(dec, theta=np.zeros_like(dec["sel"]))
 
     def __call__(self, slot, C, E):
-        Res = C - E @ (E.T @ C)
-        Res = Res - E @ (E.T @ Res)
+        Res = _residual(C, E)
         if not np.any(Res):
             r, V = 0, np.zeros((C.shape[1], 0))
         else:
@@ -372,16 +377,29 @@ def _tangents(E, data, shape):
     return jax.vmap(lin)(E)
 
 
-def _jacobian(data, shape, size: int, chunk: int = 512):
-    """``dF/dtheta (0)`` (per output, leading axis ``size``) in batches of ``chunk`` unit directions (padded with zero
-    rows; one compiled shape), so that memory stays ``O(chunk x state)``."""
+def _directions(weights, chunk: int, progress: str | None = None):
+    """Batches of the scaled unit directions ``weights_i e_i`` (size = ``len(weights)``), ``chunk`` per batch and
+    padded with zero rows (one compiled shape): yields ``(n, E)``, ``E`` (chunk, size) with ``n`` live rows;
+    ``progress``: the description of a bar over the batches (None: no bar)."""
+    size = len(weights)
     chunk = min(chunk, size)
-    parts = []
-    for i0 in range(0, size, chunk):
+    starts = range(0, size, chunk)
+    if progress and len(starts) > 1:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=progress, unit="chunk", leave=False)
+    for i0 in starts:
         n = min(size, i0 + chunk) - i0
         E = np.zeros((chunk, size))
-        E[np.arange(n), i0 + np.arange(n)] = 1.0
-        parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], _tangents(jnp.asarray(E), data, shape)))
+        E[np.arange(n), i0 + np.arange(n)] = weights[i0:i0 + n]
+        yield n, jnp.asarray(E)
+
+
+def _jacobian(data, shape, size: int, chunk: int = 512):
+    """``dF/dtheta (0)`` (per output, leading axis ``size``) in batches of ``chunk`` unit directions, so that memory
+    stays ``O(chunk x state)``."""
+    parts = [jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], _tangents(E, data, shape))
+             for n, E in _directions(np.ones(size), chunk)]
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
 
 
@@ -398,22 +416,10 @@ def _curvature(E, data, shape):
 
 
 def _second_order(data, shape, v, chunk: int = 256, progress: bool = False):
-    """``sum_i v_i d^2 f / d theta_i^2`` at 0, ``chunk`` directions per compiled batch (padded with zero rows);
+    """``sum_i v_i d^2 f / d theta_i^2`` at 0, ``chunk`` directions ``sqrt(v_i) e_i`` per compiled batch;
     ``progress``: a bar over the batches."""
-    size = len(v)
-    chunk = min(chunk, size)
-    total = 0.0
-    starts = range(0, size, chunk)
-    if progress and len(starts) > 1:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="width-N mean shift", unit="chunk", leave=False)
-    for i0 in starts:
-        idx = np.arange(i0, min(size, i0 + chunk))
-        E = np.zeros((chunk, size))
-        E[np.arange(len(idx)), idx] = np.sqrt(v[idx])
-        total = total + np.asarray(_curvature(jnp.asarray(E), data, shape))
-    return total
+    bar = "width-N mean shift" if progress else None
+    return sum(np.asarray(_curvature(E, data, shape)) for _, E in _directions(np.sqrt(v), chunk, bar))
 
 
 def _constants(limit, Kx_all, y_all, train_mask, lr) -> dict:
