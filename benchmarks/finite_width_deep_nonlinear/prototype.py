@@ -65,7 +65,7 @@ def paths(q, rnd, cst):
     phi, dphi = ACT[cst["act"]]
     u, e1, r, e2 = rnd
     P, T1 = cst["P"], cst["T1"]
-    c, gam, Kx, ytr, mask = cst["c"], cst["gamma"], cst["Kx"], cst["y"], cst["mask"]
+    c, Kx, ytr, mask = cst["c"], cst["Kx"], cst["y"], cst["mask"]
     b1, b2 = cst["b"][0], cst["b"][1]
     k1, k2, k3 = cst["kappa"]
     P1, XP, PXI, G2, YG, GZ = (q[k] for k in ("P1", "XP", "PXI", "G2", "YG", "GZ"))
@@ -190,6 +190,21 @@ def solve(cst, rnd, iters=None):
     return q, res
 
 
+def projected_path_covariance(h, cst, blocks, chunk=2048):
+    """``sum over populations (keys, M) of Cov_paths(O_keys @ M)``: kappa projected on the rows ``M`` (dim, r) of
+    the observables, never formed. ``h``: the paths' histories; the populations are independent (block diagonal)."""
+    S = h["phi1"].shape[0]
+    cov = 0.0
+    for keys, M in blocks:
+        Z = np.zeros((S, M.shape[1]))
+        for i0 in range(0, S, chunk):
+            O = per_path({k: v[i0:i0 + chunk] for k, v in h.items()}, cst)
+            Z[i0:i0 + chunk] = np.concatenate([np.asarray(O[k]) for k in keys], axis=1) @ M
+        Z = Z - Z.mean(0)
+        cov = cov + Z.T @ Z / (S - 1)
+    return cov
+
+
 def width_covariance(cst, rnd, rnd_D=None, chunk=64, verbose=True):
     """N Cov of (f, passive kernels, all q) by the delta method.  Returns dict with 'q', 'covf' (T1,P,P),
     'M' rows, timings.  rnd_D: (smaller) sample for the Jacobian D (default: rnd)."""
@@ -240,27 +255,19 @@ def width_covariance(cst, rnd, rnd_D=None, chunk=64, verbose=True):
     Mall = Dfull @ Minv  # (m, dim): maps eps_a to the feedback part
     # per-path fluctuations (population-wise)
     h = {k: np.asarray(v) for k, v in jax.jit(lambda qq: paths(qq, rnd, cst))(q).items()}
-    S = h["phi1"].shape[0]
     out = {}
     # Z^(p)_i = (rows of interest) applied to the centred per-path O of population p, for p = 1, 2
     blk0 = np.array([a * n + b for a in range(P) for b in range(P)])
     rows = {"F": idx_of["F"], "P1": idx_of["P1"][blk0], "PHI2": idx_of["PHI2"][blk0], "G1": idx_of["G1"][blk0]}
-    pos_in_act = {j: i for i, j in enumerate(act_idx)}
     Rsel = np.concatenate(list(rows.values()))
     R = np.zeros((len(Rsel), m))  # total response d q_all / d eps_all for the selected rows
     R[np.arange(len(Rsel)), Rsel] = 1.0
     R[:, act_idx] += Mall[Rsel]
-    cov = np.zeros((len(Rsel), len(Rsel)))
+    blocks = []
     for p in (1, 2):
         keys = [k for k in sorted(q) if LAYER[k] == p]
-        cols = np.concatenate([idx_of[k] for k in keys])
-        Rp = R[:, cols].T
-        Z = np.zeros((S, len(Rsel)))
-        for i0 in range(0, S, 2048):
-            O = per_path({k: v[i0:i0 + 2048] for k, v in h.items()}, cst)
-            Z[i0:i0 + 2048] = np.concatenate([np.asarray(O[k]) for k in keys], axis=1) @ Rp
-        Z = Z - Z.mean(0)
-        cov += Z.T @ Z / (S - 1)
+        blocks.append((keys, R[:, np.concatenate([idx_of[k] for k in keys])].T))
+    cov = projected_path_covariance(h, cst, blocks)
     t3 = time.time()
     nF = len(rows["F"])
     covF = cov[:nF, :nF]
@@ -305,7 +312,6 @@ def main(S=16384, SD=8192, steps=3, ens=(128, 256, 512)):
     lim = cst["limit"]
     ex = deep_linear(lim, Kx_all=np.asarray(cst["Kx"]), y_all=y, train_mask=np.ones(P), lr=lr, steps=steps,
                      kernels=(), mean_shift=False).cov
-    fl = np.asarray(out["q"]["F"])
     print("\nCheck 1 (identity activation) vs deep_linear (exact):")
     print("   t   tr N Cov f (here)   tr (exact)    relF")
     for t in range(steps + 1):

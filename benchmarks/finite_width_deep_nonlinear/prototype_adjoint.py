@@ -35,7 +35,7 @@ from jax.flatten_util import ravel_pytree
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import prototype  # noqa: E402
-from prototype import ACTIVE, LAYER, means, paths, per_path, relF  # noqa: E402
+from prototype import ACTIVE, LAYER, means, paths, relF  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 HERE = prototype.HERE
@@ -114,19 +114,12 @@ def width_covariance_adjoint(cst, rnd, rnd_D=None, chunk=None, verbose=True, sol
     W, info = adjoint_rows(cst, q, rnd if rnd_D is None else rnd_D, chunk=chunk, verbose=verbose)
     t2 = time.time()
     h = {k: np.asarray(v) for k, v in jax.jit(lambda qq: paths(qq, rnd, cst))(q).items()}
-    S = h["phi1"].shape[0]
-    n = cst["T1"] * cst["P"]
     act_keys, off = info["act_keys"], info["off"]
-    cov = np.zeros((n, n))
+    blocks = []
     for p in (1, 2):
         keys = [k for k in act_keys if LAYER[k] == p]  # passive columns of W are zero (f does not read them)
-        Wp = np.concatenate([W[:, off[k]:off[k] + int(np.prod(q[k].shape))] for k in keys], axis=1).T
-        Z = np.zeros((S, n))
-        for i0 in range(0, S, 2048):
-            O = per_path({k: v[i0:i0 + 2048] for k, v in h.items()}, cst)
-            Z[i0:i0 + 2048] = np.concatenate([np.asarray(O[k]) for k in keys], axis=1) @ Wp
-        Z = Z - Z.mean(0)
-        cov += Z.T @ Z / (S - 1)
+        blocks.append((keys, np.concatenate([W[:, off[k]:off[k] + int(np.prod(q[k].shape))] for k in keys], axis=1).T))
+    cov = prototype.projected_path_covariance(h, cst, blocks)
     t3 = time.time()
     T1, P = cst["T1"], cst["P"]
     c4 = cov.reshape(T1, P, T1, P)
