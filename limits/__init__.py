@@ -30,6 +30,9 @@ _LAZY = {
     "depth_transfer": "limits.analysis",
     "kernels": "limits.kernels",
     "dmft": "limits.dmft",
+    "sweep": "limits.sweeps",
+    "SweepResult": "limits.sweeps",
+    "local_cluster": "limits.sweeps",
 }
 
 __all__ = ["Parametrization", "Trajectory", "datasets", "param", *_LAZY]

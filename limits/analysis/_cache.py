@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import types
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 
 from .. import activations as _activations
 
-__all__ = ["Unkeyable", "activation_key", "key", "Cache"]
+__all__ = ["Unkeyable", "activation_key", "function_key", "key", "Cache"]
 
 # callables from these packages are keyed by their import path and the package version
 _LIBRARIES = ("jax", "jaxlib", "numpy", "scipy", "math", "builtins", "limits", "operator")
@@ -53,6 +54,12 @@ def _library_callable(fn) -> str | None:
     if module.split(".")[0] == "limits" or "<locals>" in qualname:
         return None  # limits' own functions are keyed by their code (the package may change between runs)
     return f"lib:{module}.{qualname}@{_version(module)}"
+
+
+def _importable(cls: type) -> bool:
+    """A class defined at the top level of an importable module other than ``__main__`` and ``limits``."""
+    module = getattr(cls, "__module__", "") or ""
+    return module not in ("__main__", "") and module.split(".")[0] != "limits" and "<locals>" not in cls.__qualname__
 
 
 def _value(value, seen: set, path: str) -> Any:
@@ -104,6 +111,8 @@ def _callable(fn, seen: set, path: str) -> list:
     lib = _library_callable(fn)
     if lib is not None:
         return [lib]
+    if isinstance(fn, type) and _importable(fn):
+        return [f"class:{fn.__module__}.{fn.__qualname__}@{_version(fn.__module__) or sys.version.split()[0]}"]
     if isinstance(fn, types.MethodType):
         raise Unkeyable(f"{path} is a bound method (its object's state is part of the function)")
     code = getattr(fn, "__code__", None)
@@ -144,6 +153,14 @@ def activation_key(activation) -> str:
     form = _callable(activation, set(), "activation")
     digest = hashlib.sha256(json.dumps(form, sort_keys=True).encode()).hexdigest()[:24]
     return f"custom:{getattr(activation, '__qualname__', type(activation).__name__)}:{digest}"
+
+
+def function_key(fn) -> str:
+    """SHA-256 of what a callable computes (code, defaults, closure, globals; see the module docstring).
+
+    Raises :class:`Unkeyable` if it captures something that cannot be keyed safely.
+    """
+    return hashlib.sha256(json.dumps(_callable(fn, set(), "fn"), sort_keys=True).encode()).hexdigest()
 
 
 def key(settings: Mapping[str, Any]) -> str:

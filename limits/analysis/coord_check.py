@@ -19,6 +19,7 @@ shows both predictions and says which one the measurement matches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -134,6 +135,7 @@ def coord_check(
     confidence: float = 0.95,
     progress: bool = True,
     method=None,
+    client=None,
 ) -> CoordCheck:
     r"""Measure width exponents of ``Delta h^l``, ``Delta f`` (and spectral norms) after ``steps`` steps.
 
@@ -150,6 +152,8 @@ def coord_check(
             ``seed_batch``). The check records every step and keeps diverging runs (blow-up is what a coordinate
             check shows: non-finite sizes are kept and left out of the fits), so ``record_steps`` is rejected and
             ``divergence_factor`` must be left at its default or None.
+        client: where the widths run (:func:`limits.sweep`): None (this process), a ``dask.distributed.Client``
+            or a scheduler address.
 
     Returns:
         :class:`CoordCheck`: ``values[name]`` (W,), ``curves[name]`` (W, steps+1), fits and predicted exponents.
@@ -164,7 +168,10 @@ def coord_check(
     method = _coord_method(method, steps)
     kw = dict(X=X, y=y, activation=activation, lr=lr, steps=steps, seed=seed, seeds=seeds, method=method,
               record=("features", "spectral") if spectral else ("features",), progress=False)
-    per_width, curves, meta = _measure(p, ws, kw, spectral, progress)
+    from .transfer import _connected
+
+    with _connected(client) as engine:
+        per_width, curves, meta = _measure(p, ws, kw, spectral, progress, engine)
     values, errors, fits = _summarize(np.array(ws), per_width, confidence)
     meta.update(param=p.name, regime=p.classify().regime, depth=p.depth, gamma0=gamma0, optimizer=p.optimizer,
                 steps=steps, confidence=confidence, method=repr(method))
@@ -197,28 +204,38 @@ def _coord_method(method, steps: int):
     return dataclasses.replace(method, divergence_factor=None, record_steps=tuple(range(steps + 1)))
 
 
-def _measure(p: Parametrization, ws: list[int], kw: dict, spectral: bool, progress: bool):
+def _measure(p: Parametrization, ws: list[int], kw: dict, spectral: bool, progress: bool, client=None):
     """Per width: ``per_width[name]`` list of (S,) final values, ``curves[name]`` list of (steps+1,) seed means,
-    from the ``"features"`` / ``"spectral"`` diagnostics of :func:`limits.simulate` (S, steps+1, layers)."""
-    from ..finite import simulate
+    from the ``"features"`` / ``"spectral"`` diagnostics of :func:`limits.simulate` (S, steps+1, layers); one
+    task per width (:func:`limits.sweeps.run_tasks`, here or on ``client``)."""
+    from .. import sweeps
 
+    tasks = [sweeps.Task({"width": w}, functools.partial(_one_width, p, w, kw, spectral)) for w in ws]
+    out = sweeps.run_tasks(tasks, client=client, progress=progress, desc=f"coord_check {p.name}", record_errors=False)
     per_width: dict[str, list] = {}
     curves: dict[str, list] = {}
-    meta: dict = {}
-    for w in _bar(ws, progress, f"coord_check {p.name}"):
-        traj = simulate(p, None, w, **kw)
-        d = traj.diagnostics
-        hidden = d["delta_h"].shape[-1]  # L hidden layers (MLP) or L+1 residual-stream vectors (ResNet)
-        items = {f"dh{l + 1}": d["delta_h"][:, :, l] for l in range(hidden)}
-        items["df"] = d["delta_f"]
-        if spectral:
-            items.update({f"W{l + 1}": d["W_spectral"][:, :, l] for l in range(hidden + 1)})
-            items.update({f"dW{l + 1}": d["dW_spectral"][:, :, l] for l in range(hidden + 1)})
-        for name, arr in items.items():  # arr: (S, steps+1)
+    for w, record in zip(ws, out.records):
+        for name, rows in record["items"].items():  # (S, steps+1)
+            arr = np.asarray(rows, dtype=float)
             per_width.setdefault(name, []).append(arr[:, -1])
             curves.setdefault(name, []).append(arr.mean(axis=0))
-        meta = {k: traj.meta[k] for k in ("activation", "lr", "seed", "seeds")}
-    return per_width, curves, meta
+    return per_width, curves, out.records[-1]["meta"]
+
+
+def _one_width(p: Parametrization, width: int, kw: dict, spectral: bool) -> dict:
+    """The record of one width: ``items[name]`` (S, steps+1) per-seed sizes as lists, and the run's meta."""
+    from ..finite import simulate
+
+    traj = simulate(p, None, width, **kw)
+    d = traj.diagnostics
+    hidden = d["delta_h"].shape[-1]  # L hidden layers (MLP) or L+1 residual-stream vectors (ResNet)
+    items = {f"dh{l + 1}": d["delta_h"][:, :, l] for l in range(hidden)}
+    items["df"] = d["delta_f"]
+    if spectral:
+        items.update({f"W{l + 1}": d["W_spectral"][:, :, l] for l in range(hidden + 1)})
+        items.update({f"dW{l + 1}": d["dW_spectral"][:, :, l] for l in range(hidden + 1)})
+    meta = {k: traj.meta[k] for k in ("activation", "lr", "seed", "seeds")}
+    return {"items": {k: np.asarray(v, dtype=float).tolist() for k, v in items.items()}, "meta": meta}
 
 
 def _summarize(widths: np.ndarray, per_width: dict, confidence: float):
@@ -235,15 +252,6 @@ def _summarize(widths: np.ndarray, per_width: dict, confidence: float):
         except ValueError:
             pass
     return values, errors, fits
-
-
-def _bar(items, enabled: bool, desc: str):
-    """``items``, wrapped in a tqdm bar when ``enabled``."""
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)
 
 
 def _predicted(p: Parametrization, depth: int, steps: int, spectral: bool) -> dict[str, float]:

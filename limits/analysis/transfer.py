@@ -27,7 +27,9 @@ safely (an object with state, a closure over arbitrary objects) is an error with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import os
 import warnings
@@ -476,7 +478,7 @@ def _jobs(p: Parametrization, plan: _Limit, c: _Common) -> list:
 
 
 def _run_point(fn: Callable[[], Any]) -> dict:
-    """Run one simulation or solve; a divergence becomes an infinite loss (other errors propagate)."""
+    """Run one simulation or solve; a divergence becomes an infinite loss (other errors are recorded by the sweep)."""
     from ..finite import SimulationDiverged
 
     try:
@@ -491,29 +493,26 @@ def _run_point(fn: Callable[[], Any]) -> dict:
     return {"loss": final, "test_loss": test, "diverged_step": None, "curve": loss.tolist()}
 
 
-def _run(jobs: list, c: _Common, desc: str) -> tuple[dict, int, int]:
-    """Records by ``(row, column)``, read from the cache or computed (and stored); counts computed / cached."""
-    from tqdm.auto import tqdm
+def _run(jobs: list, c: _Common, desc: str, client) -> tuple[dict, int, int]:
+    """Records by ``(row, column)``, read from the cache or computed (here or on ``client``) and stored; counts
+    computed / cached (:func:`limits.sweeps.run_tasks`)."""
+    from .. import sweeps
 
-    records, computed, cached = {}, 0, 0
-    with tqdm(total=len(jobs), desc=desc, disable=not c.progress, leave=False) as bar:
-        for i, j, settings, thunk in jobs:
-            record = c.cache.load(settings)
-            if record is None:
-                record = _run_point(thunk)
-                c.cache.store(settings, record)
-                computed += 1
-            else:
-                cached += 1
-            records[(i, j)] = record
-            bar.update(1)
-    return records, computed, cached
+    tasks = [sweeps.Task(settings, functools.partial(_run_point, thunk)) for _, _, settings, thunk in jobs]
+    out = sweeps.run_tasks(tasks, cache=c.cache, client=client, progress=c.progress, desc=desc)
+    return {(i, j): record for (i, j, _, _), record in zip(jobs, out.records)}, out.computed, out.cached
 
 
 def _losses(records: dict, row: int, c: _Common) -> np.ndarray:
     field = "test_loss" if c.metric == "test" else "loss"
-    return np.array([math.inf if records[(row, j)][field] is None else float(records[(row, j)][field])
-                     for j in range(c.grid.size)])
+    return np.array([_loss(records[(row, j)], field) for j in range(c.grid.size)])
+
+
+def _loss(record: dict, field: str) -> float:
+    """The final loss of a point: inf where it diverged, NaN where it raised (status "error")."""
+    if record.get("status", "ok") == "error":
+        return math.nan
+    return math.inf if record.get(field) is None else float(record[field])
 
 
 def _fit(x, optima: np.ndarray, confidence: float) -> PowerLawFit | None:
@@ -529,7 +528,7 @@ def _fit(x, optima: np.ndarray, confidence: float) -> PowerLawFit | None:
 def _result(p: Parametrization, plan: _Limit, c: _Common, records: dict, computed: int, cached: int) -> TransferResult:
     losses = np.stack([_losses(records, i, c) for i in range(len(c.widths))])
     nan_curve = np.full(c.steps + 1, np.nan)
-    curves = {w: np.stack([nan_curve if records[(i, j)]["curve"] is None else np.asarray(records[(i, j)]["curve"])
+    curves = {w: np.stack([nan_curve if records[(i, j)].get("curve") is None else np.asarray(records[(i, j)]["curve"])
                            for j in range(c.grid.size)]) for i, w in enumerate(c.widths)}
     optima, edges = (np.array(v) for v in zip(*(optimal_lr(c.grid, row) for row in losses)))
     limit_losses = _losses(records, -1, c) if plan.solver is not None else None
@@ -544,15 +543,34 @@ def _result(p: Parametrization, plan: _Limit, c: _Common, records: dict, compute
                           limit_losses, limit_opt, curves, computed, cached, meta)
 
 
-def _sweep(p: Parametrization, plan: _Limit, c: _Common, gamma0) -> TransferResult:
+def _sweep(p: Parametrization, plan: _Limit, c: _Common, gamma0, client) -> TransferResult:
     """One table: every (width, lr) point and the limit curve, then the optima and the width fit."""
     damaged = len(c.cache.corrupted)
-    records, computed, cached = _run(_jobs(p, plan, c), c, f"transfer {p.name}, depth {p.depth}")
+    records, computed, cached = _run(_jobs(p, plan, c), c, f"transfer {p.name}, depth {p.depth}", client)
     if len(c.cache.corrupted) > damaged:
         warnings.warn(f"{len(c.cache.corrupted) - damaged} damaged cache entries in {c.cache.folder} (unreadable, "
                       "wrong key or checksum) were recomputed and rewritten", RuntimeWarning, stacklevel=3)
+    errors = [(key, r["error"]) for key, r in records.items() if r.get("status") == "error"]
+    if errors:
+        (row, col), message = errors[0]
+        where = "the limit" if row < 0 else f"width {c.widths[row]}"
+        warnings.warn(f"{len(errors)} transfer points raised (NaN loss, not cached; a rerun retries them); e.g. "
+                      f"{where} at lr={c.grid[col]:g}: {message}", RuntimeWarning, stacklevel=3)
     result = _result(p, plan, c, records, computed, cached)
     return dataclasses.replace(result, meta={**result.meta, "gamma0": gamma0})
+
+
+@contextlib.contextmanager
+def _connected(client):
+    """The Dask client of ``client`` (:func:`limits.sweeps.connect`), closed afterwards if made here."""
+    from .. import sweeps
+
+    engine, owned = sweeps.connect(client)
+    try:
+        yield engine
+    finally:
+        if owned:
+            engine.close()
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -580,6 +598,7 @@ def transfer(
     confidence: float = 0.95,
     progress: bool = True,
     method=None,
+    client=None,
 ) -> TransferResult | DepthTransferResult:
     """Sweep ``lrs`` x ``widths``: the optimal learning rate per width and its fitted width exponent.
 
@@ -601,6 +620,9 @@ def transfer(
             docstring); a callable activation that cannot be keyed safely is then an error.
         confidence: level of the fit's interval, in (0, 1). progress: a progress bar over the points.
         method: :class:`limits.finite.Simulation`, the options of the networks.
+        client: where the points run (:func:`limits.sweep`): None (this process, one after another), a
+            ``dask.distributed.Client`` (e.g. ``limits.local_cluster(2)``) or a scheduler address. Results and cache
+            entries are the same either way.
 
     Returns:
         :class:`TransferResult` (``losses`` (W, R), ``optima``, ``fit``, ``limit_losses``, ``curves``, counts of
@@ -613,13 +635,15 @@ def transfer(
         return depth_transfer(param, depths, widths, lrs, X=X, y=y, activation=activation, gamma0=gamma0,
                               optimizer=optimizer, steps=steps, X_test=X_test, y_test=y_test, seed=seed, seeds=seeds,
                               metric=metric, limit=limit, limit_method=limit_method, method=method, cache_dir=cache_dir,
-                              confidence=confidence, progress=progress)
+                              confidence=confidence, progress=progress, client=client)
     p = _table(param, depth, gamma0, optimizer)
     c = _common(widths, lrs, min_widths=2, X=X, y=y, activation=activation, steps=steps, X_test=X_test, y_test=y_test,
                 seed=seed, seeds=seeds, metric=metric, limit=limit, limit_method=limit_method, method=method,
                 cache_dir=cache_dir, confidence=confidence, progress=progress)
     plan = _limit_plan(p, c)
-    return _sweep(p, plan, c.opened(), None if isinstance(param, Parametrization) else (1.0 if gamma0 is None else gamma0))
+    g0 = None if isinstance(param, Parametrization) else (1.0 if gamma0 is None else gamma0)
+    with _connected(client) as engine:
+        return _sweep(p, plan, c.opened(), g0, engine)
 
 
 def depth_transfer(
@@ -645,6 +669,7 @@ def depth_transfer(
     confidence: float = 0.95,
     progress: bool = True,
     method=None,
+    client=None,
 ) -> DepthTransferResult:
     """:func:`transfer` at each of ``depths`` (at least two distinct depths >= 1) and ``lr*(L) ~ L^k`` per width.
 
@@ -672,6 +697,7 @@ def depth_transfer(
         confidence: level of each fit's interval, in (0, 1) (default 0.95).
         progress: a progress bar over the points.
         method: :class:`limits.finite.Simulation`, the options of the networks (None: the defaults).
+        client: where the points run, as in :func:`transfer` (None: this process).
 
     Returns:
         :class:`DepthTransferResult`: ``depths`` (Dp,), ``widths`` (W,), ``lrs`` (R,), ``losses`` (Dp, W, R)
@@ -687,7 +713,8 @@ def depth_transfer(
     plans = [_limit_plan(p, c) for p in tables]
     c = c.opened()
     g0 = (1.0 if gamma0 is None else gamma0) if isinstance(param, str) else None
-    per = {d: _sweep(p, plan, c, g0) for d, p, plan in zip(ds, tables, plans)}
+    with _connected(client) as engine:
+        per = {d: _sweep(p, plan, c, g0, engine) for d, p, plan in zip(ds, tables, plans)}
     losses = np.stack([per[d].losses for d in ds])  # (Dp, W, R)
     optima = np.stack([per[d].optima for d in ds])
     edges = np.stack([per[d].at_edge for d in ds])
