@@ -27,8 +27,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -49,11 +51,14 @@ _CONNECT_TIMEOUT_S = 5.0
 # ----------------------------------------------------------------------------- the engine
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """One point: ``settings`` (JSON values that determine the record; hashed for the cache) and ``thunk``
-    (no arguments -> a JSON-able ``dict`` record)."""
+    """One point: ``settings`` (JSON values that determine the record; hashed for the cache), ``thunk`` (no
+    arguments -> a JSON-able ``dict`` record) and ``group``: points of one group share compiled programs (e.g. the
+    networks of one width; the learning rate is a traced argument), so on Dask they are sent to one worker, which
+    compiles them once (None: no preference)."""
 
     settings: Mapping[str, Any]
     thunk: Callable[[], dict]
+    group: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +151,10 @@ def _distributed(client, tasks: Sequence[Task], todo: list, retries: int, record
     """Submit each task once; yield ``(index, (record, seconds))`` as they finish (any order)."""
     from distributed import as_completed
 
-    futures = client.map(execute, [tasks[i].thunk for i in todo], pure=False, retries=retries,
-                         record_errors=record_errors)
+    homes = _homes([tasks[i].group for i in todo], list(client.scheduler_info().get("workers", {})))
+    futures = [client.submit(execute, tasks[i].thunk, record_errors, pure=False, retries=retries,
+                             **({} if home is None else dict(workers=home, allow_other_workers=True)))
+               for i, home in zip(todo, homes)]
     index = {f.key: i for f, i in zip(futures, todo)}
     try:
         with client.as_current():
@@ -161,6 +168,33 @@ def _distributed(client, tasks: Sequence[Task], todo: list, retries: int, record
                 yield index[future.key], ({"status": "error", "error": f"{type(exc).__name__}: {exc}"}, 0.0)
     finally:
         client.cancel([f for f in futures if not f.done()])
+
+
+def _homes(groups: list, workers: list) -> list:
+    """The preferred worker of each task (None: any): each group to one worker, so its programs are compiled once;
+    groups, largest first, dealt in snake order (balanced when the groups' costs grow along the grid, as with
+    widths); a group is split while a worker would otherwise stay idle.
+
+    The preference is loose (``allow_other_workers``): a task whose worker dies runs elsewhere.
+    """
+    if len(workers) < 2 or all(g is None for g in groups):
+        return [None] * len(groups)
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(("task", i) if g is None else ("group", json.dumps(g, sort_keys=True, default=str)),
+                           []).append(i)
+    bins = sorted(members.values(), key=len, reverse=True)
+    while len(bins) < len(workers) and len(bins[0]) > 1:  # split the largest group between idle workers
+        big = bins.pop(0)
+        bins = sorted(bins + [big[: len(big) // 2], big[len(big) // 2:]], key=len, reverse=True)
+    homes: list = [None] * len(groups)
+    W = len(workers)
+    for k, members_ in enumerate(bins):  # snake order: 0, 1, .., W-1, W-1, .., 0, 0, 1, ..
+        lap, pos = divmod(k, W)
+        w = workers[pos if lap % 2 == 0 else W - 1 - pos]
+        for i in members_:
+            homes[i] = [w]
+    return homes
 
 
 # ----------------------------------------------------------------------------- clients
@@ -195,29 +229,52 @@ def _import_distributed():
     return distributed
 
 
-def local_cluster(n_workers: int | None = None, *, threads: int = 1, **kwargs):
+def local_cluster(n_workers: int | None = None, *, threads: int = 1, compilation_cache: str | os.PathLike | None = "",
+                  **kwargs):
     """A ``dask.distributed.Client`` on a ``LocalCluster`` of ``n_workers`` processes for this machine's sweeps.
 
-    Each worker is one process with ``threads`` threads for tasks, and JAX/XLA, BLAS and Numba limited to as many
-    threads (``XLA_FLAGS``, ``OMP_NUM_THREADS``, ...), so ``n_workers * threads`` cores are used and workers do not
-    compete. Close it with ``client.close(); client.cluster.close()`` or use it as a context manager.
+    Each worker is one process with ``threads`` threads for tasks, pinned to ``threads`` cores of its own (Linux;
+    JAX/XLA sizes its thread pools by them) and with BLAS and Numba limited to as many threads (``OMP_NUM_THREADS``,
+    ...), so ``n_workers * threads`` cores are used and workers do not compete. The workers share a JAX persistent compilation cache, so a program one worker compiled (e.g. the
+    networks of one width) is loaded, not compiled again, by the others. Close it with ``client.close();
+    client.cluster.close()`` or use it as a context manager (``with limits.local_cluster(2) as client: ...``).
 
     Args:
         n_workers: worker processes (None: ``os.cpu_count() // threads``).
         threads: threads per worker (default 1).
+        compilation_cache: the workers' JAX compilation cache folder; ``""`` (default): a fresh temporary folder for
+            this cluster; None: no persistent cache. This process's JAX settings are not changed.
         **kwargs: passed to ``LocalCluster`` (e.g. ``memory_limit``, ``dashboard_address``).
+
+    Returns:
+        A ``dask.distributed.Client`` (its ``cluster`` the ``LocalCluster``); pass it as ``client=``. Scripts that
+        start one need the ``if __name__ == "__main__":`` guard (the workers are spawned processes).
     """
     distributed = _import_distributed()
     threads = checks.integer(threads, "threads", 1)
     n = max(1, (os.cpu_count() or 1) // threads) if n_workers is None else checks.integer(n_workers, "n_workers", 1)
-    env = {"XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
-                        f"intra_op_parallelism_threads={threads}",
-           "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+    xla = os.environ.get("XLA_FLAGS", "") + (" --xla_cpu_multi_thread_eigen=false" if threads == 1 else "")
+    env = {"XLA_FLAGS": xla.strip(), "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "NUMBA_NUM_THREADS": str(threads)}
-    options = dict(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=None, env=env)
+    if compilation_cache is not None:
+        folder = tempfile.mkdtemp(prefix="limits-jax-cache-") if compilation_cache == "" else str(compilation_cache)
+        env.update(JAX_COMPILATION_CACHE_DIR=folder, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    options = dict(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=None, env=env,
+                   silence_logs=logging.ERROR)
     options.update(kwargs)
     cluster = distributed.LocalCluster(**options)
-    return distributed.Client(cluster, set_as_default=False)
+    client = distributed.Client(cluster, set_as_default=False)
+    if hasattr(os, "sched_setaffinity"):
+        from ._pinning import PinToCores
+
+        client.register_plugin(PinToCores(threads))
+    return client
+
+
+
+    def teardown(self, worker) -> None:
+        pass
 
 
 # ----------------------------------------------------------------------------- the public sweep

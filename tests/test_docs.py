@@ -35,6 +35,8 @@ def _public_functions():
         "limits.depth_transfer": limits.depth_transfer,
         "limits.coord_check": limits.coord_check,
         "limits.compare": limits.compare,
+        "limits.sweep": limits.sweep,
+        "limits.local_cluster": limits.local_cluster,
         "limits.param": limits.param,
         "limits.kernels.mlp": kernels.mlp,
         "limits.kernels.resnet": kernels.resnet,

@@ -360,3 +360,50 @@ def test_jax_x64_setting_is_left_alone():
         out = subprocess.run([sys.executable, "-c", code, setting], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.split() == ["ok", str(setting == "on")]
+
+
+_SHARDED = """
+import json, numpy as np, jax, limits
+from limits.finite import Simulation
+assert len(jax.local_devices()) == 2, jax.local_devices()
+d = limits.datasets.teacher(P=5, D=3, seed=0)
+kw = dict(X=d.X, y=d.y, X_test=d.X[:2], lr=0.5, steps=6, seeds=5, progress=False,
+          record=("ntk", "kernels", "features", "spectral"))
+out = {}
+for depth in (1, 2):
+    one = limits.simulate("mup", depth, 32, method=Simulation(devices=1), **kw)
+    two = limits.simulate("mup", depth, 32, method=Simulation(seed_batch=3), **kw)
+    out[depth] = [float(np.max(np.abs(a - b))) for a, b in (
+        (one.losses, two.losses), (one.predictions_per_seed, two.predictions_per_seed),
+        (one.test_predictions_per_seed, two.test_predictions_per_seed), (one.ntk_per_seed, two.ntk_per_seed),
+        (one.kernels_per_seed["phi1"], two.kernels_per_seed["phi1"]),
+        (one.diagnostics["delta_h"], two.diagnostics["delta_h"]),
+        (one.diagnostics["dW_spectral"], two.diagnostics["dW_spectral"]))]
+print(json.dumps(out))
+"""
+
+
+def test_seeds_sharded_over_two_devices_give_the_one_device_result():
+    """XLA_FLAGS=--xla_force_host_platform_device_count=2: the seed ensemble split over 2 CPU devices (batches of 3
+    padded to 4) gives every per-seed output of one device: exactly at depth 1, to float64 rounding at depth 2 (the
+    hidden N x N products are batched matmuls, whose last bit depends on the batch size: one device with
+    Simulation(seed_batch=2) instead of 3 differs by the same 1e-16)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diffs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(v == 0.0 for v in diffs["1"]) and all(v < 1e-14 for v in diffs["2"]), diffs
+
+
+def test_more_devices_than_there_are_is_an_error():
+    from limits.finite import Simulation
+
+    with pytest.raises(ValueError, match="devices=3 but JAX sees 1"):
+        limits.simulate("mup", 1, 16, steps=1, seeds=1, progress=False, method=Simulation(devices=3))
+    with pytest.raises(ValueError, match="Simulation.devices"):
+        Simulation(devices=0)

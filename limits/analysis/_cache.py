@@ -57,9 +57,10 @@ def _library_callable(fn) -> str | None:
 
 
 def _importable(cls: type) -> bool:
-    """A class defined at the top level of an importable module other than ``__main__`` and ``limits``."""
+    """A class defined at the top level of an importable module other than ``__main__`` (keyed by its import path
+    and its package's version)."""
     module = getattr(cls, "__module__", "") or ""
-    return module not in ("__main__", "") and module.split(".")[0] != "limits" and "<locals>" not in cls.__qualname__
+    return module not in ("__main__", "") and "<locals>" not in cls.__qualname__
 
 
 def _value(value, seen: set, path: str) -> Any:

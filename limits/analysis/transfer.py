@@ -498,7 +498,9 @@ def _run(jobs: list, c: _Common, desc: str, client) -> tuple[dict, int, int]:
     computed / cached (:func:`limits.sweeps.run_tasks`)."""
     from .. import sweeps
 
-    tasks = [sweeps.Task(settings, functools.partial(_run_point, thunk)) for _, _, settings, thunk in jobs]
+    # one group per row (a width, or the limit): its points differ only in the learning rate, a traced argument
+    tasks = [sweeps.Task(settings, functools.partial(_run_point, thunk), group=[desc, i])
+             for i, _, settings, thunk in jobs]
     out = sweeps.run_tasks(tasks, cache=c.cache, client=client, progress=c.progress, desc=desc)
     return {(i, j): record for (i, j, _, _), record in zip(jobs, out.records)}, out.computed, out.cached
 

@@ -31,7 +31,8 @@ class Simulation:
             as it is.
         seed_batch: networks trained at once (one ``vmap`` over this many seeds; the batches run one after
             another). None: as many as fit in about 4 GiB of weights and optimizer state. Results do not depend on
-            it (network ``i`` of ``seed=s`` is drawn from ``default_rng([s, i, l])`` whatever the batch).
+            it (network ``i`` of ``seed=s`` is drawn from ``default_rng([s, i, l])`` whatever the batch), up to
+            float64 rounding in the last bit (batched matmuls round differently for different batch sizes).
         divergence_factor: ``simulate`` raises :class:`~limits.finite.SimulationDiverged` at the first step whose
             seed-mean loss is non-finite or above ``divergence_factor * max(1, L_0)`` (``L_0`` the seed-mean
             initial loss of the first batch); a real number > 1. None disables the check (the trajectory then
@@ -41,6 +42,11 @@ class Simulation:
         record_steps: steps ``t`` (integers in ``[0, steps]``, checked at the call) at which the ``record=``
             quantities are measured, stored sorted and unique (``K`` entries). None: ``(0, steps)``. Needs a
             non-empty ``record=``.
+        devices: how many local JAX devices the seed ensemble is sharded over (``jax.sharding``: each device
+            trains its share of every seed batch). None: all of ``jax.local_devices()``; 1: one device. Results do
+            not depend on it. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=k`` (set before JAX is
+            imported) makes k devices of the host's cores. Results do not depend on it beyond the last bit (as for
+            ``seed_batch``: each device trains a batch of its own size).
     """
 
     dtype: str = "float64"
@@ -48,6 +54,7 @@ class Simulation:
     divergence_factor: float | None = 1e6
     adam_eps: float = 1e-8
     record_steps: tuple[int, ...] | None = None
+    devices: int | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -62,3 +69,5 @@ class Simulation:
             set_("divergence_factor", factor)
         set_("adam_eps", checks.positive(self.adam_eps, "Simulation.adam_eps"))
         set_("record_steps", _record_steps(self.record_steps))
+        if self.devices is not None:
+            set_("devices", checks.integer(self.devices, "Simulation.devices", 1))

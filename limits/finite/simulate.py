@@ -308,12 +308,46 @@ def _check_divergence(s: _Setup, seen: np.ndarray, threshold: float | None) -> f
     return threshold
 
 
+def _devices(s: _Setup) -> list:
+    """The local devices the seeds are sharded over (``Simulation.devices``; an error if more than there are)."""
+    devices = jax.local_devices()
+    if s.method.devices is None:
+        return devices
+    if s.method.devices > len(devices):
+        raise ValueError(f"Simulation.devices={s.method.devices} but JAX sees {len(devices)} local device(s) "
+                         f"({devices[0].platform}); pass devices=None (all) or at most {len(devices)}")
+    return devices[: s.method.devices]
+
+
+def _shard(state: tuple, params0, devices: list) -> tuple:
+    """``(state, params0)`` placed with the seed axis split over ``devices`` (axis 1 of the record buffers (K, S,
+    ...), axis 0 of everything else); XLA then partitions the vmapped step over the devices (GSPMD)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("seed",))
+
+    def put(x, axis: int = 0):
+        spec = [None] * x.ndim
+        spec[axis] = "seed"
+        return jax.device_put(x, NamedSharding(mesh, PartitionSpec(*spec)))
+
+    params, opt, buffers, origin = state
+    buffers = {k: put(v, 1) for k, v in buffers.items()}
+    params, opt, origin, params0 = jax.tree_util.tree_map(put, (params, opt, origin, params0))
+    return (params, opt, buffers, origin), params0
+
+
 def _run_batch(s: _Setup, run, ids: np.ndarray, bar, threshold):
     """Train seeds ``ids`` over all chunks: ``(losses (S_b, T+1), f (S_b, T+1, P), f_test (S_b, T+1, Q),
-    records {name: (S_b, K, ...)}, init seconds, threshold)``."""
+    records {name: (S_b, K, ...)}, init seconds, threshold)``. With several devices the batch is padded to a
+    multiple of their number (copies of the last network, dropped from the outputs) and sharded."""
     jdt = jnp.dtype(s.method.dtype)
+    devices, n = _devices(s), len(ids)
     tick = time.perf_counter()
-    state, params0 = _initial_state(s, ids)
+    padded = np.concatenate([ids, np.repeat(ids[-1:], -n % len(devices))])
+    state, params0 = _initial_state(s, padded)
+    if len(devices) > 1:
+        state, params0 = _shard(state, params0, devices)
     init_s = time.perf_counter() - tick
     mult, lr_scales = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jdt), _net.layer_scales(s.net))
     X_test = s.X_test if s.X_test is not None else np.zeros((0, s.X.shape[1]))
@@ -324,12 +358,12 @@ def _run_batch(s: _Setup, run, ids: np.ndarray, bar, threshold):
     for c in range(-(-total // _MAX_CHUNK)):
         count = min(_MAX_CHUNK, total - c * _MAX_CHUNK)
         state, (lo, f, ft) = run(state, c * _MAX_CHUNK, count, *args)
-        losses.append(np.asarray(lo)[:count])
-        fs.append(np.asarray(f)[:count])
-        fts.append(np.asarray(ft)[:count])
+        losses.append(np.asarray(lo)[:count, :n])
+        fs.append(np.asarray(f)[:count, :n])
+        fts.append(np.asarray(ft)[:count, :n])
         bar.update(1)
         threshold = _check_divergence(s, np.concatenate(losses)[:total].T, threshold)
-    recs = {k: np.swapaxes(np.asarray(v), 0, 1) for k, v in state[2].items()}
+    recs = {k: np.swapaxes(np.asarray(v), 0, 1)[:n] for k, v in state[2].items()}
     out = (np.concatenate(losses).T, np.concatenate(fs).transpose(1, 0, 2), np.concatenate(fts).transpose(1, 0, 2))
     return (*out, recs, init_s, threshold)
 
@@ -337,7 +371,8 @@ def _run_batch(s: _Setup, run, ids: np.ndarray, bar, threshold):
 def _run(s: _Setup, run) -> dict:
     """All seed batches: ``losses`` (S, T+1), ``preds`` (S, T+1, P), ``test_preds`` (S, T+1, Q) or None,
     ``records`` {name: (S, K, ...)}, ``init_s`` (seconds drawing weights)."""
-    batch = _seed_batch(s)
+    batch, k = _seed_batch(s), len(_devices(s))
+    batch = min(s.seeds, -(-batch // k) * k)  # a multiple of the devices where the seeds allow
     batches = [np.arange(i, min(i + batch, s.seeds)) for i in range(0, s.seeds, batch)]
     chunks = -(-(s.steps + 1) // _MAX_CHUNK)
     bar = _progress(len(batches) * chunks, s.progress, f"simulate {s.table.name} n={s.net.width}")
@@ -461,7 +496,9 @@ def simulate(
             ``default_rng([seed, i, l])``. seeds: number of networks S.
         record: names from :data:`RECORDABLE`, measured at ``method.record_steps`` (K steps, default ``(0, steps)``).
         progress: a tqdm bar over seed batches x chunks of 128 steps.
-        method: :class:`Simulation` (dtype, seed_batch, divergence_factor, adam_eps, record_steps); None: defaults.
+        method: :class:`Simulation` (dtype, seed_batch, divergence_factor, adam_eps, record_steps, devices); None:
+            defaults. The seeds are sharded over all local JAX devices unless ``Simulation(devices=...)`` says
+            otherwise.
 
     Returns:
         :class:`Trajectory` with ``losses`` (S, T+1), ``loss`` (seed mean), ``loss_stderr``, ``predictions``
