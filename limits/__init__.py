@@ -26,6 +26,7 @@ _LAZY = {
     "simulate": "limits.finite",
     "compare": "limits.analysis",
     "coord_check": "limits.analysis",
+    "ensembles": "limits.analysis",
     "transfer": "limits.analysis",
     "depth_transfer": "limits.analysis",
     "kernels": "limits.kernels",

@@ -82,7 +82,7 @@ def _compare_demo(out: Path, *, quick: bool) -> dict:
     kw = dict(X=data.X, y=data.y, activation="tanh", gamma0=1.0, lr=lr, steps=steps)
     limit = limits.solve_dmft("mup", depth, **kw, method=limits.dmft.MonteCarlo(samples=2048 if quick else 8192),
                               progress=False)
-    sims = {w: limits.simulate("mup", depth, w, **kw, seeds=4 if quick else 8, progress=False) for w in widths}
+    sims = limits.ensembles("mup", depth, widths, **kw, seeds=4 if quick else 8, progress=False)
     theory = limits.solve_dmft("mup", depth, widths[0], **kw, progress=False, record=None)
     print(f"\nmup, depth {depth}, tanh, P={len(data.y)}, lr={lr}, {steps} steps")
     print(f"  {'':<12} {'loss(0)':>10} {'loss(T/2)':>10} {'loss(T)':>10}")

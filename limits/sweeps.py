@@ -46,6 +46,8 @@ __all__ = ["sweep", "SweepResult", "Task", "run_tasks", "local_cluster", "STATUS
 STATUSES = ("ok", "diverged", "error")
 _SWEEP_VERSION = "sweep-v1"
 _CONNECT_TIMEOUT_S = 5.0
+# a LocalCluster shares the cores with its workers: no statistical profiler in the workers, a slower memory monitor
+_QUIET = {"distributed.worker.profile.enabled": False, "distributed.worker.memory.monitor-interval": "1s"}
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -263,7 +265,11 @@ def local_cluster(n_workers: int | None = None, *, threads: int = 1, compilation
     options = dict(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=None, env=env,
                    silence_logs=logging.ERROR)
     options.update(kwargs)
-    cluster = distributed.LocalCluster(**options)
+    env.update({f"DASK_{k.upper().replace('.', '__').replace('-', '_')}": str(v) for k, v in _QUIET.items()})
+    import dask
+
+    with dask.config.set(_QUIET):
+        cluster = distributed.LocalCluster(**options)
     client = distributed.Client(cluster, set_as_default=False)
     if hasattr(os, "sched_setaffinity"):
         from ._pinning import PinToCores

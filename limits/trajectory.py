@@ -167,6 +167,21 @@ class Trajectory:
     def replace(self, **changes: Any) -> "Trajectory":
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict:
+        """A JSON-able dict of every field (arrays as ``{"ndarray": nested lists, "dtype": ...}``, exact for float64;
+        NaN/inf kept by ``json.dumps``' default); :meth:`from_dict` reads it back. Values in ``meta`` and
+        ``diagnostics`` that are neither numbers, strings, arrays nor containers of them are stored as their repr."""
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Trajectory":
+        """The :class:`Trajectory` of :meth:`to_dict`'s output."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"not a Trajectory dict: unknown fields {sorted(unknown)}")
+        return cls(**{k: _decode(v) for k, v in data.items()})
+
     def summary(self) -> str:
         """One-line human-readable summary."""
         solver = self.meta.get("solver", "?")
@@ -178,6 +193,37 @@ class Trajectory:
 
     def __repr__(self) -> str:  # keep reprs short: arrays can be large
         return self.summary()
+
+
+def _encode(value):
+    """JSON-able form of a field value (see :meth:`Trajectory.to_dict`)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {"mapping": {str(k): _encode(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"tuple" if isinstance(value, tuple) else "list": [_encode(v) for v in value]}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        arr = np.asarray(value)
+        if arr.dtype.kind in "biuf":
+            return {"ndarray": arr.tolist(), "dtype": str(arr.dtype), "shape": list(arr.shape)}
+    return {"repr": repr(value)}
+
+
+def _decode(value):
+    if not isinstance(value, dict):
+        return value
+    if "ndarray" in value:
+        return np.asarray(value["ndarray"], dtype=value["dtype"]).reshape(value["shape"])
+    if "mapping" in value:
+        return {k: _decode(v) for k, v in value["mapping"].items()}
+    if "tuple" in value:
+        return tuple(_decode(v) for v in value["tuple"])
+    if "list" in value:
+        return [_decode(v) for v in value["list"]]
+    return value["repr"]
 
 
 def register_pytree() -> None:

@@ -192,3 +192,31 @@ def test_transfer_errors_become_nan_points(monkeypatch):
         res = limits.transfer("mup", 1, (16, 32), [0.1, 0.3], X=data.X, y=data.y, steps=2, seeds=1, limit=False,
                               progress=False)
     assert np.isnan(res.losses[1, 1]) and np.isfinite(res.losses[0]).all()
+    ds = res.dataset
+    assert ds["curve"].dims == ("width", "lr", "step") and ds["curve"].shape == (2, 2, 3)
+    np.testing.assert_array_equal(ds["loss"].sel(width=16).values, res.losses[0])
+
+
+def test_ensembles_equal_the_direct_simulations_and_are_cached(tmp_path):
+    """limits.ensembles: per width the Trajectory of the direct simulate call (every array field bit-identical,
+    also when read back from the cache); bad arguments are named before anything runs."""
+    import dataclasses
+
+    data = limits.datasets.teacher(P=4, D=3, seed=0)
+    kw = dict(X=data.X, y=data.y, lr=0.5, steps=3, seeds=3, record=("ntk",))
+    first = limits.ensembles("mup", 1, (32, 16), cache_dir=tmp_path, progress=False, **kw)
+    again = limits.ensembles("mup", 1, (16, 32), cache_dir=tmp_path, progress=False, **kw)
+    assert list(first) == [16, 32] and len(list(tmp_path.glob("*.json"))) == 2
+    for w in (16, 32):
+        direct = limits.simulate("mup", 1, w, progress=False, **kw)
+        for traj in (first[w], again[w]):
+            for f in dataclasses.fields(direct):
+                a = getattr(direct, f.name)
+                if isinstance(a, np.ndarray):
+                    np.testing.assert_array_equal(getattr(traj, f.name), a, err_msg=f.name)
+    with pytest.raises(TypeError, match="unexpected arguments.*'lrs'"):
+        limits.ensembles("mup", 1, (16,), lrs=[0.1], progress=False)
+    with pytest.raises(ValueError, match="widths"):
+        limits.ensembles("mup", 1, (16, 16), progress=False)
+    with pytest.raises(ValueError, match="seeds"):
+        limits.ensembles("mup", 1, (16,), seeds=0, progress=False)

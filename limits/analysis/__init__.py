@@ -4,6 +4,7 @@
 - :func:`coord_check`: measured width exponents of feature/output updates vs predicted.
 - :func:`transfer`: optimal learning rate vs width (optionally cached on disk, resumable sweeps);
   :func:`depth_transfer` the same over depth.
+- :func:`ensembles`: the same ensemble of networks at several widths (cached, here or on Dask).
 - :func:`kernel_commutation`: width-depth commutation of ResNet kernels (Hayou & Yang).
 - :func:`fit_power_law`: ``y ~ A x^k`` with a confidence interval for ``k``.
 """
@@ -11,6 +12,7 @@
 from .compare import Comparison, compare
 from .coord_check import CoordCheck, coord_check
 from .depth import KernelCommutation, kernel_commutation
+from .ensembles import ensembles
 from .fits import PowerLawFit, extrapolate_in_width, fit_power_law, local_slopes
 from .transfer import DepthTransferResult, TransferResult, depth_transfer, optimal_lr, transfer
 
@@ -19,6 +21,7 @@ __all__ = [
     "Comparison",
     "coord_check",
     "CoordCheck",
+    "ensembles",
     "transfer",
     "depth_transfer",
     "TransferResult",

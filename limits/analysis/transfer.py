@@ -79,6 +79,19 @@ class TransferResult:
         """Fitted width exponent of the optimal learning rate (NaN if not fitted)."""
         return self.fit.exponent if self.fit is not None else float("nan")
 
+    @property
+    def dataset(self):
+        """The sweep as an ``xarray.Dataset``: ``loss`` (width, lr), ``curve`` (width, lr, step), ``optimum`` and
+        ``at_edge`` (width), and ``limit_loss`` (lr) when the limit was solved."""
+        import xarray as xr
+
+        data = {"loss": (("width", "lr"), self.losses),
+                "curve": (("width", "lr", "step"), np.stack([self.curves[int(w)] for w in self.widths])),
+                "optimum": (("width",), self.optima), "at_edge": (("width",), self.at_edge)}
+        if self.limit_losses is not None:
+            data["limit_loss"] = (("lr",), self.limit_losses)
+        return xr.Dataset(data, coords={"width": self.widths, "lr": self.lrs})
+
     def table(self) -> str:
         m = self.meta
         lines = [
