@@ -103,10 +103,11 @@ def test_depth_one_agrees_with_the_monte_carlo_two_layer_theory(data):
 
 
 def test_depth_two_matches_a_width_128_ensemble(data):
-    """``solve_dmft(.., width=128)`` of a depth-2 linear MLP against 2048 networks of width 128: ``N Cov f`` within
-    10% in total variance and 20% in relative Frobenius norm (issue bars; measured 0.9% and 5.8%), and the mean within
+    """``solve_dmft(.., width=128)`` of a depth-2 linear MLP against 1024 networks of width 128: ``N Cov f`` within
+    10% in total variance and 20% in relative Frobenius norm (issue bars; measured with 2048 networks: 0.9% and
+    5.8%; the sampling error of 1024 is about 6% in Frobenius), and the mean within
     4 standard errors of the ensemble mean of ``f_inf + mean_shift / N`` (the shift itself is more than 4 errors)."""
-    N, steps, S = 128, 5, 2048
+    N, steps, S = 128, 5, 1024
     kw = dict(X=data.X, y=data.y, activation="linear", lr=LR, steps=steps, progress=False)
     theory = limits.solve_dmft("mup", 2, N, record=None, **kw)
     assert theory.meta["finite_width"]["samples"] == 0 and "exact" in theory.meta["finite_width"]["method"]
@@ -135,7 +136,9 @@ def test_deeper_nonlinear_networks_are_not_covered_and_say_so(data):
 def test_small_targets_reveal_the_same_directions(data):
     """The rank decisions scale with the errors: targets 1e-3 and 2e-6 times the data's give the same ``N Cov f``
     (the dynamics are linear in small targets); with an absolute threshold the smaller ones lost the directions."""
-    small = [_coefficients(data, 2, 3, y=s * data.y, mean_shift=False)[0].cov for s in (1e-3, 2e-6)]
+    # 5 steps at depth 2: the structure of targets 1e-3 times the data's is that of the data's, so the first call
+    # reuses the programs compiled for the ensemble test above (the tiny targets reveal fewer directions: a new shape)
+    small = [_coefficients(data, 2, 5, y=s * data.y, mean_shift=False)[0].cov for s in (1e-3, 2e-6)]
     np.testing.assert_allclose(small[1], small[0], rtol=1e-3, atol=1e-8)
 
 
