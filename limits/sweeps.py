@@ -30,8 +30,10 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
+import weakref
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -237,8 +239,9 @@ def local_cluster(n_workers: int | None = None, *, threads: int = 1, compilation
 
     Each worker is one process with ``threads`` threads for tasks, pinned to ``threads`` cores of its own (Linux;
     JAX/XLA sizes its thread pools by them) and with BLAS and Numba limited to as many threads (``OMP_NUM_THREADS``,
-    ...), so ``n_workers * threads`` cores are used and workers do not compete. The workers share a JAX persistent compilation cache, so a program one worker compiled (e.g. the
-    networks of one width) is loaded, not compiled again, by the others. Close it with ``client.close();
+    ...), so ``n_workers * threads`` cores are used and workers do not compete. The workers share a JAX persistent
+    compilation cache, so a program one worker compiled (e.g. the networks of one width) is loaded, not compiled
+    again, by the others. Close it with ``client.close();
     client.cluster.close()`` or use it as a context manager (``with limits.local_cluster(2) as client: ...``).
 
     Args:
@@ -255,22 +258,17 @@ def local_cluster(n_workers: int | None = None, *, threads: int = 1, compilation
     distributed = _import_distributed()
     threads = checks.integer(threads, "threads", 1)
     n = max(1, (os.cpu_count() or 1) // threads) if n_workers is None else checks.integer(n_workers, "n_workers", 1)
-    xla = os.environ.get("XLA_FLAGS", "") + (" --xla_cpu_multi_thread_eigen=false" if threads == 1 else "")
-    env = {"XLA_FLAGS": xla.strip(), "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "NUMBA_NUM_THREADS": str(threads)}
-    if compilation_cache is not None:
-        folder = tempfile.mkdtemp(prefix="limits-jax-cache-") if compilation_cache == "" else str(compilation_cache)
-        env.update(JAX_COMPILATION_CACHE_DIR=folder, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env, made = _worker_env(threads, compilation_cache)
     options = dict(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=None, env=env,
                    silence_logs=logging.ERROR)
     options.update(kwargs)
-    env.update({f"DASK_{k.upper().replace('.', '__').replace('-', '_')}": str(v) for k, v in _QUIET.items()})
     import dask
 
     with dask.config.set(_QUIET):
         cluster = distributed.LocalCluster(**options)
     client = distributed.Client(cluster, set_as_default=False)
+    if made is not None:  # the temporary compilation cache goes with the client
+        weakref.finalize(client, shutil.rmtree, made, ignore_errors=True)
     if hasattr(os, "sched_setaffinity"):
         from ._pinning import PinToCores
 
@@ -278,9 +276,18 @@ def local_cluster(n_workers: int | None = None, *, threads: int = 1, compilation
     return client
 
 
-
-    def teardown(self, worker) -> None:
-        pass
+def _worker_env(threads: int, compilation_cache) -> tuple[dict, str | None]:
+    """The environment of :func:`local_cluster`'s workers and the temporary cache folder made for them (or None)."""
+    xla = os.environ.get("XLA_FLAGS", "") + (" --xla_cpu_multi_thread_eigen=false" if threads == 1 else "")
+    env = {"XLA_FLAGS": xla.strip(), **{name: str(threads) for name in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}}
+    env.update({f"DASK_{k.upper().replace('.', '__').replace('-', '_')}": str(v) for k, v in _QUIET.items()})
+    made = None
+    if compilation_cache is not None:
+        made = tempfile.mkdtemp(prefix="limits-jax-cache-") if compilation_cache == "" else None
+        env.update(JAX_COMPILATION_CACHE_DIR=made or os.fspath(compilation_cache),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env, made
 
 
 # ----------------------------------------------------------------------------- the public sweep

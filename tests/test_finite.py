@@ -394,8 +394,10 @@ def test_seeds_sharded_over_two_devices_give_the_one_device_result():
     import subprocess
     import sys
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=300, env=env)
+    # single-threaded Eigen: XLA's CPU Eigen pool can wedge on vmapped programs under load (seen here once in five
+    # loaded runs, and reported upstream); the flag changes no result
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false"}
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     diffs = json.loads(proc.stdout.strip().splitlines()[-1])
     assert all(v < 1e-14 for v in diffs["2"]), diffs
