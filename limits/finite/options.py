@@ -44,8 +44,8 @@ class Simulation:
             non-empty ``record=``.
         devices: how many local JAX devices the seed ensemble is sharded over (``jax.sharding``: each device
             trains its share of every seed batch). None: all of ``jax.local_devices()``; 1: one device. Results do
-            not depend on it. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=k`` (set before JAX is
-            imported) makes k devices of the host's cores. Results do not depend on it beyond the last bit (as for
+            not depend on it beyond the last bit. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=k``
+            (set before JAX is imported) makes k devices of the host's cores. Results do not depend on it beyond the last bit (as for
             ``seed_batch``: each device trains a batch of its own size).
     """
 

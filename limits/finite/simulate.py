@@ -197,7 +197,7 @@ def _measure_fn(activation: _activations.Activation, record: frozenset):
 
 @functools.lru_cache(maxsize=64)
 def _chunk_fn(activation: _activations.Activation, optimizer: str, record: frozenset, length: int, has_test: bool,
-              adam: tuple[float, float, float], dtype: str):
+              adam: tuple[float, float, float], dtype: str, donate: bool = True):
     """Jitted: ``count <= length`` observations/updates from step ``t0`` for a batch of seeds.
 
     State ``(params, opt, buffers, origin)``; per step it observes the network (loss, train/test outputs),
@@ -236,13 +236,15 @@ def _chunk_fn(activation: _activations.Activation, optimizer: str, record: froze
         *state, outs = jax.lax.fori_loop(0, count, body, (*state, outs))
         return tuple(state), outs
 
-    return jax.jit(run, donate_argnums=(0,))
+    return jax.jit(run, donate_argnums=(0,) if donate else ())
 
 
 def _compile(s: _Setup):
     """The chunk function of this setting (compiled on its first call, then cached)."""
     adam = (0.9, 0.999, s.method.adam_eps)
-    return _chunk_fn(s.act, s.table.optimizer, s.record, _MAX_CHUNK, s.X_test is not None, adam, s.method.dtype)
+    # the state is donated on one device (it only saves memory); sharded states are not
+    return _chunk_fn(s.act, s.table.optimizer, s.record, _MAX_CHUNK, s.X_test is not None, adam, s.method.dtype,
+                     len(_devices(s)) == 1)
 
 
 # ---------------------------------------------------------------------- run
@@ -309,7 +311,8 @@ def _check_divergence(s: _Setup, seen: np.ndarray, threshold: float | None) -> f
 
 
 def _devices(s: _Setup) -> list:
-    """The local devices the seeds are sharded over (``Simulation.devices``; an error if more than there are)."""
+    """The local devices the seeds are sharded over: ``Simulation.devices`` of them (an error if more than there
+    are); None: all of them."""
     devices = jax.local_devices()
     if s.method.devices is None:
         return devices
