@@ -21,7 +21,7 @@ grid outgrows one machine. Every
 configuration computes every point (no disk cache); the losses of all engines agree to float64 rounding.
 
     python benchmarks/sweep.py            # the three sweeps (~4 min)
-    python benchmarks/sweep.py --quick    # a 2-point muTransfer sweep, 5 steps (a smoke test)
+    python benchmarks/sweep.py --quick    # a 2-point muTransfer sweep in this process only (a smoke test)
 
 Prints a table and writes ``benchmarks/out/sweep.json``.
 """
@@ -90,7 +90,7 @@ def measure(quick: bool) -> dict:
     runs: dict = {name: {} for name in sweeps_}
     for name in sweeps_:
         runs[name]["this process"] = run(None, settings(name, quick))
-    for n in (1, 2):
+    for n in () if quick else (1, 2):  # quick: no clusters (tests/test_sweeps_dask.py tests the engine on one)
         with limits.local_cluster(n) as client:
             _warm(client)
             for name in sweeps_:
@@ -102,6 +102,8 @@ def summarize(s: dict, runs: dict) -> dict:
     """Walls, seconds inside the points, speed-up, overhead per point and agreement of one sweep's engines."""
     points = len(s["widths"]) * len(s["lrs"])
     rows = {engine: dict(wall_s=wall, inside_s=inside) for engine, (_, wall, inside) in runs.items()}
+    if "1 worker" not in rows:  # quick: this process only
+        return dict(points=points, settings={k: np.asarray(v).tolist() for k, v in s.items()}, rows=rows)
     one, two = rows["1 worker"], rows["2 workers"]
     overhead = (one["wall_s"] - one["inside_s"]) / points
     ref = runs["this process"][0].losses
@@ -120,6 +122,8 @@ def table(results: dict) -> str:
         for engine, row in r["rows"].items():
             lines.append(f"{name:>11}{r['points']:>8}{engine:>14}{row['wall_s']:>9.2f}{row['inside_s']:>10.2f}")
     m = results["mutransfer"]
+    if "speedup" not in m:
+        return "\n".join(lines + ["(quick: this process only; run without --quick for the 1- and 2-worker clusters)"])
     lines.append("speed-up, 2 vs 1 worker: " + ", ".join(f"{k} {r['speedup']:.2f}" for k, r in results.items())
                  + " (bar: compute >= 1.7)")
     lines.append(f"overhead per point (mutransfer, 1 worker): {1e3 * m['overhead_s']:.1f} ms = "
@@ -132,7 +136,7 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 2-point muTransfer sweep, 5 steps (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="a 2-point muTransfer sweep in this process only (smoke test)")
     parser.add_argument("--out", default=str(result_path("sweep.json")))
     args = parser.parse_args()
     r = measure(args.quick)
