@@ -24,7 +24,9 @@ output's own, e.g. ``width x lr x seed x step``), with ``to_json`` / ``from_json
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -202,6 +204,17 @@ def _homes(groups: list, workers: list) -> list:
 
 
 # ----------------------------------------------------------------------------- clients
+@contextlib.contextmanager
+def connected(client):
+    """The Dask client of ``client`` (:func:`connect`; None: this process), closed afterwards if made here."""
+    engine, owned = connect(client)
+    try:
+        yield engine
+    finally:
+        if owned:
+            engine.close()
+
+
 def connect(client):
     """``(client, owned)``: a ``dask.distributed.Client`` as given, or one connected to an address string.
 
@@ -392,35 +405,17 @@ def sweep(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, client=None, 
     dims = {str(k): tuple(v) for k, v in (dims or {}).items()}
     retries = checks.integer(retries, "retries", 0)
     progress = checks.boolean(progress, "progress")
-    folder = _folder(cache_dir)
+    folder = _cache.folder(cache_dir)
     base = {"version": _SWEEP_VERSION, "fn": _fn_key(fn) if folder is not None else None, "dims": dims}
     points = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-    tasks = [Task({**base, "point": pt}, _thunk(fn, pt, dims)) for pt in points]
+    tasks = [Task({**base, "point": pt}, functools.partial(_call, fn, pt, dims)) for pt in points]
     cache = _cache.Cache(folder)
-    owned_client, owned = connect(client)
-    try:
-        outcome = run_tasks(tasks, cache=cache, client=owned_client, progress=progress,
+    with connected(client) as engine:
+        outcome = run_tasks(tasks, cache=cache, client=engine, progress=progress,
                             desc=f"sweep {getattr(fn, '__name__', 'fn')}", retries=retries)
-    finally:
-        if owned:
-            owned_client.close()
     result = SweepResult.from_records(axes, outcome.records, meta=_meta(fn, cache, outcome))
     result.warn()
     return result
-
-
-def _thunk(fn, point: dict, dims: dict):
-    import functools
-
-    return functools.partial(_call, fn, point, dims)
-
-
-def _folder(cache_dir) -> Path | None:
-    if cache_dir is None:
-        return None
-    if isinstance(cache_dir, bool) or not isinstance(cache_dir, (str, os.PathLike)):
-        raise checks.ArgumentTypeError(f"cache_dir must be None (no disk cache) or a folder path, got {cache_dir!r}")
-    return Path(cache_dir)
 
 
 def _meta(fn, cache: _cache.Cache, outcome: Outcome) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import activations as _activations
 
-__all__ = ["Unkeyable", "activation_key", "function_key", "key", "Cache"]
+__all__ = ["Unkeyable", "activation_key", "function_key", "key", "folder", "Cache"]
 
 # callables from these packages are keyed by their import path and the package version
 _LIBRARIES = ("jax", "jaxlib", "numpy", "scipy", "math", "builtins", "limits", "operator")
@@ -171,6 +171,17 @@ def key(settings: Mapping[str, Any]) -> str:
 
 def _canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def folder(cache_dir) -> Path | None:
+    """``cache_dir`` as a ``Path`` (None: no disk cache); anything else is an ``ArgumentTypeError``."""
+    from .. import checks
+
+    if cache_dir is None:
+        return None
+    if isinstance(cache_dir, bool) or not isinstance(cache_dir, (str, os.PathLike)):
+        raise checks.ArgumentTypeError(f"cache_dir must be None (no disk cache) or a folder path, got {cache_dir!r}")
+    return Path(cache_dir)
 
 
 class Cache:

@@ -168,9 +168,9 @@ def coord_check(
     method = _coord_method(method, steps)
     kw = dict(X=X, y=y, activation=activation, lr=lr, steps=steps, seed=seed, seeds=seeds, method=method,
               record=("features", "spectral") if spectral else ("features",), progress=False)
-    from .transfer import _connected
+    from .. import sweeps
 
-    with _connected(client) as engine:
+    with sweeps.connected(client) as engine:
         per_width, curves, meta = _measure(p, ws, kw, spectral, progress, engine)
     values, errors, fits = _summarize(np.array(ws), per_width, confidence)
     meta.update(param=p.name, regime=p.classify().regime, depth=p.depth, gamma0=gamma0, optimizer=p.optimizer,

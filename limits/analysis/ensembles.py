@@ -75,11 +75,11 @@ def ensembles(
     from .. import sweeps
     from ..finite import SimulationDiverged
     from ..finite.simulate import _validate, resolve_table
-    from .transfer import _activation_key, _cache_folder, _check_widths, _connected
+    from .transfer import _activation_key, _check_widths
 
     ws = _check_widths(widths, 1)
     table, _ = resolve_table(param, depth, gamma0, optimizer)
-    folder = _cache_folder(cache_dir)
+    folder = _cache.folder(cache_dir)
     act_key = _activation_key(activation, folder is not None)
     unknown = set(kwargs) - {"X", "y", "X_test", "y_test", "lr", "steps", "seed", "seeds", "record", "method"}
     if unknown:
@@ -92,7 +92,7 @@ def ensembles(
                       kwargs.get("steps", 100), kwargs.get("X_test"), kwargs.get("y_test"), kwargs.get("seed"),
                       kwargs.get("seeds", 8), kwargs.get("record", ("ntk", "kernels")), False, kwargs.get("method"))
         tasks.append(sweeps.Task(_settings(s, act_key), functools.partial(_one_width, table, w, kwargs), group=w))
-    with _connected(client) as engine:
+    with sweeps.connected(client) as engine:
         out = sweeps.run_tasks(tasks, cache=_cache.Cache(folder), client=engine,
                                progress=checks.boolean(progress, "progress"), desc=f"ensembles {table.name}",
                                record_errors=False)

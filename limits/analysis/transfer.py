@@ -27,7 +27,6 @@ safely (an object with state, a closure over arbitrary objects) is an error with
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -332,14 +331,6 @@ def _data_arrays(X, y, X_test, y_test, metric: str) -> tuple:
     return X, y, X_test, y_test
 
 
-def _cache_folder(cache_dir) -> Path | None:
-    if cache_dir is None:
-        return None
-    if isinstance(cache_dir, bool) or not isinstance(cache_dir, (str, os.PathLike)):
-        raise checks.ArgumentTypeError(f"cache_dir must be None (no disk cache) or a folder path, got {cache_dir!r}")
-    return Path(cache_dir)
-
-
 def _activation_key(activation, caching: bool) -> str:
     """The cache key of the activation; an activation that cannot be keyed is an error only when caching."""
     try:
@@ -397,7 +388,7 @@ def _common(widths, lrs, *, min_widths, X, y, activation, steps, X_test, y_test,
     if method is not None and getattr(method, "record_steps", None) is not None:
         raise ValueError("method: Simulation(record_steps=...) does not apply to transfer (a sweep records only the "
                          "losses); drop record_steps")
-    folder = _cache_folder(cache_dir)
+    folder = _cache.folder(cache_dir)
     act_key = _activation_key(activation, folder is not None)
     return _Common(
         widths=_check_widths(widths, min_widths), grid=_check_lrs(lrs), X=X, y=y, X_test=X_test, y_test=y_test,
@@ -575,19 +566,6 @@ def _sweep(p: Parametrization, plan: _Limit, c: _Common, gamma0, client) -> Tran
     return dataclasses.replace(result, meta={**result.meta, "gamma0": gamma0})
 
 
-@contextlib.contextmanager
-def _connected(client):
-    """The Dask client of ``client`` (:func:`limits.sweeps.connect`), closed afterwards if made here."""
-    from .. import sweeps
-
-    engine, owned = sweeps.connect(client)
-    try:
-        yield engine
-    finally:
-        if owned:
-            engine.close()
-
-
 # ----------------------------------------------------------------------------- entry points
 def transfer(
     param: str | Parametrization = "mup",
@@ -657,7 +635,9 @@ def transfer(
                 cache_dir=cache_dir, confidence=confidence, progress=progress)
     plan = _limit_plan(p, c)
     g0 = None if isinstance(param, Parametrization) else (1.0 if gamma0 is None else gamma0)
-    with _connected(client) as engine:
+    from .. import sweeps
+
+    with sweeps.connected(client) as engine:
         return _sweep(p, plan, c.opened(), g0, engine)
 
 
@@ -728,7 +708,9 @@ def depth_transfer(
     plans = [_limit_plan(p, c) for p in tables]
     c = c.opened()
     g0 = (1.0 if gamma0 is None else gamma0) if isinstance(param, str) else None
-    with _connected(client) as engine:
+    from .. import sweeps
+
+    with sweeps.connected(client) as engine:
         per = {d: _sweep(p, plan, c, g0, engine) for d, p, plan in zip(ds, tables, plans)}
     losses = np.stack([per[d].losses for d in ds])  # (Dp, W, R)
     optima = np.stack([per[d].optima for d in ds])
