@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import os
 from typing import Callable, Sequence
 
@@ -33,6 +34,14 @@ def _settings(s, act_key: str) -> dict:
             "activation": act_key, "data": checks.fingerprint(s.X, s.y, s.X_test, s.y_test), "lr": s.lr,
             "steps": s.steps, "seeds": s.seeds, "seed": s.seed, "record": sorted(s.record),
             "record_steps": [int(t) for t in s.record_steps], "method": repr(method)}
+
+
+def _simulate_defaults() -> dict:
+    """The defaults of :func:`limits.simulate`'s keyword arguments (the key then follows what simulate runs)."""
+    from ..finite import simulate
+
+    return {k: p.default for k, p in inspect.signature(simulate).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def _one_width(table, width: int, kwargs: dict) -> dict:
@@ -86,11 +95,11 @@ def ensembles(
         raise checks.ArgumentTypeError(f"ensembles() got unexpected arguments {sorted(unknown)}; it takes those of "
                                        "limits.simulate")
     kwargs = {**kwargs, "activation": activation}
+    a = {**_simulate_defaults(), **kwargs}
     tasks = []
     for w in ws:  # every argument checked (by simulate's own validation) before anything runs
-        s = _validate(table, None, w, kwargs.get("X"), kwargs.get("y"), activation, None, None, kwargs.get("lr", 0.5),
-                      kwargs.get("steps", 100), kwargs.get("X_test"), kwargs.get("y_test"), kwargs.get("seed"),
-                      kwargs.get("seeds", 8), kwargs.get("record", ("ntk", "kernels")), False, kwargs.get("method"))
+        s = _validate(table, None, w, a["X"], a["y"], activation, None, None, a["lr"], a["steps"], a["X_test"],
+                      a["y_test"], a["seed"], a["seeds"], a["record"], False, a["method"])
         tasks.append(sweeps.Task(_settings(s, act_key), functools.partial(_one_width, table, w, kwargs), group=w))
     with sweeps.connected(client) as engine:
         out = sweeps.run_tasks(tasks, cache=_cache.Cache(folder), client=engine,
