@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import sympy as sp
 
-from .checks import ArgumentTypeError, choice, inapplicable, integer, nonnegative
+from .checks import ArgumentTypeError, choice, inapplicable, integer, nonnegative, real
 from .checks import positive
 from .checks import positive as _constant
 from .checks import width as _width
@@ -69,7 +69,13 @@ n = sp.Symbol("n", positive=True)
 MLP_PRESETS = ("sp", "ntk", "mup", "mfp")
 RESIDUAL_PRESETS = ("depth-mup", "completep", "resnet")
 PRESETS = MLP_PRESETS + RESIDUAL_PRESETS
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
+ADAPTIVE = ("adam", "adamw", "muon")
+"""Optimizers whose update does not scale with the gradient (Adam's ``m/sqrt(v)``, Muon's orthogonalization):
+their width symmetry shifts ``c`` by ``t`` (SGD: ``2t``), and a multiplier ``k`` folds into the lr as ``k`` (SGD ``k^2``)."""
+DECAYED = ("adamw", "muon")
+"""Optimizers with weight decay (``Layer.weight_decay``, ``Layer.d``; ``Parametrization.decay``)."""
+DECAY_MODES = ("decoupled", "independent")
 REGIMES = ("unstable", "trivial", "kernel", "feature_learning")
 
 _HALF = sp.Rational(1, 2)
@@ -152,7 +158,12 @@ def _exponent(value, field: str) -> sp.Expr:
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    """One row of the table: width exponents and O(1) constants of a layer."""
+    """One row of the table: width exponents and O(1) constants of a layer.
+
+    ``a, b, c``: multiplier ``n^-a``, init std ``n^-b``, learning rate ``n^-c``. Adaptive optimizers add:
+    ``weight_decay`` (``lambda >= 0``, AdamW/Muon only) with width exponent ``d`` (``lambda_l = weight_decay
+    n^-d``), and ``eps_exponent`` ``e`` (Adam's epsilon of this layer is ``Simulation.adam_eps n^-e``).
+    """
 
     a: sp.Expr
     b: sp.Expr
@@ -160,12 +171,16 @@ class Layer:
     multiplier: float = 1.0
     init_std: float = 1.0
     lr_scale: float = 1.0
+    weight_decay: float = 0.0
+    d: sp.Expr = sp.Integer(0)
+    eps_exponent: sp.Expr = sp.Integer(0)
 
     def __post_init__(self) -> None:
-        for name in ("a", "b", "c"):
+        for name in ("a", "b", "c", "d", "eps_exponent"):
             object.__setattr__(self, name, _exponent(getattr(self, name), f"Layer.{name}"))
         for name in ("multiplier", "init_std", "lr_scale"):
             object.__setattr__(self, name, _constant(getattr(self, name), f"Layer.{name}"))
+        object.__setattr__(self, "weight_decay", _decay_constant(self.weight_decay, "Layer.weight_decay"))
 
     @property
     def W_std(self) -> float:
@@ -199,6 +214,8 @@ class Exponents:
     ``W_spectral``, ``dW_spectral``: (L+1,) spectral norms of W^l and of its update.
     ``spectral_target``: (L+1,) exponent of sqrt(fan_out/fan_in), the spectral
     condition of Yang, Simon & Bernstein.
+    ``decay``: (L+1,) exponent of the weight decay's relative shrink per step (``lr_l lambda_l``, decoupled:
+    ``-(c_l + d_l)``; independent: ``-d_l``), None for a layer without weight decay (every layer of SGD/Adam).
     """
 
     delta_h: tuple[sp.Expr, ...]
@@ -206,6 +223,7 @@ class Exponents:
     W_spectral: tuple[sp.Expr, ...]
     dW_spectral: tuple[sp.Expr, ...]
     spectral_target: tuple[sp.Expr, ...]
+    decay: tuple = ()
 
     def as_powers(self) -> dict[str, object]:
         """The same exponents as sympy expressions in the width symbol ``n``."""
@@ -225,7 +243,10 @@ class Network:
     ``w0`` (n, D), ``w_l`` (n, n), ``wL`` (n,), entries ~ N(0, init_stds[l]^2).
     Forward: ``h1 = multipliers[0] * w0 @ x`` (includes 1/sqrt(D)),
     ``h_{l+1} = multipliers[l] * w_l @ phi(h_l)``, ``f = multipliers[L] * wL @ phi(h_L)``.
-    Update: ``w_l -= lr * lr_scales[l] * direction_l`` (gradient for SGD).
+    Update: ``w_l -= lr * lr_scales[l] * direction_l`` (gradient for SGD; Adam's ``mhat/(sqrt(vhat) + eps_l)``
+    with ``eps_l = adam_eps * eps_scales[l]``; Muon's orthogonalized momentum on the rows where ``muon`` is True),
+    then weight decay: ``w_l -= lr * lr_scales[l] * weight_decays[l] * w_l`` (``decay="decoupled"``) or
+    ``w_l -= weight_decays[l] * w_l`` (``"independent"``), from the weights before the step.
 
     Residual tables (``residual=True``, ``depth`` = number of blocks, arrays of
     shape (L+2,)): ``h_{l+1} = h_l + branch_multiplier * multipliers[l] * w_l @ phi(h_l)``
@@ -241,6 +262,10 @@ class Network:
     lr_scales: np.ndarray
     residual: bool = False
     branch_multiplier: float = 1.0
+    weight_decays: np.ndarray | None = None
+    eps_scales: np.ndarray | None = None
+    decay: str = "decoupled"
+    muon: tuple[bool, ...] = ()
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -331,6 +356,25 @@ def _as_list(value, length: int, field: str, rows: str = "") -> list:
         raise ArgumentTypeError(f"{field} must be a single value or a list/tuple with one value per row, got "
                                 f"{type(value).__name__}")
     return [value] * length
+
+
+def _decay_constant(value, field: str) -> float:
+    """A weight-decay constant: a finite number >= 0 (negative values named with the fix)."""
+    out = real(value, field)
+    if out < 0:
+        raise ValueError(f"{field} = {out:g} is negative: weight decay pulls the weights towards 0 and a negative "
+                         f"value grows them without bound; give a value >= 0 (0: no decay)")
+    return out
+
+
+def _layer_numbers(value, field: str) -> tuple[int, ...]:
+    """A list of 1-based layer numbers as a tuple of ints (errors name ``field``)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in value):
+        raise ArgumentTypeError(f"{field} must be a list of 1-based layer numbers, got {value!r}")
+    return tuple(int(i) for i in value)
 
 
 def _rows(size: int, residual: bool) -> str:
@@ -431,6 +475,8 @@ class Parametrization:
     optimizer: str = "sgd"
     name: str = "custom"
     residual: Residual | None = None
+    decay: str = "decoupled"
+    muon_layers: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, (list, tuple)) or not all(isinstance(L, Layer) for L in self.layers):
@@ -445,6 +491,72 @@ class Parametrization:
         choice(self.optimizer, "optimizer", OPTIMIZERS)
         if not isinstance(self.name, str):
             raise ArgumentTypeError(f"name must be a string, got {self.name!r}")
+        choice(self.decay, "decay", DECAY_MODES)
+        self._check_optimizer_fields()
+
+    def _check_optimizer_fields(self) -> None:
+        """Weight decay, epsilon exponents and Muon rows only where the optimizer has them (errors name the fix)."""
+        opt = self.optimizer
+        decayed = [i + 1 for i, L in enumerate(self.layers) if L.weight_decay > 0]
+        if decayed and opt not in DECAYED:
+            hint = "use optimizer='adamw' (Adam with decoupled weight decay)" if opt == "adam" else \
+                "SGD's weight decay (an L2 penalty) is not modelled; use optimizer='adamw' or 'muon'"
+            raise ValueError(f"weight_decay > 0 on layer(s) {decayed} but the optimizer is {opt!r}: {hint}")
+        if self.decay != "decoupled" and opt not in DECAYED:
+            raise inapplicable("decay", f"the optimizer {opt!r} has no weight decay")
+        if opt == "sgd":
+            bad = [i + 1 for i, L in enumerate(self.layers) if L.eps_exponent != 0]
+            if bad:
+                raise inapplicable("Layer.eps_exponent", f"SGD has no epsilon (layer(s) {bad})")
+        if self.muon_layers is not None and opt != "muon":
+            raise inapplicable("muon_layers", f"the optimizer is {opt!r}, not 'muon'")
+        if opt == "muon":
+            self._check_muon_rows()
+
+    def _check_muon_rows(self) -> None:
+        rows = len(self.layers)
+        matrix = list(range(2, rows))  # 1-based: hidden layers / residual blocks (n x n)
+        if not matrix:
+            raise ValueError("optimizer 'muon' orthogonalizes matrix-like (n x n) layers and this depth-1 MLP has "
+                             "none (its input (n x D) and readout (n) layers are vector-like, updated by Adam): use "
+                             "depth >= 2 or optimizer='adamw'")
+        if self.muon_layers is None:
+            return
+        if not isinstance(self.muon_layers, tuple) or not self.muon_layers or not all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in self.muon_layers):
+            raise ArgumentTypeError(f"muon_layers must be a non-empty tuple of layer numbers (1-based), got "
+                                    f"{self.muon_layers!r}")
+        for i in self.muon_layers:
+            if i in (1, rows):
+                what = "input layer (n x D, D fixed)" if i == 1 else "readout (a vector of n weights)"
+                raise ValueError(f"muon_layers includes layer {i}, the {what}: it is vector-like, and Muon "
+                                 f"orthogonalizes matrix-like (n x n) layers only; leave it to Adam (muon_layers "
+                                 f"from {matrix})")
+            if i not in matrix:
+                raise ValueError(f"muon_layers includes layer {i}; the table's matrix-like layers are {matrix}")
+        if self.residual is not None and sorted(set(self.muon_layers)) != matrix:
+            raise ValueError(f"muon_layers {list(self.muon_layers)} is a subset of the residual blocks; the simulator "
+                             f"updates the blocks with one rule: give all of {matrix} (or None)")
+
+    @property
+    def muon_rows(self) -> tuple[int, ...]:
+        """0-based rows updated by Muon (the others by Adam); empty unless the optimizer is ``"muon"``."""
+        if self.optimizer != "muon":
+            return ()
+        rows = range(1, len(self.layers) - 1) if self.muon_layers is None else (i - 1 for i in self.muon_layers)
+        return tuple(sorted(set(rows)))
+
+    @property
+    def decay_exponents(self) -> tuple:
+        """Per row, the exponent ``e`` of the weight decay's relative shrink per step ``lr_l lambda_l ~ n^e``:
+        ``-(c + d)`` (decoupled) or ``-d`` (independent); None where the layer has no weight decay."""
+        out = []
+        for L in self.layers:
+            if L.weight_decay == 0:
+                out.append(None)
+            else:
+                out.append(_simp(-(L.c + L.d)) if self.decay == "decoupled" else _simp(-L.d))
+        return tuple(out)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -460,6 +572,11 @@ class Parametrization:
         lr_scales=1.0,
         name: str = "custom",
         residual: Residual | None = None,
+        weight_decay=0.0,
+        d=0,
+        eps_exponent=0,
+        decay: str = "decoupled",
+        muon_layers: Sequence[int] | None = None,
     ) -> "Parametrization":
         """Table from exponent lists ``a``, ``b`` (length depth+1) and ``c`` (scalar or list).
 
@@ -475,6 +592,13 @@ class Parametrization:
             multipliers, init_stds, lr_scales: O(1) constants, one value (default 1.0) or one per row.
             name: label of the table (default ``"custom"``).
             residual: a :class:`Residual` (the rows between input and readout are then residual blocks), or None.
+            weight_decay: AdamW/Muon weight decay constants ``>= 0``, one value or one per row (default 0).
+            d: weight-decay width exponents (``lambda_l = weight_decay_l n^-d_l``), one value or one per row.
+            eps_exponent: Adam's epsilon exponents (``eps_l = Simulation.adam_eps n^-e_l``), one or one per row.
+            decay: ``"decoupled"`` (default; optax/PyTorch AdamW, ``w <- w - lr_l (u + lambda_l w)``) or
+                ``"independent"`` (``w <- w - lr_l u - lambda_l w``).
+            muon_layers: optimizer ``"muon"``: the 1-based matrix-like rows Muon updates (None: every hidden
+                layer or block); the others are updated by Adam.
 
         Returns:
             :class:`Parametrization` with one :class:`Layer` per row. Raises ``ValueError`` /
@@ -492,6 +616,8 @@ class Parametrization:
         mult = _as_list(multipliers, size, "multipliers", rows)
         init = _as_list(init_stds, size, "init_stds", rows)
         lrs = _as_list(lr_scales, size, "lr_scales", rows)
+        wd, dd = _as_list(weight_decay, size, "weight_decay", rows), _as_list(d, size, "d", rows)
+        ee = _as_list(eps_exponent, size, "eps_exponent", rows)
         layers = tuple(
             Layer(
                 _exponent(a[i], f"a[{i}] (layer {i + 1})"),
@@ -500,10 +626,14 @@ class Parametrization:
                 _constant(mult[i], f"multipliers[{i}]"),
                 _constant(init[i], f"init_stds[{i}]"),
                 _constant(lrs[i], f"lr_scales[{i}]"),
+                _decay_constant(wd[i], f"weight_decay[{i}] (layer {i + 1})"),
+                _exponent(dd[i], f"d[{i}] (layer {i + 1})"),
+                _exponent(ee[i], f"eps_exponent[{i}] (layer {i + 1})"),
             )
             for i in range(size)
         )
-        return cls(layers, optimizer, name, residual)
+        muon = None if muon_layers is None else _layer_numbers(muon_layers, "muon_layers")
+        return cls(layers, optimizer, name, residual, decay, muon)
 
     def replace(self, **changes) -> "Parametrization":
         """A copy with some fields changed (``dataclasses.replace``; the new fields are checked).
@@ -621,8 +751,9 @@ class Parametrization:
             beta = self._backward_scale(first_step)
             r_l = [beta + 2 * L.a + L.c - 1 + (1 if i == 0 else 0) for i, L in enumerate(hidden)]
             s = 2 * last.a + last.c - 1
-        else:
-            r_l = [L.a + L.c - 1 + (1 if i == 0 else 0) for i, L in enumerate(hidden)]
+        else:  # Adam: sign-like entries, coherent over the n inputs; Muon: an orthogonal update of spectral norm 1
+            muon = self.muon_rows
+            r_l = [L.a + L.c - (0 if i in muon else 1) + (1 if i == 0 else 0) for i, L in enumerate(hidden)]
             s = last.a + last.c - 1
         return [_simp(r) for r in r_l], _simp(s)
 
@@ -660,6 +791,11 @@ class Parametrization:
         rate = "2a_{L+1} + c_{L+1} - 1" if self.optimizer == "sgd" else "a_{L+1} + c_{L+1} - 1"
         check(_ge(s, 0, what), f"{rate} = {s} (must be >= 0: readout update O(1))")
         check(_ge(theta + r, 1, what), f"a_{Lp1} + b_{Lp1} + r = {_simp(theta + r)} (must be >= 1: f update O(1))")
+        for i, e in enumerate(self.decay_exponents):
+            if e is not None:
+                rule = "-(c + d)" if self.decay == "decoupled" else "-d"
+                check(_ge(0, e, what), f"weight decay of layer {i + 1} shrinks it by lr*lambda ~ n^{e} per step "
+                                       f"({rule}; must be <= 0: at most Theta(1))")
         nontrivial = False
         if stable:
             via_readout = _eq(s, 0, what)
@@ -682,7 +818,36 @@ class Parametrization:
         else:
             regime = "kernel"
             reasons.append(f"kernel regime: r = {r} > 0, features freeze and f evolves by a fixed kernel")
+        if stable:
+            reasons += self._optimizer_notes()
         return Classification(regime, r, tuple(r_l), tuple(reasons), stable, nontrivial)
+
+    def _optimizer_notes(self) -> list[str]:
+        """Reason lines of a stable adaptive table: where weight decay acts, and Adam's epsilon (Everett et al.)."""
+        notes = []
+        for i, e in enumerate(self.decay_exponents):
+            if e is not None:
+                notes.append(f"weight decay of layer {i + 1} acts over O(1) steps" if _eq(e, 0, "decay") else
+                             f"weight decay of layer {i + 1} vanishes over O(1) steps; it acts after ~n^{_simp(-e)} "
+                             f"steps (its equilibrium)")
+        if self.optimizer in ADAPTIVE:
+            for i, (g, L) in enumerate(zip(self.gradient_exponents(), self.layers)):
+                if i in self.muon_rows:
+                    continue
+                if not _ge(L.eps_exponent, g, "epsilon"):
+                    notes.append(f"note: layer {i + 1}'s gradient entries are ~n^-{g} and its epsilon ~n^-"
+                                 f"{L.eps_exponent}: epsilon dominates Adam's denominator as n -> inf (set "
+                                 f"eps_exponent >= {g}, Everett et al. 2024)")
+        return notes
+
+    def gradient_exponents(self) -> tuple[sp.Expr, ...]:
+        """Per row, ``g_l`` with the raw weights' gradient entries ``~ n^-g_l`` after the first step (stable MLP
+        tables): ``a_l + beta`` for the input and hidden layers (``beta``: the backward signal's exponent,
+        ``min(theta, a_{L+1} + c_{L+1})`` for adaptive optimizers), ``a_{L+1}`` for the readout. Adam's epsilon of
+        a layer is negligible at large width iff ``eps_exponent >= g_l`` (Everett et al. 2024, arXiv 2407.05872)."""
+        last = self.layers[-1]
+        beta = sp.Min(self.readout_scale, (2 if self.optimizer == "sgd" else 1) * last.a + last.c)
+        return tuple(_simp(L.a + beta) for L in self.layers[:-1]) + (last.a,)
 
     @property
     def regime(self) -> str:
@@ -713,22 +878,26 @@ class Parametrization:
             is_first, is_last = i == 0, i == len(self.layers) - 1
             W_spec.append(_simp(_HALF - (L.a + L.b)))
             target.append(_HALF if is_first else (-_HALF if is_last else sp.Integer(0)))
+            fan = _HALF if (is_first or is_last) else sp.Integer(1)
             if self.optimizer == "sgd":
                 beta = self._backward_scale(first)
-                fan = _HALF if (is_first or is_last) else sp.Integer(1)
                 back = 0 if is_last else beta
                 dW_spec.append(_simp(fan - L.c - 2 * L.a - back))
+            elif i in self.muon_rows:  # orthogonalized: spectral norm 1 (n x n, sqrt(fan_out/fan_in) = 1)
+                dW_spec.append(_simp(-L.c - L.a))
             else:
-                fan = _HALF if (is_first or is_last) else sp.Integer(1)
                 dW_spec.append(_simp(fan - L.c - L.a))
-        return Exponents(delta_h, delta_f, tuple(W_spec), tuple(dW_spec), tuple(target))
+        return Exponents(delta_h, delta_f, tuple(W_spec), tuple(dW_spec), tuple(target), self.decay_exponents)
 
     # ------------------------------------------------------------ symmetry
     def shift(self, theta) -> "Parametrization":
-        """Move along the symmetry ``a -> a+t, b -> b-t, c -> c-2t`` (SGD) / ``c-t`` (Adam).
+        """Move along the symmetry ``a -> a+t, b -> b-t, c -> c-2t`` (SGD) / ``c-t`` (Adam, AdamW, Muon).
 
         ``theta`` is one value or one per layer. Dynamics are unchanged: for SGD
-        they depend on each layer only through ``a+b`` and ``2a+c`` (Adam: ``a+c``).
+        they depend on each layer only through ``a+b`` and ``2a+c`` (adaptive: ``a+c``). Adaptive tables also
+        move ``eps_exponent -> eps_exponent + t`` (the raw gradient scales by ``n^-t``) and, with decoupled
+        weight decay, ``d -> d + t`` (the shrink per step ``lr lambda ~ n^-(c+d)`` is kept); independent decay
+        keeps ``d``.
 
         Args:
             theta: the shift ``t``: one exponent, or one per row (``depth + 1`` values, ``depth + 2`` residual).
@@ -737,37 +906,40 @@ class Parametrization:
             :class:`Parametrization`: the shifted table (same constants, optimizer, name, residual).
         """
         thetas = [_exponent(t, "theta") for t in _as_list(theta, len(self.layers), "theta")]
-        k = 2 if self.optimizer == "sgd" else 1
-        layers = tuple(
-            dataclasses.replace(L, a=L.a + t, b=L.b - t, c=L.c - k * t) for L, t in zip(self.layers, thetas)
-        )
-        return self.replace(layers=layers)
+        return self.replace(layers=tuple(self._shifted(L, t) for L, t in zip(self.layers, thetas)))
+
+    def _shifted(self, L: Layer, t) -> Layer:
+        """Row ``L`` moved by ``t`` along the symmetry of :meth:`shift`."""
+        if self.optimizer == "sgd":
+            return dataclasses.replace(L, a=L.a + t, b=L.b - t, c=L.c - 2 * t)
+        d = L.d + t if self.decay == "decoupled" else L.d
+        return dataclasses.replace(L, a=L.a + t, b=L.b - t, c=L.c - t, d=d, eps_exponent=L.eps_exponent + t)
 
     def canonical(self) -> "Parametrization":
         """Representative with every ``a_l = 0`` and constants folded to multiplier 1.
 
         Constants have their own symmetry ``alpha -> alpha k, sigma -> sigma/k,
-        eta_l -> eta_l/k^2`` (SGD; ``/k`` for Adam), so only ``alpha*sigma`` and
-        ``alpha^2 eta_l`` (Adam: ``alpha eta_l``) matter.
+        eta_l -> eta_l/k^2`` (SGD; ``/k`` for adaptive optimizers), so only ``alpha*sigma`` and
+        ``alpha^2 eta_l`` (adaptive: ``alpha eta_l``) matter; decoupled weight decay keeps ``eta_l lambda_l``
+        (``lambda -> lambda k``). Adam's epsilon constant (``Simulation.adam_eps``) is not folded: tables whose
+        multipliers differ agree up to the epsilon term.
 
         Returns:
-            :class:`Parametrization` named ``"<name> (canonical)"``: rows ``(0, a+b, c+2a)`` (Adam: ``c+a``) with
-            multiplier 1, init std ``multiplier * init_std`` and lr factor ``lr_scale * multiplier^2`` (Adam:
-            ``* multiplier``).
+            :class:`Parametrization` named ``"<name> (canonical)"``: rows ``(0, a+b, c+2a)`` (adaptive: ``c+a``,
+            ``d - a`` with decoupled decay, ``eps_exponent - a``) with multiplier 1, init std
+            ``multiplier * init_std``, lr factor ``lr_scale * multiplier^2`` (adaptive: ``* multiplier``) and
+            weight decay ``weight_decay / multiplier`` (decoupled).
         """
         k = 2 if self.optimizer == "sgd" else 1
-        layers = tuple(
-            Layer(
-                sp.Integer(0),
-                _simp(L.a + L.b),
-                _simp(L.c + k * L.a),
-                1.0,
-                L.multiplier * L.init_std,
-                L.lr_scale * L.multiplier**k,
-            )
-            for L in self.layers
-        )
-        return Parametrization(layers, self.optimizer, f"{self.name} (canonical)", self.residual)
+        rows = []
+        for L in self.layers:
+            row = self._shifted(L, -L.a)
+            decay = L.weight_decay / L.multiplier if self.decay == "decoupled" else L.weight_decay
+            rows.append(dataclasses.replace(
+                row, a=sp.Integer(0), b=_simp(row.b), c=_simp(row.c), d=_simp(row.d),
+                eps_exponent=_simp(row.eps_exponent), multiplier=1.0, init_std=L.multiplier * L.init_std,
+                lr_scale=L.lr_scale * L.multiplier**k, weight_decay=decay))
+        return self.replace(layers=tuple(rows), name=f"{self.name} (canonical)")
 
     def equivalent(self, other: "Parametrization", rtol: float = 1e-12) -> bool:
         """True if both tables give the same training dynamics at every width.
@@ -786,12 +958,17 @@ class Parametrization:
         if not isinstance(other, Parametrization):
             raise ArgumentTypeError("equivalent() compares two Parametrization tables")
         rtol = nonnegative(rtol, "rtol")
-        if self.depth != other.depth or self.optimizer != other.optimizer or self.residual != other.residual:
+        if (self.depth, self.optimizer, self.residual, self.decay, self.muon_rows) != \
+                (other.depth, other.optimizer, other.residual, other.decay, other.muon_rows):
             return False
         for A, B in zip(self.canonical().layers, other.canonical().layers):
-            if any(_simp(x - y) != 0 for x, y in ((A.b, B.b), (A.c, B.c))):
+            pairs = [(A.b, B.b), (A.c, B.c), (A.eps_exponent, B.eps_exponent)]
+            if A.weight_decay or B.weight_decay:
+                pairs.append((A.d, B.d))
+            if any(_simp(x - y) != 0 for x, y in pairs):
                 return False
-            if not np.allclose([A.init_std, A.lr_scale], [B.init_std, B.lr_scale], rtol=rtol, atol=0):
+            if not np.allclose([A.init_std, A.lr_scale, A.weight_decay], [B.init_std, B.lr_scale, B.weight_decay],
+                               rtol=rtol, atol=0):
                 return False
         return True
 
@@ -810,17 +987,22 @@ class Parametrization:
         """
         width = _width(width, "width", infinite=False)
         input_dim = integer(input_dim, "input_dim", 1)
-        mult, init, lrs = [], [], []
+        mult, init, lrs, decays, eps = [], [], [], [], []
         for i, L in enumerate(self.layers):
-            for e, field in ((L.a, "a"), (L.b, "b"), (L.c, "c")):
+            for e, field in ((L.a, "a"), (L.b, "b"), (L.c, "c"), (L.d, "d"), (L.eps_exponent, "eps_exponent")):
                 _numeric(e, f"{field}[{i}]")
             fan = 1.0 / math.sqrt(input_dim) if i == 0 else 1.0
             mult.append(L.multiplier * fan * _power(width, -L.a, f"multiplier of layer {i + 1}"))
             init.append(L.init_std * _power(width, -L.b, f"init std of layer {i + 1}"))
             lrs.append(L.lr_scale * _power(width, -L.c, f"learning rate of layer {i + 1}") * self._block_lr_factor(i))
+            decays.append(L.weight_decay * _power(width, -L.d, f"weight decay of layer {i + 1}") if L.weight_decay
+                          else 0.0)
+            eps.append(_power(width, -L.eps_exponent, f"epsilon of layer {i + 1}"))
         return Network(
             self.depth, width, input_dim, self.optimizer, np.array(mult), np.array(init), np.array(lrs),
-            residual=self.is_residual, branch_multiplier=self.branch_multiplier(),
+            residual=self.is_residual, branch_multiplier=self.branch_multiplier(), weight_decays=np.array(decays),
+            eps_scales=np.array(eps), decay=self.decay,
+            muon=tuple(i in self.muon_rows for i in range(len(self.layers))),
         )
 
     def branch_multiplier(self) -> float:
@@ -984,16 +1166,15 @@ class Parametrization:
             fmt: ``"markdown"`` (default) or ``"latex"``; anything else raises ``ValueError``.
 
         Returns:
-            str: one row per layer (a, b, c, multiplier, init std, lr factor); the markdown form starts with the
-            name, optimizer, depth and residual scaling.
+            str: one row per layer (a, b, c, multiplier, init std, lr factor; adaptive optimizers add the update
+            rule, epsilon exponent, and with weight decay its constant and exponent d); the markdown form starts
+            with the name, optimizer, depth and residual scaling.
         """
-        rows = []
-        for i, L in enumerate(self.layers):
-            kind = "input" if i == 0 else ("readout" if i == len(self.layers) - 1 else ("block" if self.is_residual else "hidden"))
-            rows.append((f"{i + 1} ({kind})", L.a, L.b, L.c, L.multiplier, L.init_std, L.lr_scale))
-        head = ("layer", "a", "b", "c", "multiplier", "init std", "lr factor")
         if fmt == "markdown":
+            head, rows = self._rows_for_display()
             out = [f"**{self.name}** (optimizer: {self.optimizer}, depth {self.depth})", ""]
+            if self.optimizer in DECAYED:
+                out[0] += f", {self.decay} weight decay"
             if self.residual is not None:
                 r = self.residual
                 out[0] += f", residual blocks: branch {r.beta:g} L^-({r.alpha}), block lr x L^({r.lr_exponent})"
@@ -1002,6 +1183,7 @@ class Parametrization:
             for row in rows:
                 out.append("| " + " | ".join(_fmt(v) for v in row) + " |")
             return "\n".join(out)
+        rows = [row[:7] for row in self._rows_for_display()[1]]
         if fmt == "latex":
             out = ["\\begin{tabular}{lcccccc}", "\\hline", " & ".join(("layer", "$a$", "$b$", "$c$", "$\\alpha$", "$\\sigma$", "$\\eta_l$")) + " \\\\", "\\hline"]
             for row in rows:
@@ -1010,6 +1192,24 @@ class Parametrization:
             out += ["\\hline", "\\end{tabular}"]
             return "\n".join(out)
         raise ValueError(f"unknown table format {fmt!r}; use 'markdown' or 'latex'")
+
+    def _rows_for_display(self) -> tuple[tuple[str, ...], list[tuple]]:
+        """Column names and one tuple per row for :meth:`table` (optimizer columns only where they apply)."""
+        head = ("layer", "a", "b", "c", "multiplier", "init std", "lr factor")
+        if self.optimizer in ADAPTIVE:
+            head += ("update", "eps exponent")
+        if any(L.weight_decay for L in self.layers):
+            head += ("weight decay", "d")
+        rows = []
+        for i, L in enumerate(self.layers):
+            kind = "input" if i == 0 else ("readout" if i == len(self.layers) - 1 else ("block" if self.is_residual else "hidden"))
+            row = (f"{i + 1} ({kind})", L.a, L.b, L.c, L.multiplier, L.init_std, L.lr_scale)
+            if self.optimizer in ADAPTIVE:
+                row += ("muon" if i in self.muon_rows else "adam", L.eps_exponent)
+            if "d" in head:
+                row += (L.weight_decay, L.d)
+            rows.append(row)
+        return head, rows
 
     def __str__(self) -> str:
         return self.table()
@@ -1059,7 +1259,10 @@ def _preset_exponents(name: str, depth: int, optimizer: str):
     elif name in ("mup", "mfp"):
         a = [0] + [h] * hidden + [1]
         b = [0] * (depth + 1)
-        c = [-1] * (depth + 1) if optimizer == "sgd" else [0] + [h] * hidden + [0]
+        if optimizer == "sgd":
+            c = [-1] * (depth + 1)
+        else:  # Adam: effective hidden lr 1/n; Muon: effective hidden spectral update Theta(1) (c = -a)
+            c = [0] + [-h if optimizer == "muon" else h] * hidden + [0]
     elif name in RESIDUAL_PRESETS:  # depth residual blocks, muP in width
         return _preset_exponents("mup", depth + 1, optimizer)
     else:
@@ -1078,6 +1281,10 @@ def param(
     init_stds=None,
     lr_scales=None,
     beta: float | None = None,
+    weight_decay=None,
+    d=None,
+    decay: str | None = None,
+    muon_layers: Sequence[int] | None = None,
 ) -> Parametrization:
     """A preset table for an MLP with ``depth`` hidden layers.
 
@@ -1099,6 +1306,15 @@ def param(
     - ``"completep"``: ``alpha = 1``, ``e = 1`` (SGD) / ``0`` (Adam).
     - ``"resnet"``: plain un-scaled branches, ``alpha = 0``, ``e = 0``.
 
+    Optimizers: ``"sgd"``, ``"adam"``, ``"adamw"`` (Adam with weight decay) and ``"muon"`` (orthogonalized
+    momentum on the hidden n x n layers, Adam on the vector-like input and readout layers; muP-Muon: effective
+    hidden update of spectral norm Theta(1)). ``weight_decay`` (AdamW/Muon) is the constant ``lambda`` of the
+    matrix-like (hidden) layers; vector-like layers get none (Fan et al. 2025, arXiv 2510.15262). Its width rule
+    (``d``, unless given): for ``"mup"``/``"mfp"`` and the residual presets with AdamW, the relative shrink per
+    step ``lr_l lambda_l`` falls like ``n^-1/2``, i.e. ``lambda ~ sqrt(n)`` for PyTorch's decoupled ``lambda``
+    next to lr ``~ 1/n`` (Fan et al.'s rule; ``d = 0`` in this table's form, whose raw hidden lr is ``n^-1/2``);
+    with Muon, ``lr_l lambda_l`` is width-independent; other presets: constant ``lambda`` (``d = 0``).
+
     ``gamma0`` divides the readout multiplier and multiplies every learning-rate
     factor by ``gamma0^2`` (Adam: ``gamma0``), so function-space dynamics in the
     kernel regime do not depend on it while feature learning does. ``beta`` is
@@ -1113,8 +1329,13 @@ def param(
         depth: hidden layers (MLP presets) or residual blocks L (residual presets), an integer >= 1
             (default 1; None: 1).
         gamma0: richness, a positive finite number (default 1.0; None: 1.0).
-        optimizer: ``"sgd"`` (default; None: ``"sgd"``) or ``"adam"``.
+        optimizer: ``"sgd"`` (default; None: ``"sgd"``), ``"adam"``, ``"adamw"`` or ``"muon"``.
         c: learning-rate width exponents overriding the preset's: one value or one per row; None: the preset's.
+        weight_decay: ``"adamw"``/``"muon"``: one value ``>= 0`` for the matrix-like layers, or one per row
+            (None: 0, no decay); rejected for other optimizers.
+        d: weight-decay width exponents overriding the rule above: one value or one per row.
+        decay: ``"decoupled"`` (None: the default) or ``"independent"`` (see :class:`Parametrization`).
+        muon_layers: ``"muon"``: 1-based matrix-like rows updated by Muon (None: all hidden layers / blocks).
         multipliers: positive finite O(1) multipliers, one value or one per row (None: 1.0); the readout's is
             then divided by ``gamma0``.
         init_stds: positive finite O(1) init stds, one value or one per row (None: 1.0).
@@ -1132,10 +1353,35 @@ def param(
     rows = _rows(len(a), residual is not None)
     mult, lrs = _preset_constants(multipliers, lr_scales, len(a), rows, gamma0, optimizer)
     label = key if gamma0 == 1.0 else f"{key}(gamma0={gamma0:g})"
+    decays, d_rule = _preset_decay(key, optimizer, weight_decay, decay, a, c_default if c is None else c, rows)
     return Parametrization.from_abc(
         a, b, c_default if c is None else c, optimizer=optimizer, multipliers=mult,
         init_stds=1.0 if init_stds is None else init_stds, lr_scales=lrs, name=label, residual=residual,
+        weight_decay=decays, d=d_rule if d is None else d, decay="decoupled" if decay is None else decay,
+        muon_layers=muon_layers,
     )
+
+
+def _preset_decay(key: str, optimizer: str, weight_decay, decay, a, c, rows: str) -> tuple[list, list]:
+    """Per-row weight decays (one value: on the matrix-like rows only) and the preset's width rule ``d``."""
+    size = len(a)
+    if weight_decay is None:
+        return [0.0] * size, [0] * size
+    if optimizer not in DECAYED:
+        raise inapplicable("weight_decay", f"optimizer {optimizer!r} has no weight decay; use optimizer='adamw' or "
+                                           f"'muon'")
+    if isinstance(weight_decay, (list, tuple, np.ndarray)):
+        decays = _as_list(weight_decay, size, "weight_decay", rows)
+    else:
+        decays = [0.0] + [weight_decay] * (size - 2) + [0.0]
+    c = _as_list(c, size, "c", rows)
+    if key in ("mup", "mfp") or key in RESIDUAL_PRESETS:
+        shrink = sp.Integer(0) if optimizer == "muon" else -_HALF  # lr_l lambda_l ~ n^shrink
+    else:
+        return decays, [0] * size
+    independent = decay == "independent"
+    return decays, [0 if not lam else _simp(-shrink if independent else -shrink - _exponent(ci, "c"))
+                    for lam, ci in zip(decays, c)]
 
 
 def _preset_arguments(name, depth, gamma0, optimizer) -> tuple[str, int, float, str]:
@@ -1205,7 +1451,7 @@ def entry_table(param, depth=None, *, gamma0=None, optimizer=None) -> tuple["Par
         raise ArgumentTypeError(f"param must be a preset name ({', '.join(PRESETS)}) or a Parametrization, got "
                                 f"{type(param).__name__}")
     gamma0 = 1.0 if gamma0 is None else positive(gamma0, "gamma0")
-    optimizer = "sgd" if optimizer is None else choice(optimizer, "optimizer", ("sgd", "adam"))
+    optimizer = "sgd" if optimizer is None else choice(optimizer, "optimizer", OPTIMIZERS)
     depth = 1 if depth is None else integer(depth, "depth", 1)
     return resolve(param, depth, gamma0=gamma0, optimizer=optimizer), gamma0
 

@@ -91,16 +91,20 @@ def is_residual(params: Params) -> bool:
 
 
 def layer_scales(net) -> tuple:
-    """``(mult, lr_scales)`` of a :class:`~limits.parametrization.Network` in its params' layout.
+    """``(mult, lr_scales, weight_decays, eps_scales)`` of a :class:`~limits.parametrization.Network` in its
+    params' layout.
 
     MLP: the (L+1,) arrays as they are. Residual: ``(m_0, b * m[1:L+1], m_{L+1})``
-    (branch multiplier ``b`` folded into the blocks) and ``(eta_0, eta[1:L+1], eta_{L+1})``.
+    (branch multiplier ``b`` folded into the blocks) and ``(x_0, x[1:L+1], x_{L+1})`` for the others.
     """
+    size = len(net.multipliers)
     mult, lrs = np.asarray(net.multipliers, float), np.asarray(net.lr_scales, float)
+    decays = np.zeros(size) if net.weight_decays is None else np.asarray(net.weight_decays, float)
+    eps = np.ones(size) if net.eps_scales is None else np.asarray(net.eps_scales, float)
     if not getattr(net, "residual", False):
-        return mult, lrs
+        return mult, lrs, decays, eps
     b = float(net.branch_multiplier)
-    return (mult[0], b * mult[1:-1], mult[-1]), (lrs[0], lrs[1:-1], lrs[-1])
+    return ((mult[0], b * mult[1:-1], mult[-1]),) + tuple((x[0], x[1:-1], x[-1]) for x in (lrs, decays, eps))
 
 
 def _stack(hs):

@@ -39,6 +39,7 @@ from .. import checks
 from ..parametrization import Parametrization, entry_table
 from ..trajectory import Trajectory
 from . import network as _net
+from . import optimizers as _optimizers
 from .options import Simulation
 
 __all__ = ["simulate", "SimulationDiverged", "RECORDABLE", "Simulation", "resolve_table"]
@@ -118,7 +119,7 @@ def _validate(param, depth, width, X, y, activation, gamma0, optimizer, lr, step
     width = checks.width(width, "width", infinite=False)
     X, y, X_test, y_test = checks.default_data(X, y, X_test, y_test)
     method = checks.option(method, "method", Simulation, Simulation())
-    if table.optimizer != "adam" and method.adam_eps != Simulation.adam_eps:
+    if table.optimizer == "sgd" and method.adam_eps != Simulation.adam_eps:
         raise checks.inapplicable("Simulation.adam_eps", f"the table {table.name!r} trains with SGD, not Adam")
     steps = checks.integer(steps, "steps", 1)
     rec = checks.record(record, "record", supported=RECORDABLE)
@@ -132,40 +133,23 @@ def _validate(param, depth, width, X, y, activation, gamma0, optimizer, lr, step
 
 
 # ------------------------------------------------------------ compiled pieces
-def _bcast(scale, w):
-    """Per-layer scale broadcast against ``w`` (stacked residual blocks: (L,) -> (L, 1, 1))."""
-    return jnp.reshape(scale, jnp.shape(scale) + (1,) * (w.ndim - jnp.ndim(scale)))
-
-
-def _step_fn(activation: _activations.Activation, optimizer: str, adam: tuple[float, float, float], has_test: bool):
+def _step_fn(activation: _activations.Activation, rule: tuple, adam: tuple[float, float, float], has_test: bool):
     """One network's observation and update at step ``t``: ``(params, opt) -> (new, opt, loss, f, f_test, hs)``.
 
-    Loss ``1/(2P) |f - y|^2``; its gradient by one VJP of the forward pass. SGD: ``w - lr eta_l g``; Adam:
-    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``, ``w - lr eta_l (m/c1) / (sqrt(v/c2) + eps)`` with
-    ``c_i = 1 - b_i^(t+1)``.
+    Loss ``1/(2P) |f - y|^2``; its gradient by one VJP of the forward pass; the update of
+    :func:`limits.finite.optimizers.make_update` for ``rule = (optimizer, decay, muon rows)``.
     """
     phi = activation.fn
-    b1, b2, eps = adam
+    update = _optimizers.make_update(*rule, adam)
 
-    def step_one(params, opt, t, mult, lr_scales, lr, X, y, Xt):
+    def step_one(params, opt, t, mult, scales, lr, X, y, Xt):
         f, vjp, hs = jax.vjp(lambda p: _net.forward(p, mult, X, phi), params, has_aux=True)
         r = f - y
         loss = 0.5 * jnp.mean(r * r)
         (grads,) = vjp(r / y.shape[0])
         ft = _net.forward(params, mult, Xt, phi)[0] if has_test else jnp.zeros((0,), f.dtype)
-        if optimizer == "sgd":
-            new = tuple(w - lr * _bcast(lr_scales[l], w) * g for l, (w, g) in enumerate(zip(params, grads)))
-            return new, opt, loss, f, ft, hs
-        m, v = opt
-        k = (t + 1).astype(f.dtype)
-        m = tuple(b1 * mi + (1 - b1) * g for mi, g in zip(m, grads))
-        v = tuple(b2 * vi + (1 - b2) * g * g for vi, g in zip(v, grads))
-        c1, c2 = 1 - b1**k, 1 - b2**k
-        new = tuple(
-            w - lr * _bcast(lr_scales[l], w) * (mi / c1) / (jnp.sqrt(vi / c2) + eps)
-            for l, (w, mi, vi) in enumerate(zip(params, m, v))
-        )
-        return new, (m, v), loss, f, ft, hs
+        new, opt = update(params, grads, opt, t, lr, *scales)
+        return new, opt, loss, f, ft, hs
 
     return step_one
 
@@ -196,7 +180,7 @@ def _measure_fn(activation: _activations.Activation, record: frozenset):
 
 
 @functools.lru_cache(maxsize=64)
-def _chunk_fn(activation: _activations.Activation, optimizer: str, record: frozenset, length: int, has_test: bool,
+def _chunk_fn(activation: _activations.Activation, rule: tuple, record: frozenset, length: int, has_test: bool,
               adam: tuple[float, float, float], dtype: str, donate: bool = True):
     """Jitted: ``count <= length`` observations/updates from step ``t0`` for a batch of seeds.
 
@@ -204,9 +188,9 @@ def _chunk_fn(activation: _activations.Activation, optimizer: str, record: froze
     records into ``buffers[name][k]`` when ``t == record_steps[k]``, then updates the weights. Outputs (length, S),
     (length, S, P), (length, S, Q). Cached per setting and ``dtype`` (float64 and float32 traces never mix).
     """
-    step_one, measure_one = _step_fn(activation, optimizer, adam, has_test), _measure_fn(activation, record)
+    step_one, measure_one = _step_fn(activation, rule, adam, has_test), _measure_fn(activation, record)
 
-    def run(state, t0, count, mult, lr_scales, lr, X, y, Xt, record_steps, params0):
+    def run(state, t0, count, mult, scales, lr, X, y, Xt, record_steps, params0):
         # ``count`` is traced, so XLA sees a while loop it cannot unroll (fast compiles)
         S, P, Q = state[0][0].shape[0], X.shape[0], Xt.shape[0]
         outs = (jnp.zeros((length, S), X.dtype), jnp.zeros((length, S, P), X.dtype), jnp.zeros((length, S, Q), X.dtype))
@@ -215,7 +199,7 @@ def _chunk_fn(activation: _activations.Activation, optimizer: str, record: froze
             params, opt, buf, origin, outs = carry
             t = t0 + i
             new, opt2, loss, f, ft, hs = jax.vmap(step_one, in_axes=(0, 0, None, None, None, None, None, None, None))(
-                params, opt, t, mult, lr_scales, lr, X, y, Xt
+                params, opt, t, mult, scales, lr, X, y, Xt
             )
             if "features" in record:  # remember f and h^l at t = 0
                 origin = jax.lax.cond(t == 0, lambda o: (f, hs), lambda o: o, origin)
@@ -224,7 +208,7 @@ def _chunk_fn(activation: _activations.Activation, optimizer: str, record: froze
 
                 def write(b):
                     vals = jax.vmap(measure_one, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))(
-                        params, f, hs, *origin, params0, mult, lr_scales, X
+                        params, f, hs, *origin, params0, mult, scales[0], X
                     )
                     idx = jnp.argmax(match)
                     return {name: b[name].at[idx].set(vals[name]) for name in b}
@@ -242,8 +226,12 @@ def _chunk_fn(activation: _activations.Activation, optimizer: str, record: froze
 def _compile(s: _Setup):
     """The chunk function of this setting (compiled on its first call, then cached)."""
     adam = (0.9, 0.999, s.method.adam_eps)
+    muon = s.net.muon
+    if s.net.residual and muon:  # the blocks are stacked: one rule for all of them
+        muon = (muon[0], all(muon[1:-1]), muon[-1])
+    rule = (s.table.optimizer, s.table.decay, muon or (False,) * len(s.net.shapes))
     # the state is donated on one device (it only saves memory); sharded states are not
-    return _chunk_fn(s.act, s.table.optimizer, s.record, _MAX_CHUNK, s.X_test is not None, adam, s.method.dtype,
+    return _chunk_fn(s.act, rule, s.record, _MAX_CHUNK, s.X_test is not None, adam, s.method.dtype,
                      len(_devices(s)) == 1)
 
 
@@ -352,9 +340,9 @@ def _run_batch(s: _Setup, run, ids: np.ndarray, bar, threshold):
     if len(devices) > 1:
         state, params0 = _shard(state, params0, devices)
     init_s = time.perf_counter() - tick
-    mult, lr_scales = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jdt), _net.layer_scales(s.net))
+    mult, *scales = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jdt), _net.layer_scales(s.net))
     X_test = s.X_test if s.X_test is not None else np.zeros((0, s.X.shape[1]))
-    args = (mult, lr_scales, jnp.asarray(s.lr, jdt), jnp.asarray(s.X, jdt), jnp.asarray(s.y, jdt),
+    args = (mult, tuple(scales), jnp.asarray(s.lr, jdt), jnp.asarray(s.X, jdt), jnp.asarray(s.y, jdt),
             jnp.asarray(X_test, jdt), jnp.asarray(s.record_steps), params0)
     total = s.steps + 1
     losses, fs, fts = [], [], []
