@@ -6,9 +6,11 @@ For layer ``l`` with learning rate ``eta_l = lr * lr_scales[l]``, gradient ``g``
 - Adam (bias-corrected, moments per raw weight): ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``,
   ``u = (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps_l)`` with ``eps_l = adam_eps * eps_scales[l]``.
 - Muon (Jordan et al. 2024) on the rows the table marks (n x n): ``m <- mu m + g``, Nesterov ``G = g + mu m``,
-  ``u = sqrt(max(1, fan_out/fan_in)) NS5(G / (|G|_F + 1e-7))`` with the quintic Newton-Schulz iteration
+  ``u = sqrt(max(1, fan_out/fan_in)) NS5(G / |G|_F)`` with the quintic Newton-Schulz iteration
   ``X <- a X + (b A + c A^2) X``, ``A = X X^T``, ``(a, b, c) = (3.4445, -4.7750, 2.0315)``, 5 steps (singular
-  values of ``u`` land in about [0.7, 1.2]: the update has spectral norm ~1). The other rows use Adam.
+  values of ``u`` land in about [0.7, 1.2]: the update has spectral norm ~1). The normalization has no additive
+  regularizer (Jordan's code and optax add 1e-7 to the norm), so the update is exactly invariant to the gradient's
+  scale and the width symmetry of the table holds to rounding. The other rows use Adam.
 - then ``w <- w - eta_l u``, and weight decay from the weights before the step: decoupled (optax/PyTorch AdamW)
   ``w <- w - eta_l lambda_l w_old``, or independent ``w <- w - lambda_l w_old``.
 
@@ -44,7 +46,7 @@ def newton_schulz(G, steps: int = NS_STEPS):
     a, b, c = NS_COEFFICIENTS
     wide = G.shape[0] <= G.shape[1]
     X = G if wide else G.T
-    X = X / (jnp.linalg.norm(X) + 1e-7)
+    X = X / (jnp.linalg.norm(X) + jnp.finfo(X.dtype).tiny)
     for _ in range(steps):
         A = X @ X.T
         X = a * X + (b * A + c * (A @ A)) @ X

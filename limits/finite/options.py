@@ -37,7 +37,8 @@ class Simulation:
             seed-mean loss is non-finite or above ``divergence_factor * max(1, L_0)`` (``L_0`` the seed-mean
             initial loss of the first batch); a real number > 1. None disables the check (the trajectory then
             carries the inf / NaN values).
-        adam_eps: Adam's :math:`\epsilon` in ``w <- w - lr * eta_l * mhat / (sqrt(vhat) + eps)``; a positive number.
+        adam_eps: Adam's :math:`\epsilon` in ``w <- w - lr * eta_l * mhat / (sqrt(vhat) + eps_l)``; a positive number,
+            the constant of ``eps_l = adam_eps * n^-eps_exponent_l`` (the table's per-layer exponents, default 0).
             Only for Adam tables: a non-default value next to an SGD table is rejected.
         record_steps: steps ``t`` (integers in ``[0, steps]``, checked at the call) at which the ``record=``
             quantities are measured, stored sorted and unique (``K`` entries). None: ``(0, steps)``. Needs a

@@ -123,13 +123,28 @@ def _validate(param, depth, width, X, y, activation, gamma0, optimizer, lr, step
         raise checks.inapplicable("Simulation.adam_eps", f"the table {table.name!r} trains with SGD, not Adam")
     steps = checks.integer(steps, "steps", 1)
     rec = checks.record(record, "record", supported=RECORDABLE)
+    net, lr = table.instantiate(width, X.shape[1]), checks.positive(lr, "lr")
+    _check_shrink(table, net, lr)
     return _Setup(
-        table=table, net=table.instantiate(width, X.shape[1]), act=_activations.get(activation), X=X, y=y,
-        X_test=X_test, y_test=y_test, lr=checks.positive(lr, "lr"), steps=steps,
+        table=table, net=net, act=_activations.get(activation), X=X, y=y,
+        X_test=X_test, y_test=y_test, lr=lr, steps=steps,
         seeds=checks.integer(seeds, "seeds", 1), seed=0 if seed is None else checks.seed(seed, "seed"), record=rec,
         record_steps=_record_steps(method, rec, steps), method=method, gamma0=gamma0,
         progress=checks.boolean(progress, "progress"),
     )
+
+
+def _check_shrink(table: Parametrization, net, lr: float) -> None:
+    """Weight decay must shrink each layer by less than itself per step (else its weights flip sign and grow)."""
+    if net.weight_decays is None:
+        return
+    shrink = net.weight_decays * (lr * net.lr_scales if table.decay == "decoupled" else 1.0)
+    for i, x in enumerate(shrink):
+        if x >= 1:
+            what = "lr * lr_scale * lambda" if table.decay == "decoupled" else "lambda"
+            raise ValueError(f"weight decay of layer {i + 1} removes {x:.3g} of the weights per step at width "
+                             f"{net.width} ({what}; must be < 1, else they flip sign and grow): lower weight_decay "
+                             f"or lr")
 
 
 # ------------------------------------------------------------ compiled pieces
