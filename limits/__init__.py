@@ -29,6 +29,7 @@ _LAZY = {
     "ensembles": "limits.analysis",
     "transfer": "limits.analysis",
     "depth_transfer": "limits.analysis",
+    "decay_transfer": "limits.analysis",
     "kernels": "limits.kernels",
     "dmft": "limits.dmft",
     "sweep": "limits.sweeps",

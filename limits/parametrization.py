@@ -182,6 +182,9 @@ class Layer:
             object.__setattr__(self, name, _constant(getattr(self, name), f"Layer.{name}"))
         object.__setattr__(self, "weight_decay", _decay_constant(self.weight_decay, "Layer.weight_decay"))
 
+    def __repr__(self) -> str:
+        return _repr(self, {"weight_decay": 0.0, "d": 0, "eps_exponent": 0})
+
     @property
     def W_std(self) -> float:
         """Effective O(1) weight scale ``multiplier * init_std`` (neural-tangents' W_std)."""
@@ -356,6 +359,15 @@ def _as_list(value, length: int, field: str, rows: str = "") -> list:
         raise ArgumentTypeError(f"{field} must be a single value or a list/tuple with one value per row, got "
                                 f"{type(value).__name__}")
     return [value] * length
+
+
+def _repr(obj, optional: dict) -> str:
+    """The dataclass repr without the ``optional`` fields that hold their defaults (so the repr, which keys the
+    transfer caches, of a table without weight decay, epsilon exponents or Muon rows is what it was before
+    those fields existed)."""
+    shown = [f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj)
+             if f.name not in optional or getattr(obj, f.name) != optional[f.name]]
+    return f"{type(obj).__name__}({', '.join(shown)})"
 
 
 def _decay_constant(value, field: str) -> float:
@@ -537,6 +549,9 @@ class Parametrization:
         if self.residual is not None and sorted(set(self.muon_layers)) != matrix:
             raise ValueError(f"muon_layers {list(self.muon_layers)} is a subset of the residual blocks; the simulator "
                              f"updates the blocks with one rule: give all of {matrix} (or None)")
+
+    def __repr__(self) -> str:
+        return _repr(self, {"decay": "decoupled", "muon_layers": None})
 
     @property
     def muon_rows(self) -> tuple[int, ...]:

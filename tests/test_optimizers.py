@@ -206,3 +206,24 @@ def test_no_limit_is_solved_for_adaptive_tables():
             limits.solve_dmft(p, X=DATA.X, y=DATA.y, steps=2)
         with pytest.raises(ValueError, match="SGD"):
             limits.solve_kernel(p, X=DATA.X, y=DATA.y, steps=2)
+
+
+def test_decay_transfer_grid_and_sublayer_gains():
+    r = limits.transfer("mup", 2, (16, 32), [0.01, 0.1], weight_decays=[0.0, 0.5], limit=False, X=DATA.X, y=DATA.y,
+                        steps=3, seeds=1, progress=False)
+    assert r.losses.shape == (2, 2, 2) and r.optima.shape == (2, 2) and r.meta["optimizer"] == "adamw"
+    for lam in (0.0, 0.5):  # each slice is the plain transfer of the table with that weight decay
+        one = limits.transfer(limits.param("mup", 2, optimizer="adamw", weight_decay=lam), None, (16, 32),
+                              [0.01, 0.1], limit=False, X=DATA.X, y=DATA.y, steps=3, seeds=1, progress=False)
+        np.testing.assert_array_equal(r.per_decay[lam].losses, one.losses)
+    assert r.dataset["loss"].dims == ("width", "lr", "weight_decay")
+    with pytest.raises(ValueError, match="limit=False"):
+        limits.transfer("mup", 2, (16, 32), [0.1], weight_decays=[0.0, 0.5], X=DATA.X, y=DATA.y)
+    with pytest.raises(ValueError, match="has no weight decay"):
+        limits.transfer("mup", 2, (16, 32), [0.1], weight_decays=[0.0, 0.5], optimizer="adam", limit=False,
+                        X=DATA.X, y=DATA.y)
+    # sublayer gain RMS h^{l+1} / RMS phi(h^l): for a linear network the ratio of consecutive h_rms
+    t = limits.simulate(limits.param("mup", 3, optimizer="adamw", weight_decay=0.5), 3, 32, X=DATA.X, y=DATA.y,
+                        activation="linear", lr=0.05, steps=3, seeds=2, progress=False, record=("features",))
+    h = t.diagnostics["h_rms"]
+    np.testing.assert_allclose(t.diagnostics["gain"], h[..., 1:] / h[..., :-1], rtol=1e-12)

@@ -592,7 +592,8 @@ def transfer(
     progress: bool = True,
     method=None,
     client=None,
-) -> TransferResult | DepthTransferResult:
+    weight_decays: Sequence[float] | None = None,
+):
     """Sweep ``lrs`` x ``widths``: the optimal learning rate per width and its fitted width exponent.
 
     Args:
@@ -616,11 +617,25 @@ def transfer(
         client: where the points run (:func:`limits.sweep`): None (this process, one after another), a
             ``dask.distributed.Client`` (e.g. ``limits.local_cluster(2)``) or a scheduler address. Results and cache
             entries are the same either way.
+        weight_decays: a joint (lr, weight decay) sweep of an AdamW/Muon table instead: returns
+            :func:`limits.analysis.decay_transfer.decay_transfer`'s ``DecayTransferResult`` (``param``: a preset
+            name or a callable ``weight_decay -> Parametrization``; ``limit`` must be False).
 
     Returns:
         :class:`TransferResult` (``losses`` (W, R), ``optima``, ``fit``, ``limit_losses``, ``curves``, counts of
         points computed and read from the cache); a :class:`DepthTransferResult` with ``depths``.
     """
+    if weight_decays is not None:
+        if limit:
+            raise ValueError("weight_decays= sweeps networks only (the package solves no limit of AdamW or Muon): "
+                             "pass limit=False")
+        from .decay_transfer import decay_transfer
+
+        return decay_transfer(param, depth, widths, lrs, weight_decays, gamma0=gamma0, optimizer=optimizer,
+                              metric=metric, confidence=confidence, progress=progress, X=X, y=y,
+                              activation=activation, steps=steps, X_test=X_test, y_test=y_test, seed=seed,
+                              seeds=seeds, depths=depths, limit_method=limit_method, cache_dir=cache_dir,
+                              method=method, client=client)
     if depths is not None:
         if depth is not None:
             raise ValueError(f"depth={depth!r} with depths={depths!r}: a depth sweep takes its depths from depths=; "

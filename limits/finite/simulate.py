@@ -51,7 +51,9 @@ RECORDABLE = ("ntk", "kernels", "features", "spectral")
 - ``"kernels"``: ``phi1..phiL`` and ``g1..gL`` (``kernels`` (K, P, P), ``kernels_per_seed`` (S, K, P, P); ResNets
   with L blocks: ``phi1..phi{L+1}``, ``g1..g{L+1}`` for the residual stream ``h^1..h^{L+1}``), see
   :mod:`limits.finite.network`;
-- ``"features"``: ``diagnostics["delta_h"]``, ``["h_rms"]`` (S, K, L'): RMS ``|h^l_t - h^l_0|`` and ``|h^l_t|`` per
+- ``"features"``: ``diagnostics["gain"]`` (S, K, L-1): sublayer gains ``RMS h^{l+1} / RMS phi(h^l)`` of an MLP's
+  hidden matrices on the training inputs (ResNets: (S, K, 0));
+  ``diagnostics["delta_h"]``, ``["h_rms"]`` (S, K, L'): RMS ``|h^l_t - h^l_0|`` and ``|h^l_t|`` per
   hidden representation (L' = L for an MLP, L+1 for a ResNet), ``["delta_f"]`` (S, K): RMS ``|f_t - f_0|``;
 - ``"spectral"``: ``diagnostics["W_spectral"]``, ``["dW_spectral"]`` (S, K, L'+1): spectral norms of the effective
   weights ``m_l w_l`` (ResNet blocks: ``b m_l W_l``) and of their change since initialization.
@@ -185,6 +187,9 @@ def _measure_fn(activation: _activations.Activation, record: frozenset):
             H, H0 = _net._stack(hs), _net._stack(hs0)
             out["delta_h"] = jnp.sqrt(jnp.mean((H - H0) ** 2, axis=(-2, -1)))
             out["h_rms"] = jnp.sqrt(jnp.mean(H**2, axis=(-2, -1)))
+            # sublayer gains of an MLP's hidden matrices: RMS h^{l+1} / RMS phi(h^l) (residual streams: none)
+            out["gain"] = out["h_rms"][1:] / jnp.sqrt(jnp.mean(phi(H[:-1]) ** 2, axis=(-2, -1))) \
+                if isinstance(hs, (list, tuple)) else jnp.zeros((0,), H.dtype)
             out["delta_f"] = jnp.sqrt(jnp.mean((f - f0) ** 2))
         if "spectral" in record:
             out["W_spectral"] = _net.effective_spectral_norms(params, mult)
@@ -251,7 +256,7 @@ def _compile(s: _Setup):
 
 
 # ---------------------------------------------------------------------- run
-def _buffers(record: frozenset, K: int, S: int, P: int, depth: int, dtype) -> dict:
+def _buffers(record: frozenset, K: int, S: int, P: int, depth: int, dtype, residual: bool = False) -> dict:
     """NaN-filled record buffers (K, S, ...); ``depth`` = number of hidden representations (layers - 1)."""
     shapes: dict[str, tuple] = {}
     if "ntk" in record:
@@ -260,6 +265,7 @@ def _buffers(record: frozenset, K: int, S: int, P: int, depth: int, dtype) -> di
         shapes["phi"] = shapes["g"] = (depth, P, P)
     if "features" in record:
         shapes["delta_h"] = shapes["h_rms"] = (depth,)
+        shapes["gain"] = (0 if residual else depth - 1,)
         shapes["delta_f"] = ()
     if "spectral" in record:
         shapes["W_spectral"] = shapes["dW_spectral"] = (depth + 1,)
@@ -290,7 +296,8 @@ def _initial_state(s: _Setup, ids: np.ndarray) -> tuple:
           else [jnp.zeros((S, P, net.width), jdt) for _ in range(hidden)])
     origin = (jnp.zeros((S, P), jdt), h0) if "features" in s.record else ((), ())
     opt = () if s.table.optimizer == "sgd" else tuple(tuple(jnp.zeros_like(w) for w in params) for _ in range(2))
-    return (params, opt, _buffers(s.record, len(s.record_steps), S, P, hidden, jdt), origin), params0
+    buffers = _buffers(s.record, len(s.record_steps), S, P, hidden, jdt, net.residual)
+    return (params, opt, buffers, origin), params0
 
 
 def _check_divergence(s: _Setup, seen: np.ndarray, threshold: float | None) -> float | None:
@@ -447,7 +454,8 @@ def _assemble(s: _Setup, raw: dict, wall: float) -> Trajectory:
     diagnostics = {
         "init_s": raw["init_s"],  # drawing the initial weights
         "steps_per_s": T1 / train_s if train_s > 0 else math.inf,  # observations+updates (T+1) per second
-        **{k: records[k] for k in ("delta_h", "h_rms", "delta_f", "W_spectral", "dW_spectral") if k in records},
+        **{k: records[k] for k in ("delta_h", "h_rms", "gain", "delta_f", "W_spectral", "dW_spectral")
+           if k in records},
     }
     return Trajectory(
         loss=losses.mean(axis=0), predictions=preds.mean(axis=0),
