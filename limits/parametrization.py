@@ -1093,7 +1093,8 @@ class Parametrization:
         """
         if self.optimizer != "sgd":
             raise ValueError(f"the DMFT solvers model full-batch SGD; this table's optimizer is {self.optimizer!r} "
-                             f"(field 'optimizer'): simulate it with limits.simulate")
+                             f"(field 'optimizer'), whose feature-learning limit (TP IVb's for Adam) the package does "
+                             f"not solve: simulate it with limits.simulate")
         cls = self.classify()
         if cls.regime == "unstable":
             raise ValueError(f"parametrization {self.name!r} is unstable, it has no infinite-width limit:\n  "

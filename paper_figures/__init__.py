@@ -16,4 +16,5 @@ FIGURES = (
     "depthwise_transfer",
     "commutation",
     "finite_width_variance",
+    "adamw_muon",
 )

@@ -77,23 +77,27 @@ class DecayTransferResult:
 
     def plot(self, path, *, widths: Sequence[int] | None = None, title: str = ""):
         """Heat maps of log10 loss over (lr, lambda) at ``widths`` (default: the smallest and the largest), each
-        with every width's optimum marked."""
+        with every width's optimum marked (lambda = 0 is drawn a decade below the next value)."""
         from .. import plotting
 
         chosen = [int(self.widths[0]), int(self.widths[-1])] if widths is None else [int(w) for w in widths]
+        lams, optima = self.weight_decays.copy(), self.optima.copy()
+        if lams[0] == 0:  # a log axis has no 0: lambda = 0 is drawn a decade below the next value
+            lams[0] = lams[1] / 10
+            optima[:, 1] = np.where(optima[:, 1] == 0, lams[0], optima[:, 1])
         fig, axes = plotting.new_figure(ncols=len(chosen))
         for k, w in enumerate(chosen):
             i = int(np.flatnonzero(self.widths == w)[0])
             ax = axes[0, k]
             grid = np.where(np.isfinite(self.losses[i]), self.losses[i], np.nan).T
-            mesh = ax.pcolormesh(self.lrs, self.weight_decays, np.log10(grid), shading="nearest", cmap="viridis")
+            mesh = ax.pcolormesh(_log_edges(self.lrs), _log_edges(lams), np.log10(grid), cmap="viridis")
             fig.colorbar(mesh, ax=ax, label="log10 loss")
-            for j, (lr, lam) in enumerate(self.optima):
+            for j, (lr, lam) in enumerate(optima):
                 ax.plot(lr, lam, "o" if j == i else ".", color="w" if j == i else "0.7", ms=7 if j == i else 4)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("learning rate")
-            ax.set_ylabel("weight decay lambda")
+            ax.set_ylabel("weight decay lambda" + (" (lowest row: 0)" if self.weight_decays[0] == 0 else ""))
             ax.set_title(f"n={w} (white: its optimum; grey: other widths)")
         if title:
             fig.suptitle(title)
@@ -101,6 +105,14 @@ class DecayTransferResult:
 
     def __repr__(self) -> str:
         return self.table()
+
+
+def _log_edges(x) -> np.ndarray:
+    """Cell edges around positive grid values on a log axis (geometric midpoints, half a step beyond the ends)."""
+    u = np.log(np.asarray(x, dtype=float))
+    step = np.diff(u) if len(u) > 1 else np.array([1.0])
+    mid = np.concatenate([[u[0] - step[0] / 2], (u[1:] + u[:-1]) / 2, [u[-1] + step[-1] / 2]])
+    return np.exp(mid)
 
 
 def _decays(weight_decays) -> np.ndarray:

@@ -110,8 +110,9 @@ def _compile(table):
     """The table's :class:`~limits.parametrization.KernelLimit`; every constant it cannot honour is an error."""
     if table.optimizer != "sgd":
         raise ValueError(f"the table {table.name!r} uses optimizer={table.optimizer!r} (field 'optimizer'); kernel "
-                         f"gradient descent is the lazy limit of SGD, Adam's is not a kernel method: simulate it with "
-                         f"limits.simulate")
+                         f"gradient descent is the lazy limit of SGD; the lazy limit of an adaptive optimizer is TP IVb's "
+                         f"nonlinear 'Adam NTK' (Muon's has no derivation), which the package does not solve: "
+                         f"simulate it with limits.simulate")
     cls = table.classify()
     if cls.regime == "unstable":
         raise ValueError(f"parametrization {table.name!r} is unstable; it has no infinite-width limit:\n{cls}")
