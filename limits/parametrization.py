@@ -859,7 +859,11 @@ class Parametrization:
         """Per row, ``g_l`` with the raw weights' gradient entries ``~ n^-g_l`` after the first step (stable MLP
         tables): ``a_l + beta`` for the input and hidden layers (``beta``: the backward signal's exponent,
         ``min(theta, a_{L+1} + c_{L+1})`` for adaptive optimizers), ``a_{L+1}`` for the readout. Adam's epsilon of
-        a layer is negligible at large width iff ``eps_exponent >= g_l`` (Everett et al. 2024, arXiv 2407.05872)."""
+        a layer is negligible at large width iff ``eps_exponent >= g_l`` (Everett et al. 2024, arXiv 2407.05872).
+
+        Returns:
+            tuple of sympy expressions ``g_l``, one per row (TP IVb's ``d_l``, Lemma 2.8.11).
+        """
         last = self.layers[-1]
         beta = sp.Min(self.readout_scale, (2 if self.optimizer == "sgd" else 1) * last.a + last.c)
         return tuple(_simp(L.a + beta) for L in self.layers[:-1]) + (last.a,)
