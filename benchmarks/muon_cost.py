@@ -9,7 +9,7 @@ batch holds far more tokens than the width). Each setting is run once to compile
 in the same run for both optimizers (the ratio is the result; absolute times are noisy).
 
     python benchmarks/muon_cost.py            # n = 2048, P = 16, 2048, 8192
-    python benchmarks/muon_cost.py --quick    # n = 256, P = 16, 1024
+    python benchmarks/muon_cost.py --quick    # n = 128, P = 16, 512
 
 Prints a table and writes ``benchmarks/out/muon_cost.json``.
 """
@@ -37,10 +37,10 @@ def step_seconds(optimizer: str, width: int, steps: int, data) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="n = 256")
+    parser.add_argument("--quick", action="store_true", help="n = 128")
     parser.add_argument("--out", default=str(result_path("muon_cost.json")))
     args = parser.parse_args()
-    width, batches, steps = (256, [16, 1024], 3) if args.quick else (2048, [16, 2048, 8192], 2)
+    width, batches, steps = (128, [16, 512], 2) if args.quick else (2048, [16, 2048, 8192], 2)
     rows = []
     print(f"Muon vs Adam step time: muP depth 2, width {width}, tanh, float64, 1 network")
     print(f"{'P':>6}{'Adam s/step':>13}{'Muon s/step':>13}{'ratio':>8}{'model 1+5n/P':>14}")

@@ -20,7 +20,7 @@ updates that are independent from step to step (a random walk balanced by the de
 ||W|| ~ n / lambda ~ n^(1-k); Fan et al. measured sqrt(eta/lambda) n^0.75 ~ n^(1/4 - k/2) in LLM training.
 
     python benchmarks/weight_decay.py            # widths 64 .. 2048, 2000 steps (about 10 min)
-    python benchmarks/weight_decay.py --quick    # widths 32, 64, 128, 200 steps (seconds)
+    python benchmarks/weight_decay.py --quick    # widths 32, 64, 100 steps (seconds)
 
 Prints a table and writes ``benchmarks/out/weight_decay.json``.
 """
@@ -72,10 +72,10 @@ def exponent(rows: list[dict], key: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="widths 32..128, 200 steps")
+    parser.add_argument("--quick", action="store_true", help="widths 32, 64, 100 steps")
     parser.add_argument("--out", default=str(result_path("weight_decay.json")))
     args = parser.parse_args()
-    widths, steps, seeds = ([32, 64, 128], 200, 2) if args.quick else ([64, 128, 256, 512, 1024, 2048], 2000, 2)
+    widths, steps, seeds = ([32, 64], 100, 2) if args.quick else ([64, 128, 256, 512, 1024, 2048], 2000, 2)
     data = limits.datasets.teacher(P=16, D=8, seed=0)
     print(f"AdamW weight-decay rules: muP, depth 2, tanh, lr={LR}, lambda(n) = {LAMBDA0} (n/{N0})^k on the hidden "
           f"matrix, {steps} steps, {seeds} seeds")

@@ -227,3 +227,13 @@ def test_decay_transfer_grid_and_sublayer_gains():
                         activation="linear", lr=0.05, steps=3, seeds=2, progress=False, record=("features",))
     h = t.diagnostics["h_rms"]
     np.testing.assert_allclose(t.diagnostics["gain"], h[..., 1:] / h[..., :-1], rtol=1e-12)
+
+
+def test_coordinate_checks_follow_the_adaptive_exponents():
+    """One step: SP-Adam's Delta h^2 ~ n and Delta f ~ n^1.5 (unstable), muP-Muon flat, each as its table predicts."""
+    kw = dict(X=DATA.X, y=DATA.y, lr=0.01, steps=1, seeds=2, progress=False)
+    sp = limits.coord_check(limits.param("sp", 2, optimizer="adam"), 2, (16, 32, 64), spectral=False, **kw)
+    assert sp.predicted["dh2"] == 1 and sp.measured("dh2") > 0.8 and sp.consistent("dh2", tol=0.15), sp.table()
+    muon = limits.coord_check(limits.param("mup", 2, optimizer="muon", weight_decay=0.1), 2, (16, 32, 64), **kw)
+    for name in ("dh1", "dh2", "df", "W2", "dW2"):
+        assert muon.predicted[name] == 0 and muon.consistent(name, tol=0.15), muon.table()
