@@ -15,3 +15,25 @@ def random_regression():
         return X, y / np.sqrt(np.mean(y**2))
 
     return make
+
+
+def _pin_xdist_worker() -> None:
+    """Pin each pytest-xdist worker to a core of its own, before JAX starts.
+
+    XLA sizes its CPU thread pools by the cores a process may use; two unpinned workers on two cores each ran pools
+    as wide as the machine, and about half of the suite's CPU time went to the kernel (threads contending) instead
+    of to the tests. Subprocesses started by a test inherit the worker's core.
+    """
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if len(cores) < 2 or count < 2:
+        return
+    os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+
+
+_pin_xdist_worker()

@@ -65,7 +65,7 @@ def test_resnet_ntk_matches_jacobian_and_kernels_shapes():
     assert sorted(t.kernels) == sorted([f"phi{l}" for l in range(1, L + 2)] + [f"g{l}" for l in range(1, L + 2)])
     assert t.diagnostics["h_rms"].shape == (2, 2, L + 1) and t.diagnostics["W_spectral"].shape == (2, 2, L + 2)
     params = net_fns.init_params(0, 0, net.init_stds, L, n, DATA.X.shape[1], residual=True)
-    mult, lrs = net_fns.layer_scales(net)
+    mult, lrs = net_fns.layer_scales(net)[:2]
     with jax.enable_x64(True):  # the reference in float64 (the package leaves the global setting alone)
         jac = jax.jacrev(lambda w: net_fns.forward(w, mult, jnp.asarray(DATA.X), jnp.tanh)[0])(params)
     P = len(DATA.y)
