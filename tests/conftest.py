@@ -37,3 +37,14 @@ def _pin_xdist_worker() -> None:
 
 
 _pin_xdist_worker()
+
+
+# Files whose tests take longest (a minute or more of one core each), started first so that the two xdist workers
+# (``--dist loadfile``: a file runs on one worker) finish together instead of one running them at the end alone.
+_SLOW_FIRST = ("test_benchmarks.py", "test_figures.py", "test_finite_width_linear.py", "test_dmft_resnet.py",
+               "test_dmft_layer_time.py", "test_finite.py", "test_depth.py", "test_optimizers.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file is kept
