@@ -12,7 +12,7 @@ The error falls along every path to (inf, inf): width first (the n = inf row,
 limits commute.
 
     python benchmarks/commutation.py            # n = 32..512, L = 2..64, 8 seeds
-    python benchmarks/commutation.py --quick    # n = 32, 64, L = 2, 4, 2 seeds (a smoke test)
+    python benchmarks/commutation.py --quick    # n = 16, 32, L = 2, 3, 2 seeds (a smoke test)
 
 Prints the error tables and the fitted exponents; writes ``benchmarks/out/commutation.json``.
 """
@@ -31,7 +31,7 @@ from _out import result_path  # benchmarks/ is on sys.path: the script's folder,
 
 def grid(quick: bool) -> dict:
     if quick:
-        return dict(widths=(32, 64), depths=(2, 4), seeds=2)
+        return dict(widths=(16, 32), depths=(2, 3), seeds=2)
     return dict(widths=(32, 64, 128, 256, 512), depths=(2, 4, 8, 16, 32, 64), seeds=8)
 
 
