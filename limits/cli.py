@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
                                                            "(default mup)")
     c.add_argument("--depth", type=_integer(1, MAX_DEPTH), default=None, help="number of hidden layers L (default 1)")
     c.add_argument("--gamma0", type=_positive_number, default=None, help="richness of the preset (default 1)")
-    c.add_argument("--optimizer", default=None, choices=["sgd", "adam"], help="default sgd")
+    c.add_argument("--optimizer", default=None, choices=["sgd", "adam", "adamw", "muon"], help="default sgd")
     c.add_argument("--c", type=_nonempty, default=None, help="override the learning-rate exponent of every layer")
     c.add_argument("--abc", default=None, help="custom table 'a1,a2,..;b1,b2,..;c' (instead of a preset)")
     c.add_argument("--latex", action="store_true", help="print the table as LaTeX")

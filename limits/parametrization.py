@@ -516,6 +516,10 @@ class Parametrization:
             raise ValueError(f"weight_decay > 0 on layer(s) {decayed} but the optimizer is {opt!r}: {hint}")
         if self.decay != "decoupled" and opt not in DECAYED:
             raise inapplicable("decay", f"the optimizer {opt!r} has no weight decay")
+        idle = [i + 1 for i, L in enumerate(self.layers) if L.weight_decay == 0 and L.d != 0]
+        if idle:
+            raise inapplicable("Layer.d", f"layer(s) {idle} have no weight decay (weight_decay = 0), so a decay "
+                                          f"exponent d does nothing there")
         if opt == "sgd":
             bad = [i + 1 for i, L in enumerate(self.layers) if L.eps_exponent != 0]
             if bad:
@@ -665,14 +669,15 @@ class Parametrization:
         """Substitute values for symbols in the exponents (exactly: values are converted like exponents).
 
         Args:
-            **values: ``symbol_name=value`` for symbols appearing in the exponents ``a``, ``b``, ``c``; each value
+            **values: ``symbol_name=value`` for symbols appearing in the exponents ``a``, ``b``, ``c``, ``d``,
+                ``eps_exponent``; each value
                 a number, fraction string (``'1/2'``) or sympy expression. A name that is not a symbol of the table
                 raises ``ValueError``.
 
         Returns:
             :class:`Parametrization`: a copy with the symbols replaced (other fields unchanged).
         """
-        symbols = {s.name: s for L in self.layers for e in (L.a, L.b, L.c) for s in e.free_symbols}
+        symbols = {s.name: s for L in self.layers for e in (L.a, L.b, L.c, L.d, L.eps_exponent) for s in e.free_symbols}
         unknown = sorted(set(values) - set(symbols))
         if unknown:
             raise ValueError(f"subs: the table has no symbol {', '.join(unknown)}; its symbols are "
@@ -682,7 +687,8 @@ class Parametrization:
         def sub(e):
             return _exponent(e.subs(table), "substituted exponent") if e.free_symbols else e
 
-        return self.replace(layers=tuple(dataclasses.replace(L, a=sub(L.a), b=sub(L.b), c=sub(L.c)) for L in self.layers))
+        return self.replace(layers=tuple(dataclasses.replace(L, a=sub(L.a), b=sub(L.b), c=sub(L.c), d=sub(L.d),
+                                                             eps_exponent=sub(L.eps_exponent)) for L in self.layers))
 
     # ------------------------------------------------------------ accessors
     @property
@@ -931,7 +937,7 @@ class Parametrization:
         """Row ``L`` moved by ``t`` along the symmetry of :meth:`shift`."""
         if self.optimizer == "sgd":
             return dataclasses.replace(L, a=L.a + t, b=L.b - t, c=L.c - 2 * t)
-        d = L.d + t if self.decay == "decoupled" else L.d
+        d = L.d + t if self.decay == "decoupled" and L.weight_decay else L.d
         return dataclasses.replace(L, a=L.a + t, b=L.b - t, c=L.c - t, d=d, eps_exponent=L.eps_exponent + t)
 
     def canonical(self) -> "Parametrization":
@@ -980,8 +986,8 @@ class Parametrization:
         if (self.depth, self.optimizer, self.residual, self.decay, self.muon_rows) != \
                 (other.depth, other.optimizer, other.residual, other.decay, other.muon_rows):
             return False
-        for A, B in zip(self.canonical().layers, other.canonical().layers):
-            pairs = [(A.b, B.b), (A.c, B.c), (A.eps_exponent, B.eps_exponent)]
+        for i, (A, B) in enumerate(zip(self.canonical().layers, other.canonical().layers)):
+            pairs = [(A.b, B.b), (A.c, B.c)] + ([] if i in self.muon_rows else [(A.eps_exponent, B.eps_exponent)])
             if A.weight_decay or B.weight_decay:
                 pairs.append((A.d, B.d))
             if any(_simp(x - y) != 0 for x, y in pairs):
@@ -1275,7 +1281,8 @@ def _preset_exponents(name: str, depth: int, optimizer: str):
     elif name == "ntk":
         a = [0] + [h] * hidden + [h]
         b = [0] * (depth + 1)
-        c = [0] * (depth + 1) if optimizer == "sgd" else [h] + [1] * hidden + [h]
+        # Adam: hidden lr n^-1 (r = a + c - 1 = 1/2); Muon rows: r = a + c = 1/2 at c = 0
+        c = [0] * (depth + 1) if optimizer == "sgd" else [h] + [0 if optimizer == "muon" else 1] * hidden + [h]
     elif name in ("mup", "mfp"):
         a = [0] + [h] * hidden + [1]
         b = [0] * (depth + 1)
@@ -1333,7 +1340,9 @@ def param(
     (``d``, unless given): for ``"mup"``/``"mfp"`` and the residual presets with AdamW, the relative shrink per
     step ``lr_l lambda_l`` falls like ``n^-1/2``, i.e. ``lambda ~ sqrt(n)`` for PyTorch's decoupled ``lambda``
     next to lr ``~ 1/n`` (Fan et al.'s rule; ``d = 0`` in this table's form, whose raw hidden lr is ``n^-1/2``);
-    with Muon, ``lr_l lambda_l`` is width-independent; other presets: constant ``lambda`` (``d = 0``).
+    with Muon, ``lr_l lambda_l`` is width-independent; other presets: constant ``lambda`` (``d = 0``). A decoupled
+    ``weight_decay`` is divided by ``gamma0``, which multiplies the learning rates, so ``gamma0`` leaves the shrink
+    per step ``lr_l lambda_l`` unchanged.
 
     ``gamma0`` divides the readout multiplier and multiplies every learning-rate
     factor by ``gamma0^2`` (Adam: ``gamma0``), so function-space dynamics in the
@@ -1373,7 +1382,8 @@ def param(
     rows = _rows(len(a), residual is not None)
     mult, lrs = _preset_constants(multipliers, lr_scales, len(a), rows, gamma0, optimizer)
     label = key if gamma0 == 1.0 else f"{key}(gamma0={gamma0:g})"
-    decays, d_rule = _preset_decay(key, optimizer, weight_decay, decay, a, c_default if c is None else c, rows)
+    decays, d_rule = _preset_decay(key, optimizer, weight_decay, decay, a, c_default if c is None else c, rows,
+                                   gamma0)
     return Parametrization.from_abc(
         a, b, c_default if c is None else c, optimizer=optimizer, multipliers=mult,
         init_stds=1.0 if init_stds is None else init_stds, lr_scales=lrs, name=label, residual=residual,
@@ -1382,8 +1392,10 @@ def param(
     )
 
 
-def _preset_decay(key: str, optimizer: str, weight_decay, decay, a, c, rows: str) -> tuple[list, list]:
-    """Per-row weight decays (one value: on the matrix-like rows only) and the preset's width rule ``d``."""
+def _preset_decay(key: str, optimizer: str, weight_decay, decay, a, c, rows: str, gamma0: float) -> tuple[list, list]:
+    """Per-row weight decays (one value: on the matrix-like rows only) and the preset's width rule ``d``. A decoupled
+    decay is divided by ``gamma0`` (which multiplies the learning rates), so the shrink per step does not depend on
+    it."""
     size = len(a)
     if weight_decay is None:
         return [0.0] * size, [0] * size
@@ -1391,9 +1403,17 @@ def _preset_decay(key: str, optimizer: str, weight_decay, decay, a, c, rows: str
         raise inapplicable("weight_decay", f"optimizer {optimizer!r} has no weight decay; use optimizer='adamw' or "
                                            f"'muon'")
     if isinstance(weight_decay, (list, tuple, np.ndarray)):
-        decays = _as_list(weight_decay, size, "weight_decay", rows)
+        decays = [_decay_constant(v, f"weight_decay[{i}]") for i, v in
+                  enumerate(_as_list(weight_decay, size, "weight_decay", rows))]
     else:
-        decays = [0.0] + [weight_decay] * (size - 2) + [0.0]
+        value = _decay_constant(weight_decay, "weight_decay")
+        if value and size == 2:
+            raise ValueError(f"weight_decay={value:g} goes to the matrix-like (hidden) layers and a depth-1 MLP has "
+                             f"none (its input and readout are vector-like, Fan et al.'s rule gives them no decay): "
+                             f"use depth >= 2, or one value per row (weight_decay=[..., ...])")
+        decays = [0.0] + [value] * (size - 2) + [0.0]
+    if decay != "independent":
+        decays = [v / gamma0 for v in decays]
     c = _as_list(c, size, "c", rows)
     if key in ("mup", "mfp") or key in RESIDUAL_PRESETS:
         shrink = sp.Integer(0) if optimizer == "muon" else -_HALF  # lr_l lambda_l ~ n^shrink

@@ -170,9 +170,24 @@ def test_weight_decay_that_grows_with_width_is_unstable():
     p = limits.param("mup", 2, optimizer="adamw", weight_decay=0.1, d=[0, -1, 0])  # lr*lambda ~ n^(1/2)
     cls = p.classify()
     assert cls.regime == "unstable" and any("weight decay of layer 2" in r and "FAILS" in r for r in cls.reasons)
-    with pytest.raises(ValueError, match="weight decay of layer 2"):
+    from limits.finite import SimulationDiverged
+
+    with pytest.raises(SimulationDiverged, match="weight decay of layer 2"):  # a sweep records it as diverged
         limits.simulate(limits.param("mup", 2, optimizer="adamw", weight_decay=200.0), 2, 64, X=DATA.X, y=DATA.y,
                         lr=0.5, steps=2, seeds=1, progress=False)
+
+
+def test_symbols_gamma0_and_other_presets():
+    """Symbols in d and eps_exponent substitute; gamma0 leaves the decoupled shrink per step unchanged; NTK-Muon is
+    in the kernel regime like NTK-Adam (r = 1/2)."""
+    s = limits.parametrization.sp.Symbol("s")
+    p = Parametrization.from_abc([0, "1/2", 1], 0, [0, "1/2", 0], optimizer="adamw", weight_decay=[0, 0.1, 0],
+                                 d=[0, s, 0], eps_exponent=[s, 0, 0]).subs(s="1/4")
+    assert p.layers[1].d == limits.parametrization.sp.Rational(1, 4) and p.layers[0].eps_exponent == p.layers[1].d
+    one, two = (limits.param("mup", 2, optimizer="adamw", weight_decay=0.1, gamma0=g).instantiate(64, 3)
+                for g in (1.0, 2.0))
+    np.testing.assert_allclose(one.lr_scales * one.weight_decays, two.lr_scales * two.weight_decays)
+    assert limits.param("ntk", 2, optimizer="muon").classify().r_l == (limits.parametrization.sp.Rational(1, 2),) * 2
 
 
 BAD = [
@@ -189,6 +204,9 @@ BAD = [
     (lambda: Parametrization.from_abc([0, 1], 0, eps_exponent=1), "eps_exponent"),
     (lambda: limits.param("mup", 2, optimizer="adamw", decay="coupled"), "decay"),
     (lambda: Simulation(adam_eps=0.0), "adam_eps"),
+    (lambda: limits.param("mup", 1, optimizer="adamw", weight_decay=0.1), "depth-1 MLP has none"),
+    (lambda: limits.param("mup", 2, optimizer="adam", d=[0, 1, 0]), "no weight decay"),
+    (lambda: limits.transfer("mup", None, (16, 32), [0.1], weight_decays=[0.0, 0.5], limit=False), "depth-1"),
     (lambda: Simulation(adam_eps=-1e-8), "adam_eps"),
 ]
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import activations as _activations
 
-__all__ = ["Unkeyable", "activation_key", "function_key", "key", "folder", "Cache"]
+__all__ = ["Unkeyable", "activation_key", "function_key", "key", "folder", "Cache", "update_rule"]
 
 # callables from these packages are keyed by their import path and the package version
 _LIBRARIES = ("jax", "jaxlib", "numpy", "scipy", "math", "builtins", "limits", "operator")
@@ -162,6 +162,17 @@ def function_key(fn) -> str:
     Raises :class:`Unkeyable` if it captures something that cannot be keyed safely.
     """
     return hashlib.sha256(json.dumps(_callable(fn, set(), "fn"), sort_keys=True).encode()).hexdigest()
+
+
+ADAPTIVE_UPDATE = "adaptive-v2"
+"""Version of the adaptive optimizers' update (Adam, AdamW, Muon) in cache keys. v2: the update of
+``limits.finite.optimizers`` (Adam results differ from v1 in the last bit: XLA fuses the new program differently).
+SGD tables carry no such entry, so their keys, and results, are those of before."""
+
+
+def update_rule(table) -> dict:
+    """``{"update": ADAPTIVE_UPDATE}`` for a table trained by an adaptive optimizer, ``{}`` for SGD (cache settings)."""
+    return {} if table.optimizer == "sgd" else {"update": ADAPTIVE_UPDATE}
 
 
 def key(settings: Mapping[str, Any]) -> str:

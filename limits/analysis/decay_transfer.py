@@ -86,6 +86,9 @@ class DecayTransferResult:
             lams[0] = lams[1] / 10
             optima[:, 1] = np.where(optima[:, 1] == 0, lams[0], optima[:, 1])
         fig, axes = plotting.new_figure(ncols=len(chosen))
+        missing = [w for w in chosen if w not in set(int(v) for v in self.widths)]
+        if missing:
+            raise ValueError(f"plot(widths={missing}): not widths of this sweep ({[int(v) for v in self.widths]})")
         for k, w in enumerate(chosen):
             i = int(np.flatnonzero(self.widths == w)[0])
             ax = axes[0, k]
@@ -195,8 +198,12 @@ def decay_transfer(
         kwargs.pop(name, None)
     decays = _decays(weight_decays)
     tables = [_table_at(param, depth, gamma0, optimizer, float(lam)) for lam in decays]  # all checked first
-    if tables[0].optimizer not in ("adamw", "muon"):
-        raise ValueError(f"weight_decays= sweeps AdamW or Muon tables; this one trains with {tables[0].optimizer!r}")
+    bad = sorted({t.optimizer for t in tables} - {"adamw", "muon"})
+    if bad:
+        raise ValueError(f"weight_decays= sweeps AdamW or Muon tables; param built tables that train with {bad}")
+    if all(not any(L.weight_decay for L in t.layers) for t in tables):
+        raise ValueError("no table of the sweep has weight decay on any layer (every weight_decays value landed on "
+                         "no row): check param / depth")
     per = {}
     for lam, table in zip(decays, tables):
         per[float(lam)] = transfer(table, table.depth, widths, lrs, limit=False, metric=metric,
@@ -207,5 +214,6 @@ def decay_transfer(
     optima, edges = np.array(optima), np.array(edges)
     fits = {"lr": _fit(first.widths, optima[:, 0], confidence),
             "weight_decay": _fit(first.widths, np.where(optima[:, 1] > 0, optima[:, 1], np.nan), confidence)}
-    meta = {**first.meta, "param": tables[0].name, "weight_decays": decays.tolist(), "decay": tables[0].decay}
+    meta = {**first.meta, "param": tables[0].name, "weight_decays": decays.tolist(), "decay": tables[0].decay,
+            "gamma0": (1.0 if gamma0 is None else gamma0) if isinstance(param, str) else None}
     return DecayTransferResult(first.widths, first.lrs, decays, losses, optima, edges, fits, per, meta)

@@ -30,7 +30,8 @@ def _settings(s, act_key: str) -> dict:
     from .. import __version__
 
     method = dataclasses.replace(s.method, seed_batch=None, devices=None)  # neither changes the results
-    return {"version": _VERSION, "limits": __version__, "table": repr(s.table), "width": s.net.width,
+    return {"version": _VERSION, "limits": __version__, "table": repr(s.table), **_cache.update_rule(s.table),
+            "width": s.net.width,
             "activation": act_key, "data": checks.fingerprint(s.X, s.y, s.X_test, s.y_test), "lr": s.lr,
             "steps": s.steps, "seeds": s.seeds, "seed": s.seed, "record": sorted(s.record),
             "record_steps": [int(t) for t in s.record_steps], "method": repr(method)}

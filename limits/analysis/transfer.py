@@ -458,7 +458,7 @@ def _settings(p: Parametrization, plan: _Limit, c: _Common) -> tuple[dict, dict]
     from .. import __version__
     from ..finite import Simulation
 
-    base = {"version": _CACHE_VERSION, "limits": __version__, "table": repr(p), "depth": p.depth,
+    base = {"version": _CACHE_VERSION, "limits": __version__, "table": repr(p), **_cache.update_rule(p), "depth": p.depth,
             "activation": c.act_key, "steps": c.steps, "data": c.data}
     # None is the default options; seed_batch only groups the networks into vmapped batches (results do not
     # depend on it)

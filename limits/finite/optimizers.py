@@ -77,14 +77,14 @@ def make_update(optimizer: str, decay: str, muon: tuple[bool, ...], adam: tuple[
     """
     b1, b2, eps = adam
 
-    def direction(l, w, g, m, v, k, eps_scale):
+    def step(l, w, g, m, v, k, rate, eps_scale):
+        """``(lr_l u, m, v)``; Adam in the operation order of the package before AdamW and Muon (bit-identical)."""
         if muon[l]:
             m = MUON_MOMENTUM * m + g
-            return _shape_scale(w) * newton_schulz(g + MUON_MOMENTUM * m), m, v
+            return rate * (_shape_scale(w) * newton_schulz(g + MUON_MOMENTUM * m)), m, v
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        u = (m / (1 - b1**k)) / (jnp.sqrt(v / (1 - b2**k)) + eps * _bcast(eps_scale, w))
-        return u, m, v
+        return rate * (m / (1 - b1**k)) / (jnp.sqrt(v / (1 - b2**k)) + eps * _bcast(eps_scale, w)), m, v
 
     def update(params, grads, opt, t, lr, lr_scales, decays, eps_scales):
         rates = [lr * _bcast(lr_scales[l], w) for l, w in enumerate(params)]
@@ -93,9 +93,12 @@ def make_update(optimizer: str, decay: str, muon: tuple[bool, ...], adam: tuple[
         k = (t + 1).astype(params[0].dtype)
         new, ms, vs = [], [], []
         for l, (w, g, m, v) in enumerate(zip(params, grads, *opt)):
-            u, m, v = direction(l, w, g, m, v, k, eps_scales[l])
-            shrink = _bcast(decays[l], w) * (rates[l] if decay == "decoupled" else 1.0)
-            new.append(w - rates[l] * u - shrink * w)
+            du, m, v = step(l, w, g, m, v, k, rates[l], eps_scales[l])
+            if optimizer == "adam":  # no weight decay (nothing to add, not even 0 * w)
+                new.append(w - du)
+            else:
+                shrink = _bcast(decays[l], w) * (rates[l] if decay == "decoupled" else 1.0)
+                new.append(w - du - shrink * w)
             ms.append(m)
             vs.append(v)
         return tuple(new), (tuple(ms), tuple(vs))

@@ -137,16 +137,17 @@ def _validate(param, depth, width, X, y, activation, gamma0, optimizer, lr, step
 
 
 def _check_shrink(table: Parametrization, net, lr: float) -> None:
-    """Weight decay must shrink each layer by less than itself per step (else its weights flip sign and grow)."""
+    """Weight decay must shrink each layer by less than itself per step (else its weights flip sign and grow): a
+    :class:`SimulationDiverged` at step 0 (a sweep records the point as diverged)."""
     if net.weight_decays is None:
         return
     shrink = net.weight_decays * (lr * net.lr_scales if table.decay == "decoupled" else 1.0)
     for i, x in enumerate(shrink):
         if x >= 1:
             what = "lr * lr_scale * lambda" if table.decay == "decoupled" else "lambda"
-            raise ValueError(f"weight decay of layer {i + 1} removes {x:.3g} of the weights per step at width "
-                             f"{net.width} ({what}; must be < 1, else they flip sign and grow): lower weight_decay "
-                             f"or lr")
+            raise SimulationDiverged(f"weight decay of layer {i + 1} removes {x:.3g} of the weights per step at "
+                                     f"width {net.width} ({what}; must be < 1, else they flip sign and grow): lower "
+                                     f"weight_decay or lr", 0, lr)
 
 
 # ------------------------------------------------------------ compiled pieces
