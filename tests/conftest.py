@@ -36,7 +36,23 @@ def _pin_xdist_worker() -> None:
     os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
 
 
+
+def _share_compilations() -> None:
+    """One JAX persistent compilation cache for the test run: the xdist workers and the subprocesses the tests start
+    (benchmark and figure scripts, the CLI) compile many of the same programs. A fresh folder per run (keyed by
+    xdist's run id), so nothing carries over between runs; a user's own setting is left alone."""
+    import os
+    import tempfile
+
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"limits-tests-jax-cache-{run}")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+
 _pin_xdist_worker()
+_share_compilations()
 
 
 # Files whose tests take longest (a minute or more of one core each), started first so that the two xdist workers
