@@ -51,8 +51,22 @@ def _share_compilations() -> None:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 
+
+def _cheap_compiles() -> None:
+    """XLA's backend optimization level 0 in the tests: most of the suite is compiling small programs, whose run
+    time is negligible; level 0 cuts the suite's CPU time by about a fifth. Results change at most in the last bits
+    (different fusions); the tests' tolerances are 1e-12 or looser. Appended to any XLA_FLAGS already set."""
+    import os
+
+    flag = "--xla_backend_optimization_level=0"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
 _pin_xdist_worker()
 _share_compilations()
+_cheap_compiles()
 
 
 # Files whose tests take longest (a minute or more of one core each), started first so that the two xdist workers
