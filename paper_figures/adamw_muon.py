@@ -20,7 +20,7 @@ import numpy as np
 
 import limits
 from limits.finite import Simulation
-from limits.plotting import finish, new_figure, save, widths_ticks
+from limits.plotting import finish, loglog_fit, new_figure, save, widths_ticks
 
 N0, LAMBDA0, LR = 256, 20.0, 0.05
 RULES = {"k = 0 (constant)": 0.0, "k = 1/2 (Fan et al.)": 0.5, "k = 1": 1.0}
@@ -72,13 +72,9 @@ def _coord_checks(out: Path, quick: bool) -> list[Path]:
         res = limits.coord_check(table, 2, widths, X=data.X, y=data.y, lr=0.01, steps=1, seeds=seeds, progress=False,
                                  spectral=not quick)  # the spectral norms' compile is most of a quick run
         for key in ("dh1", "dh2", "df") + (() if quick else ("dW2",)):
-            vals = np.asarray(res.values[key])
-            line = ax.errorbar(res.widths, vals, yerr=res.errors[key], fmt="o-", ms=3, capsize=2,
-                               label=f"{key} ({res.measured(key):+.2f})")
-            ax.plot(res.widths, vals[0] * (res.widths / res.widths[0]) ** res.predicted[key], "--", lw=0.8,
-                    color=line[0].get_color())
+            loglog_fit(ax, res.widths, res.values[key], res.errors[key], label=f"{key} ({res.measured(key):+.2f})",
+                       guide=res.predicted[key])
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
         widths_ticks(ax, widths)
         finish(ax, "width n", "RMS size after one step (dW2: spectral)", f"{name} (dashed: predicted)")
     return [save(fig, out / f"optimizer_coord_check.{ext}") for ext in ("png", "pdf")]
