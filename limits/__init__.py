@@ -35,6 +35,7 @@ _LAZY = {
     "sweep": "limits.sweeps",
     "SweepResult": "limits.sweeps",
     "local_cluster": "limits.sweeps",
+    "scaling": "limits.scaling",
 }
 
 __all__ = ["Parametrization", "Trajectory", "datasets", "param", *_LAZY]

@@ -11,6 +11,8 @@ Datasets (all deterministic given ``seed``, nothing is downloaded). In each, the
   a random two-layer tanh teacher, normalized to unit variance.
 - :func:`powerlaw_circle`: inputs on the unit circle embedded in R^2, target
   ``sum_k k^{-alpha/2} cos(k theta + phase_k)`` (a power-law spectrum).
+- :func:`power_law`: Gaussian features with spectrum ``k^-alpha`` and a target of source ``beta`` (the task of
+  :mod:`limits.scaling`); :func:`circle_task`: :func:`powerlaw_circle` parametrized by the source ``beta``.
 - :func:`digits`: scikit-learn's bundled 8x8 digits (``pip install limits[data]``),
   a binary task (even vs odd digit, +-1 labels) on standardized pixels.
 
@@ -27,7 +29,8 @@ import numpy as np
 from .checks import ArgumentTypeError, fingerprint, integer, real
 from .checks import seed as _check_seed
 
-__all__ = ["Dataset", "teacher", "powerlaw_circle", "digits", "validate", "fingerprint", "load"]
+__all__ = ["Dataset", "teacher", "powerlaw_circle", "power_law", "circle_task", "digits", "validate", "fingerprint",
+           "load"]
 
 _NORMALIZING_POINTS = 64
 """The teacher's labels are scaled to unit variance over the train points and the first this-many test points
@@ -131,6 +134,66 @@ def powerlaw_circle(P: int = 16, P_test: int = 64, *, alpha: float = 2.0, modes:
     return Dataset(X, y, X_test, y_test)
 
 
+def power_law(P: int = 64, alpha: float = 1.5, beta: float = 0.5, P_test: int = 256, *, modes: int = 256,
+              seed: int = 0) -> Dataset:
+    """Gaussian features with a power-law spectrum and a power-law target (the task of :mod:`limits.scaling`).
+
+    Inputs ``x = Lambda^{1/2} z`` with ``z ~ N(0, I_modes)`` and ``lambda_k = k^-alpha`` (capacity ``alpha > 1``);
+    the target ``y = w* . x`` with ``lambda_k (w*_k)^2 = k^(-alpha beta - 1) / Z`` (source ``beta > 0``), normalized
+    so that ``E[y^2] = 1`` (:func:`limits.scaling.power_law_task`). No label noise. Train and test points come from
+    independent streams of ``seed``.
+
+    Args:
+        P: train points, a positive integer (default 64).
+        alpha: capacity exponent, a finite real > 1 (default 1.5).
+        beta: source exponent, a finite real > 0 (default 0.5: a hard task, outside the kernel's RKHS).
+        P_test: test points, a positive integer (default 256).
+        modes: number of features D = M (default 256); it should well exceed the number of modes a run can resolve
+            (``limits.scaling.task.modes_needed``).
+        seed: an integer in [0, 2**32 - 1] (default 0; None: 0).
+
+    Returns:
+        :class:`Dataset` ``(X (P, modes), y (P,), X_test (P_test, modes), y_test (P_test,))`` of float64.
+    """
+    from .scaling.task import power_law_task
+
+    P, P_test, seed = integer(P, "P", 1), integer(P_test, "P_test", 1), _seed(seed)
+    task = power_law_task(alpha, beta, modes)
+    scale = np.sqrt(task.eigenvalues)
+
+    def draw(stream: int, count: int):
+        X = np.random.default_rng([seed, stream]).standard_normal((count, task.modes)) * scale
+        return X, X @ task.target
+
+    X, y = draw(1, P)
+    X_test, y_test = draw(2, P_test)
+    return Dataset(X, y, X_test, y_test)
+
+
+def circle_task(P: int = 64, P_test: int = 256, *, beta: float = 0.5, capacity: float = 2.0, modes: int = 64,
+                seed: int = 0) -> Dataset:
+    """The circle task of Bordelon, Atanasov & Pehlevan (arXiv 2409.17858) with source ``beta`` for a kernel of
+    capacity ``capacity``: :func:`powerlaw_circle` with Fourier power ``|c_k|^2 ~ k^-(capacity beta + 1)``.
+
+    A kernel whose Fourier eigenvalues decay as ``k^-capacity`` (a ReLU network's NTK on the circle:
+    ``capacity = 2``) sees this target with ``lambda_k (w*_k)^2 = |c_k|^2 ~ k^(-capacity beta - 1)``: source
+    ``beta``, a hard task for ``beta < 1``. (Smooth activations such as tanh have NTK eigenvalues that decay faster
+    than any power on the circle; the exponent of such a network is an observation, not a prediction.)
+
+    Args:
+        P, P_test, modes, seed: as :func:`powerlaw_circle`.
+        beta: source exponent, a finite real > 0 (default 0.5).
+        capacity: the kernel's spectral decay exponent, > 1 (default 2.0).
+
+    Returns:
+        :class:`Dataset` ``(X (P, 2), y (P,), X_test (P_test, 2), y_test (P_test,))``.
+    """
+    from .scaling.task import check_exponents
+
+    capacity, beta = check_exponents(capacity, beta)
+    return powerlaw_circle(P, P_test, alpha=capacity * beta + 1.0, modes=modes, seed=seed)
+
+
 def digits(P: int = 64, P_test: int = 256, *, seed: int = 0) -> Dataset:
     """8x8 digits bundled with scikit-learn: even (+1) vs odd (-1), standardized pixels.
 
@@ -165,14 +228,15 @@ def digits(P: int = 64, P_test: int = 256, *, seed: int = 0) -> Dataset:
     return Dataset(X[tr], y[tr], X[te], y[te])
 
 
-_DATASETS = {"teacher": teacher, "powerlaw_circle": powerlaw_circle, "digits": digits}
+_DATASETS = {"teacher": teacher, "powerlaw_circle": powerlaw_circle, "power_law": power_law,
+             "circle_task": circle_task, "digits": digits}
 
 
 def load(name: str, **kwargs) -> Dataset:
-    """Dataset by name: ``teacher``, ``powerlaw_circle`` or ``digits``.
+    """Dataset by name: ``teacher``, ``powerlaw_circle``, ``power_law``, ``circle_task`` or ``digits``.
 
     Args:
-        name: ``"teacher"``, ``"powerlaw_circle"`` or ``"digits"``; anything else raises ``ValueError``.
+        name: one of those names; anything else raises ``ValueError``.
         **kwargs: keyword arguments of that dataset function (e.g. ``P``, ``P_test``, ``seed``).
 
     Returns:
