@@ -48,6 +48,12 @@ def _public_functions():
         "limits.data.powerlaw_circle": data.powerlaw_circle,
         "limits.data.load": data.load,
         "limits.data.validate": data.validate,
+        "limits.data.power_law": data.power_law,
+        "limits.data.circle_task": data.circle_task,
+        "limits.scaling.exponents": limits.scaling.exponents,
+        "limits.scaling.solve": limits.scaling.solve,
+        "limits.scaling.simulate": limits.scaling.simulate,
+        "limits.scaling.fit": limits.scaling.fit,
     }
     for name, member in vars(Parametrization).items():
         if name.startswith("_"):

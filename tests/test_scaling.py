@@ -95,6 +95,39 @@ def test_simulation_equals_the_literal_network(model, data):
     np.testing.assert_allclose(traj.losses[0], want, rtol=1e-10)
 
 
+def _dense_two_layer(task, gamma0, lr, steps):
+    """The N = inf recursion of limits.scaling.two_layer with a dense (M, M) kernel (K0 = I): the reference for the
+    solver's low-rank kernel."""
+    lam, wstar, g2 = task.eigenvalues, task.target, gamma0**2
+    beta, K, s, out = np.zeros(task.modes), np.eye(task.modes), 0.0, []
+    for _ in range(steps + 1):
+        v = wstar - beta
+        g = lam * v
+        out.append(0.5 * v @ g)
+        bg, Kg = beta @ g, K @ g
+        beta, K, s = (beta + lr * (s * g + Kg) + lr**2 * g2 * bg * g,
+                      K + lr * g2 * (np.outer(g, beta) + np.outer(beta, g)) + lr**2 * g2 * s * np.outer(g, g),
+                      s + 2 * lr * g2 * bg + lr**2 * g2 * g @ Kg)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.5])
+def test_low_rank_kernel_equals_the_dense_recursion(beta):
+    """Stable run (sharpness < 2): the low-rank kernel reproduces the dense (M, M) recursion to round-off."""
+    traj = sc.solve("two_layer_linear", alpha=2.0, beta=beta, gamma0=1.0, lr=0.05, steps=1500, modes=200,
+                    progress=False)
+    dense = _dense_two_layer(power_law_task(2.0, beta, 200), 1.0, 0.05, 1500)
+    np.testing.assert_allclose(traj.loss, dense, rtol=1e-11)
+    assert traj.diagnostics["kernel_truncation"] < 1e-15 and traj.diagnostics["sharpness"] < 2
+
+
+def test_edge_of_stability_is_reported():
+    with pytest.warns(RuntimeWarning, match="edge of stability"):
+        traj = sc.solve("two_layer_linear", alpha=2.0, beta=0.5, gamma0=1.5, lr=0.2, steps=3000, modes=300,
+                        progress=False)
+    assert traj.diagnostics["sharpness"] > 2
+
+
 def test_two_layer_model_reduces_to_random_features_as_gamma0_vanishes():
     args = dict(alpha=2.0, beta=0.5, lr=LR, steps=300, modes=256)
     rich = sc.solve("two_layer_linear", gamma0=1e-8, progress=False, **args)
