@@ -178,6 +178,21 @@ def _demo(args) -> int:
     return run_demo(_writable_folder(Path(args.out), "--out"), quick=args.quick)
 
 
+def _scaling(args) -> int:
+    from .scaling import exponents
+
+    regimes = ("lazy", "rich") if args.regime == "both" else (args.regime,)
+    rows = [exponents(args.alpha, args.beta, r) for r in regimes]
+    print(f"alpha = {args.alpha:g}, beta = {args.beta:g}: {rows[0].task} task (L ~ x^-rate; C = N t)")
+    names = ("time", "width", "data", "compute", "width_compute", "time_compute")
+    print(f"{'regime':<8}" + "".join(f"{n:>15}" for n in names))
+    for e in rows:
+        print(f"{e.regime:<8}" + "".join(f"{getattr(e, n):>15.4g}" for n in names))
+    for note in dict.fromkeys(n for e in rows for n in e.notes):
+        print(f"note: {note}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="limits", description="Infinite-width limits of neural networks.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -198,6 +213,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=_nonempty, default="limits_demo", help="folder for the figure and JSON")
     d.add_argument("--quick", action="store_true", help="smaller sizes (seconds)")
     d.set_defaults(func=_demo)
+
+    sc = sub.add_parser("scaling", help="predicted scaling-law exponents for capacity alpha and source beta",
+                        allow_abbrev=False)
+    sc.add_argument("--alpha", type=_positive_number, required=True, help="capacity exponent, > 1")
+    sc.add_argument("--beta", type=_positive_number, required=True, help="source exponent, > 0")
+    sc.add_argument("--regime", default="both", choices=["lazy", "rich", "both"])
+    sc.set_defaults(func=_scaling)
 
     ph = sub.add_parser("phase", help="save the abc phase-diagram slice", allow_abbrev=False)
     ph.add_argument("--depth", type=_integer(1, MAX_PHASE_DEPTH), default=2)

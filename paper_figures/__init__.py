@@ -17,4 +17,5 @@ FIGURES = (
     "commutation",
     "finite_width_variance",
     "adamw_muon",
+    "scaling_laws",
 )

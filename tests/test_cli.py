@@ -26,6 +26,12 @@ def test_classify_prints_table_regime_and_reasons(capsys):
     assert "delta h^l" in out
 
 
+def test_scaling_prints_both_regimes(capsys):
+    assert main(["scaling", "--alpha", "2", "--beta", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "hard task" in out and "lazy                0.5" in out and "rich             0.6667" in out
+
+
 def test_classify_custom_table(capsys):
     assert main(["classify", "--abc", "0,1/2,1/2;0,0,0;0"]) == 0
     assert "regime: kernel" in capsys.readouterr().out
@@ -72,6 +78,9 @@ def test_classify_custom_table(capsys):
         (["phase", "--out", ""], "--out: must not be empty"),
         (["phase", "--out", "figure.xyz"], "needs an image extension"),
         (["demo", "--out", ""], "--out: must not be empty"),
+        (["scaling", "--alpha", "1", "--beta", "0.5"], "alpha must be > 1"),
+        (["scaling", "--alpha", "2"], "--beta"),
+        (["scaling", "--alpha", "2", "--beta", "nan"], "--beta"),
     ],
 )
 def test_bad_input_one_line_exit_2(argv, match, capsys):

@@ -21,6 +21,7 @@ checks them against the literal networks). Cost: :math:`O(N M)` per seed to set 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -46,35 +47,29 @@ def _draw(prob: Problem, seed: int, index: int):
     return Q, b, Z @ B.T / math.sqrt(N), Z @ u
 
 
-def _runner(prob: Problem, with_data: bool, length: int):
+@functools.cache
+def _runner(rich: bool, with_data: bool, length: int):
+    """The jitted, seed-vmapped ``run(state, consts, lr, gamma0, width, data)`` of ``length`` steps (see the module
+    doc); built once per model kind, data mode and chunk length (the scalars are traced)."""
     import jax
     import jax.numpy as jnp
 
-    lr, gamma0, N = prob.lr, prob.gamma0, prob.width
-    P = prob.data
-
-    def signal(p, Q, b, F, y):
-        return F.T @ (y - F @ p) / P if with_data else b - Q @ p
-
-    def loss(p, Q, b):
-        return 0.5 * (1.0 - 2.0 * jnp.dot(b, p) + jnp.dot(p, Q @ p))
-
-    def step(state, consts):
+    def step(state, consts, lr, gamma0, root_n, P):
         p, w, C = state
-        a = signal(p, *consts)
-        if prob.rich:
-            w, C = w + lr * gamma0 * math.sqrt(N) * (C @ a), C + lr * gamma0 * jnp.outer(w, a) / math.sqrt(N)
-            p = C.T @ w / (gamma0 * math.sqrt(N))
+        Q, b, F, y = consts
+        a = F.T @ (y - F @ p) / P if with_data else b - Q @ p
+        if rich:
+            w, C = w + lr * gamma0 * root_n * (C @ a), C + lr * gamma0 * jnp.outer(w, a) / root_n
+            p = C.T @ w / (gamma0 * root_n)
         else:
             p = p + lr * a
-        return (p, w, C), loss(p, consts[0], consts[1])
+        return (p, w, C), 0.5 * (1.0 - 2.0 * jnp.dot(b, p) + jnp.dot(p, Q @ p))
 
-    def chunk(state, consts):
-        def body(carry, _):
-            return step(carry, consts)
-        return jax.lax.scan(body, state, None, length=length)
+    def chunk(state, consts, lr, gamma0, root_n, P):
+        body = functools.partial(step, consts=consts, lr=lr, gamma0=gamma0, root_n=root_n, P=P)
+        return jax.lax.scan(lambda carry, _: body(carry), state, None, length=length)
 
-    return jax.jit(jax.vmap(chunk))
+    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None, None)))
 
 
 def simulate(model, *, alpha, beta, width, data=None, gamma0=None, lr=0.5, steps=1000, modes=None, seeds=8,
@@ -109,7 +104,11 @@ def simulate(model, *, alpha, beta, width, data=None, gamma0=None, lr=0.5, steps
         eye = np.broadcast_to(np.eye(N), (seeds, N, N)) if prob.rich else np.zeros((seeds, 1, 1))
         state = (np.zeros((seeds, N)), np.zeros((seeds, N)), np.array(eye))
         length = min(_CHUNK, prob.steps)
-        run = _runner(prob, with_data, length)
+        scalars = (prob.lr, prob.gamma0, math.sqrt(N), prob.data if with_data else 1.0)
+        compiled = _runner(prob.rich, with_data, length)
+
+        def run(state, consts):
+            return compiled(state, consts, *scalars)
         first = np.stack([0.5 * np.ones(seeds)], axis=1)
         out, chunks = [first], math.ceil(prob.steps / length)
         with tqdm(total=chunks, desc=f"{prob.model} (N = {N})", disable=not progress or chunks < 3,

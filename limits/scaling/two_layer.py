@@ -32,6 +32,7 @@ step instead of :math:`O(M^2)`.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -47,15 +48,17 @@ _CHUNKS = 64  # folds per compiled call: 1024 steps
 _TRUNCATION_TOLERANCE = 1e-8
 
 
-def _runner(lam, target, gamma0: float, lr: float):
-    """A jitted function advancing ``(beta, s, V, S, worst)`` by ``_CHUNKS * _BUFFER`` steps; returns the new state
-    and the losses before each step."""
+@functools.cache
+def _runner():
+    """The jitted ``run(state, lam, target, gamma0, lr)`` advancing ``(beta, s, V, S, worst)`` by
+    ``_CHUNKS * _BUFFER`` steps; returns the new state and the losses before each step. Built once: every argument
+    is traced, so one compilation serves every problem with the same number of modes."""
     import jax
     import jax.numpy as jnp
 
-    a, k = lr * gamma0**2, _BUFFER
+    k = _BUFFER
 
-    def step(carry, j):
+    def step(carry, j, lam, target, lr, a):
         beta, s, V, S, H, C = carry
         v = target - beta
         g = lam * v
@@ -77,15 +80,18 @@ def _runner(lam, target, gamma0: float, lr: float):
         worst = jnp.max(jnp.abs(e[dropped])) / jnp.maximum(jnp.max(jnp.abs(e)), 1e-300)
         return Q @ W[:, kept], jnp.diag(e[kept]), worst
 
-    def chunk(state, _):
-        beta, s, V, S, worst = state
-        H, C = jnp.zeros((lam.size, 2 * k)), jnp.zeros((2 * k, 2 * k))
-        (beta, s, V, S, H, C), losses = jax.lax.scan(step, (beta, s, V, S, H, C), jnp.arange(k))
-        V, S, dropped = fold(V, S, H, C)
-        return (beta, s, V, S, jnp.maximum(worst, dropped)), losses
-
     @jax.jit
-    def run(state):
+    def run(state, lam, target, gamma0, lr):
+        a = lr * gamma0**2
+
+        def chunk(state, _):
+            beta, s, V, S, worst = state
+            H, C = jnp.zeros((lam.size, 2 * k)), jnp.zeros((2 * k, 2 * k))
+            body = functools.partial(step, lam=lam, target=target, lr=lr, a=a)
+            (beta, s, V, S, H, C), losses = jax.lax.scan(body, (beta, s, V, S, H, C), jnp.arange(k))
+            V, S, dropped = fold(V, S, H, C)
+            return (beta, s, V, S, jnp.maximum(worst, dropped)), losses
+
         state, losses = jax.lax.scan(chunk, state, None, length=_CHUNKS)
         return state, losses.reshape(-1)
 
@@ -105,7 +111,7 @@ def infinite_width_loss(problem: Problem, *, progress: bool = True) -> tuple[np.
     lam, target = problem.task.eigenvalues, problem.task.target
     per_call = _CHUNKS * _BUFFER
     with jax.enable_x64(True):
-        run = _runner(lam, target, problem.gamma0, problem.lr)
+        run = functools.partial(_runner(), lam=lam, target=target, gamma0=problem.gamma0, lr=problem.lr)
         M = lam.size
         state = (np.zeros(M), np.float64(0.0), np.zeros((M, _RANK)), np.zeros((_RANK, _RANK)), np.float64(0.0))
         losses, done = [], 0
