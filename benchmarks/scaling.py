@@ -72,7 +72,7 @@ def time_rows(quick):
         regime = "rich" if kw else "lazy"
         N, window = (N // 8, (window[0] // 4 + 1, window[1] // 10)) if quick else (N, window)
         traj = sc.simulate(model, alpha=alpha, beta=beta, width=N, lr=0.1, steps=sim_steps, seeds=seeds,
-                           progress=False, **kw)
+                           modes=4 * N, progress=False, **kw)  # the fewest modes allowed: setup costs N^2 M
         fit = sc.fit(traj, window=window)
         rows.append(_row("time", f"networks N={N}", alpha, beta, regime, sc.exponents(alpha, beta, regime).time, fit,
                          f"{seeds} seeds, M={traj.meta['modes']}, lr=0.1, t in {window}"))

@@ -70,7 +70,7 @@ def _literal(model, N, M, steps, gamma0=1.0, P=None, seed=0):
     rng = np.random.default_rng([seed, 0])
     A0 = rng.standard_normal((N, M))
     if P is not None:
-        Psi = rng.standard_normal((P, M)) * np.sqrt(lam)
+        Psi = np.random.default_rng([seed, 0, 1]).standard_normal((P, M)) * np.sqrt(lam)
         metric = Psi.T @ Psi / P
     A, w, out = A0.copy(), np.zeros(N), []
     for _ in range(steps + 1):

@@ -35,16 +35,25 @@ __all__ = ["simulate"]
 _CHUNK = 1000
 
 
-def _draw(prob: Problem, seed: int, index: int):
-    """One seed's (Q, b, F, y) (F, y None without data), float64."""
+def _draw(prob: Problem, seed: int, index: int, block: int = 4096):
+    """One seed's (Q, b, F, y) (F, y None without data), float64, accumulated over blocks of ``block`` modes so that
+    no (N, M) matrix is held at once."""
     rng = np.random.default_rng([seed, index])
     N, lam, u = int(prob.width), prob.task.eigenvalues, prob.task.whitened_target
-    B = rng.standard_normal((N, lam.size)) * np.sqrt(lam)
-    Q, b = B @ B.T / N, B @ u / math.sqrt(N)
-    if math.isinf(prob.data):
-        return Q, b, None, None
-    Z = rng.standard_normal((int(prob.data), lam.size))
-    return Q, b, Z @ B.T / math.sqrt(N), Z @ u
+    P = None if math.isinf(prob.data) else int(prob.data)
+    Q, b = np.zeros((N, N)), np.zeros(N)
+    F, y = (None, None) if P is None else (np.zeros((P, N)), np.zeros(P))
+    data_rng = np.random.default_rng([seed, index, 1])
+    for start in range(0, lam.size, block):
+        part = slice(start, min(start + block, lam.size))
+        B = rng.standard_normal((N, part.stop - start)) * np.sqrt(lam[part])
+        Q += B @ B.T / N
+        b += B @ u[part] / math.sqrt(N)
+        if P is not None:
+            Z = data_rng.standard_normal((P, part.stop - start))
+            F += Z @ B.T / math.sqrt(N)
+            y += Z @ u[part]
+    return Q, b, F, y
 
 
 @functools.cache
