@@ -128,6 +128,18 @@ def test_edge_of_stability_is_reported():
     assert traj.diagnostics["sharpness"] > 2
 
 
+def test_solve_with_finite_data_matches_the_networks():
+    """Full batch on P samples: the deterministic equivalent of limits.scaling.finite_data (checked against exact
+    Monte Carlo in tests/test_scaling_finite_data.py) against simulate's networks, 64 seeds (standard error ~1.5%;
+    the DE's own O(1/N + 1/P) bias is ~1-2% here)."""
+    args = dict(alpha=1.5, beta=0.6, width=64, data=64, lr=0.5, steps=400, modes=512)
+    solved = sc.solve("random_features", **args)
+    nets = sc.simulate("random_features", seeds=64, progress=False, **args)
+    t = np.array([1, 10, 100, 400])
+    assert np.all(np.abs(solved.loss[t] - nets.loss[t]) <= 3 * nets.loss_stderr[t] + 0.03 * nets.loss[t])
+    assert "width_floor" not in solved.diagnostics and solved.meta["data"] == 64
+
+
 def test_two_layer_model_reduces_to_random_features_as_gamma0_vanishes():
     args = dict(alpha=2.0, beta=0.5, lr=LR, steps=300, modes=256)
     rich = sc.solve("two_layer_linear", gamma0=1e-8, progress=False, **args)
@@ -198,7 +210,7 @@ BAD = [
     (dict(width=0), "width"),
     (dict(width=2.5), "width"),
     (dict(model="mlp"), "model"),
-    (dict(data=16), "use limits.scaling.simulate(..., data=P)"),
+    (dict(model="two_layer_linear", gamma0=1.0, data=16), "use limits.scaling.simulate(..., data=P)"),
     (dict(model="two_layer_linear"), "needs a richness gamma0"),
     (dict(model="two_layer_linear", gamma0=1.0, width=64), "infinite width only"),
 ]

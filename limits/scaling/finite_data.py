@@ -20,9 +20,12 @@ gradient descent of :mod:`limits.scaling.random_features`).
 **Deterministic equivalent.** Given :math:`A`, the features :math:`\phi = A\psi/\sqrt N` are exactly Gaussian
 with covariance :math:`Q = BB^\top/N` (:math:`B = A\Lambda^{1/2}`), and :math:`y = \theta^*\cdot\phi + \epsilon`
 with :math:`\epsilon` Gaussian, independent of :math:`\phi`, of variance :math:`m_0(A)` (the part of the target
-that the N features cannot express): GD is linear regression with label noise, and
+that the N features cannot express; :math:`\theta^* = Q^+ b`, :math:`b = Bu/\sqrt N`,
+:math:`m_0 = 1 - b^\top Q^+ b`): GD is linear regression with label noise, the population loss is
+:math:`\tfrac12[(w - \theta^*)^\top Q (w - \theta^*) + m_0]`, and exactly (averaging over :math:`\epsilon` only)
 :math:`\tilde L = \frac{1}{2 s_1 s_2}\big[\theta^{*\top} s_1 s_2 R_1 Q R_2\, \theta^*
-+ m_0 (1 + \mathrm{tr}(\hat Q R_1 Q R_2)/P)\big]`, :math:`R_i = (s_i + \hat Q)^{-1}`. Two assumptions, both
++ m_0 (1 + \mathrm{tr}(\hat Q R_1 Q R_2)/P)\big]`, :math:`R_i = (s_i + \hat Q)^{-1}`,
+:math:`\hat Q = \sum_\mu \phi_\mu\phi_\mu^\top/P`. Two assumptions, both
 standard deterministic equivalents, exact as :math:`N, P, M \to \infty` with errors :math:`O(1/N, 1/P)` (there is no
 Gaussian-equivalence step: everything is Gaussian here):
 
@@ -34,7 +37,10 @@ Gaussian-equivalence step: everything is Gaussian here):
 2. random projection (over A): :math:`\kappa(\kappa + G)^{-1} \simeq \tilde\kappa(\tilde\kappa + \Lambda)^{-1}`
    for :math:`G = \Lambda^{1/2} K \Lambda^{1/2}`, :math:`\tilde\kappa(1 - \mathrm{df}(\tilde\kappa)/N) = \kappa`,
    so :math:`\mathrm{df}_Q(\kappa) \simeq \mathrm{df}(\tilde\kappa) = \sum_k \lambda_k/(\lambda_k + \tilde\kappa)`,
-   :math:`m_0 \simeq \sum_k u_k^2 \kappa_0/(\lambda_k + \kappa_0)` with :math:`\mathrm{df}(\kappa_0) = N`.
+   :math:`b^\top(\kappa + Q)^{-1} b = 1 - \kappa u^\top(\kappa + G)^{-1}u \simeq 1 - \sum_k u_k^2\tilde\kappa/
+   (\lambda_k + \tilde\kappa)` and :math:`m_0 \simeq \sum_k u_k^2 \kappa_0/(\lambda_k + \kappa_0)` with
+   :math:`\mathrm{df}(\kappa_0) = N` (:math:`m_0 = 0` for :math:`N \ge M`). The random quantities given A
+   (:math:`m_0`, :math:`\mathrm{df}_Q`, the quadratic forms in :math:`\theta^*`) are replaced by these limits.
 
 Everything then reduces to sums over the modes at two points :math:`\tilde\kappa_1, \tilde\kappa_2`
 (:math:`u_k = \lambda_k^{1/2} w^*_k`, :math:`\sum_k u_k^2 = 1`):
@@ -79,6 +85,15 @@ difference quotients carried out mode by mode so that nothing cancels at :math:`
 :math:`\tilde\kappa` is found by Newton's method continued along each contour from its real point, as in
 :mod:`~limits.scaling.random_features`; the cross sums :math:`U, E, D` over all pairs of nodes are matrix products
 (nodes × modes) · (modes × nodes). Cost: about 20 ms per time at a thousand quadrature modes.
+
+**Accuracy.** The inversion is accurate to :math:`\sim 10^{-9}` relative; the equivalent itself is the
+:math:`N, P \to \infty` limit. Against exact Monte-Carlo averages (M = 2000, :math:`\alpha = 1.5`,
+:math:`\beta \in \{0.6, 1.5\}`, lr 0.5, N, P in {50, 100, 200, ∞}, :math:`1 \le t \le 10^4`) it is low by
+0.1-4% (up to 6% at N = P = 50, t ≈ 5, :math:`\beta = 1.5`), shrinking roughly as :math:`1/\min(N, P)`. At
+:math:`N = P` the loss grows without bound as :math:`t \to \infty` (the min-norm interpolant of the label noise
+:math:`m_0`; exact and equivalent alike), and very late the equivalent falls short by ~10% (N = P = 50,
+:math:`t = 10^6`, heavy-tailed draws), plausibly because the smallest eigenvalues of the square sample covariance
+(:math:`\sim 1/N^2`), which it smooths out, then set the loss.
 """
 
 from __future__ import annotations
@@ -89,7 +104,7 @@ import numpy as np
 
 from .random_features import _SUBSTEPS, Modes, _edge_kappa
 
-__all__ = ["population_loss_with_data", "FIRST_TALBOT_STEP"]
+__all__ = ["FIRST_TALBOT_STEP", "population_loss_with_data"]
 
 FIRST_TALBOT_STEP = 16
 """Times from here on are inverted by the two-dimensional Talbot contour; earlier ones by the DFT."""
@@ -185,10 +200,11 @@ def _two_point(modes: Modes, k1: np.ndarray, k2: np.ndarray, width: float, data:
     lam, weights = modes.eigenvalues, modes.weights
     x1 = 1.0 / (lam + k1[:, None])  # (n1, J)
     x2 = 1.0 / (lam + k2[:, None])
-    stacked = np.concatenate([x2 * (weights * modes.power), x2 * (weights * lam), x2 * (weights * lam**2)])
-    U, E, D = np.split(x1 @ stacked.T, 3, axis=1)  # each (n1, n2)
-    d1, d2 = x1 @ (weights * lam), x2 @ (weights * lam)
-    a1, a2 = x1 @ (weights * modes.power), x2 @ (weights * modes.power)
+    # einsum, not BLAS: threaded OpenBLAS is ~5x slower than NumPy's own loops on these small products
+    per_mode = np.stack([weights * modes.power, weights * lam, weights * lam**2])  # (3, J)
+    stacked = (per_mode[:, None, :] * x2).reshape(-1, lam.size)  # (3 n2, J)
+    U, E, D = np.split(np.einsum("ij,kj->ik", x1, stacked), 3, axis=1)  # each (n1, n2)
+    (a1, d1), (a2, d2) = (np.einsum("ij,xj->xi", x, per_mode[:2]) for x in (x1, x2))
     mean_d = 0.5 * (d1[:, None] + d2[None, :])
     kd = 0.5 * (k1 * d1)[:, None] + 0.5 * (k2 * d2)[None, :]
     numerator = U * (1.0 - mean_d * inv_n) + E * (0.5 * (a1[:, None] + a2[None, :]) * inv_n)
@@ -243,7 +259,7 @@ def _talbot(modes: Modes, times: np.ndarray, lr: float, width: float, data: floa
         k1 = np.concatenate([k2, np.conj(kappa[0][1:, i]), np.conj(kappa[1][1:, i])])
         b1 = np.concatenate([base[0], base[1], np.conj(base[0][1:]), np.conj(base[1][1:])])
         L = _two_point(modes, k1, k2, width, data)
-        out[i] = r[i] ** 2 / (2.0 * n**2) * np.real(b1 @ L @ b2)
+        out[i] = r[i] ** 2 / (2.0 * n**2) * np.einsum("i,ik,k->", b1, L, b2).real
     return out
 
 

@@ -1,16 +1,17 @@
 """``limits.scaling.solve``: the solved (deterministic, N → ∞ or averaged over the random features) dynamics of
 the scaling models of :mod:`limits.scaling.problem`.
 
-- ``"random_features"``, any width, ``data=None``: the deterministic equivalent of
-  :mod:`limits.scaling.random_features` (the expected population loss over the random features, exact as
-  :math:`N, M \\to \\infty`). It is solved directly at every step below 16 and at 40 log-spaced steps per decade
+- ``"random_features"``, any width: the deterministic equivalent of the expected population loss over the
+  random features (and, with ``data=P``, over the samples), exact as :math:`N, P, M \\to \\infty` with errors
+  :math:`O(1/N, 1/P)`: :mod:`limits.scaling.random_features` (population loss) and
+  :mod:`limits.scaling.finite_data` (full batch on P samples). It is solved directly at every step below 16 and at 40 log-spaced steps per decade
   beyond, and interpolated in between by a cubic spline in (log t, log L) (the steps solved directly are in
   ``diagnostics["solved_steps"]``; ``tests/test_scaling.py`` checks the interpolation against direct solves).
 - ``"two_layer_linear"`` at ``width=None`` (N = ∞): the deterministic recursion of :mod:`limits.scaling.two_layer`,
   every step.
 
-Not solved (a ``ValueError`` says so and points to :func:`~limits.scaling.simulate`): finite data (``data=P``),
-and the two-layer model at finite width, whose initial kernel :math:`A(0)^\\top A(0)/N` stays random.
+Not solved (a ``ValueError`` says so and points to :func:`~limits.scaling.simulate`): the two-layer model at finite
+width, whose initial kernel :math:`A(0)^\\top A(0)/N` stays random, and with finite data.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..trajectory import Trajectory
 from . import random_features as rf
+from .finite_data import population_loss_with_data
 from .problem import Problem, problem as make_problem
 from .two_layer import infinite_width_loss
 
@@ -37,7 +39,7 @@ def solve(model, *, alpha, beta, width=None, data=None, gamma0=None, lr=0.5, ste
         alpha: capacity, > 1 (:math:`\\lambda_k = k^{-\\alpha}`).
         beta: source, > 0 (:math:`\\lambda_k (w^*_k)^2 \\propto k^{-\\alpha\\beta-1}`).
         width: number of features N (None or ``math.inf``: N = ∞).
-        data: number of training points P, or None (population loss, no sampling noise). Only None is solved.
+        data: number of training points P (random features only), or None (population loss, no sampling noise).
         gamma0: richness of ``"two_layer_linear"`` (required there, rejected for ``"random_features"``).
         lr: learning rate in (0, 1].
         steps: gradient steps.
@@ -47,15 +49,16 @@ def solve(model, *, alpha, beta, width=None, data=None, gamma0=None, lr=0.5, ste
     Returns:
         :class:`~limits.Trajectory` with the expected population loss in ``loss`` (steps+1,), ``predictions`` empty
         (steps+1, 0), ``meta["solver"] = "scaling.solve"`` and the run's description; ``diagnostics`` carries
-        ``width_floor`` (random features: the loss as t → ∞) or ``kernel_growth`` (two-layer).
+        ``width_floor`` (random features on the population loss: the loss as t → ∞) or ``kernel_growth``,
+        ``sharpness`` and ``kernel_truncation`` (two-layer).
     """
     prob = make_problem(model, alpha=alpha, beta=beta, width=width, data=data, gamma0=gamma0, lr=lr, steps=steps,
                         modes=modes)
-    if math.isfinite(prob.data):
-        raise ValueError("solve covers the population loss only (data=None); for P training points use "
-                         "limits.scaling.simulate(..., data=P)")
     start = time.perf_counter()
     if prob.rich:
+        if math.isfinite(prob.data):
+            raise ValueError("the two-layer model is solved on the population loss only (data=None); for P training "
+                             "points use limits.scaling.simulate(..., data=P)")
         if math.isfinite(prob.width):
             raise ValueError("the two-layer model is solved at infinite width only (width=None): at finite width its "
                              "initial kernel A(0)^T A(0)/N stays random; use limits.scaling.simulate for width N")
@@ -73,7 +76,10 @@ def _random_features(prob: Problem) -> tuple[np.ndarray, dict]:
 
     modes = rf.quadrature_modes(prob.task)
     solved = rf.solved_steps(prob.steps)
-    values = rf.population_loss(modes, solved, prob.lr, prob.width)
+    if math.isfinite(prob.data):
+        values = population_loss_with_data(modes, solved, prob.lr, prob.width, prob.data)
+    else:
+        values = rf.population_loss(modes, solved, prob.lr, prob.width)
     if not np.all(np.isfinite(values) & (values > 0)):
         raise FloatingPointError("the deterministic equivalent returned a non-positive or non-finite loss; this is a "
                                  "bug for lr <= 1: please report the arguments")
@@ -84,5 +90,7 @@ def _random_features(prob: Problem) -> tuple[np.ndarray, dict]:
         spline = CubicSpline(np.log(late), np.log(values[solved >= 1]))
         fill = np.setdiff1d(np.arange(1, prob.steps + 1), late)
         loss[fill] = np.exp(spline(np.log(fill)))
-    floor = rf.width_floor(modes, prob.width)
-    return loss, {"width_floor": floor, "solved_steps": solved, "quadrature_modes": modes.eigenvalues.size}
+    diagnostics = {"solved_steps": solved, "quadrature_modes": modes.eigenvalues.size}
+    if math.isinf(prob.data):  # with finite data the late loss is set by the samples as well
+        diagnostics["width_floor"] = rf.width_floor(modes, prob.width)
+    return loss, diagnostics
