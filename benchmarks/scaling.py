@@ -10,7 +10,8 @@ inside the interval, whichever is larger):
 - width: the loss as t -> inf of random features. Solved: the floor of the deterministic equivalent. Networks: the
   exact t -> inf limit of gradient descent on each drawn network (the projection error ``1/2 (1 - b^T Q^-1 b)``),
   averaged over draws.
-- data: ridgeless kernel regression (N = inf, t -> inf: the min-norm interpolant of P samples), averaged over draws.
+- data: ridgeless kernel regression (N = inf, t -> inf: the min-norm interpolant of P samples), averaged over draws
+  ("ridgeless"), and the solved model with P samples after t >> P^alpha steps ("solved").
 - compute: the compute-optimal frontier (C = N t) of a grid of solved random-feature curves (``fit(grid)``).
 - a nonlinear MLP (muP, depth 2, ReLU, width 256) on the circle task, lazy (gamma0 = 0.05) vs rich: the measured time
   exponent of its train loss (an observation, no prediction for nonlinear networks).
@@ -46,17 +47,22 @@ def _row(quantity, source, alpha, beta, regime, predicted, fit, setting):
             "predicted": predicted, "measured": measured, "ci": [lo, hi], "agrees": bool(agrees), "setting": setting}
 
 
+def _pairs(cases, quick):
+    """All cases, or the first one at --quick size (the CI smoke run)."""
+    return cases[:1] if quick else cases
+
+
 def time_rows(quick):
     rows = []
-    steps = 3000 if quick else 100000
-    for alpha, beta in [(1.5, 0.5), (2.0, 0.5), (2.0, 1.5), (3.0, 0.3)]:
+    steps = 1000 if quick else 100000
+    for alpha, beta in _pairs([(1.5, 0.5), (2.0, 0.5), (2.0, 1.5), (3.0, 0.3)], quick):
         modes = None if quick else 10**6  # the solver's cost grows like log M: no truncation bias
         traj = sc.solve("random_features", alpha=alpha, beta=beta, lr=0.5, steps=steps, modes=modes)
         fit = sc.fit(traj, window=(steps / 100, steps))
         rows.append(_row("time", "solved", alpha, beta, "lazy", sc.exponents(alpha, beta).time, fit,
                          f"N=inf, M={traj.meta['modes']}, lr=0.5, t in [{steps // 100}, {steps}]"))
-    rich_steps = 2000 if quick else 20000
-    for alpha, beta in [(2.0, 0.5), (1.5, 0.4), (2.0, 1.5)]:
+    rich_steps = 400 if quick else 20000
+    for alpha, beta in _pairs([(2.0, 0.5), (1.5, 0.4), (2.0, 1.5)], quick):
         traj = sc.solve("two_layer_linear", alpha=alpha, beta=beta, gamma0=1.0, lr=0.1, steps=rich_steps,
                         modes=None if quick else 8000, progress=False)
         fit = sc.fit(traj, window=(rich_steps / 20, rich_steps / 2))
@@ -67,8 +73,8 @@ def time_rows(quick):
     # transient N^-1 t^-(1 - 1/alpha) overtakes t^-beta (t << N)
     cases = [("random_features", 2.0, 0.5, {}, 1024, (30, 1000)), ("random_features", 2.0, 1.5, {}, 2048, (20, 200)),
              ("two_layer_linear", 2.0, 0.5, {"gamma0": 1.0}, 1024, (150, 1500))]
-    sim_steps, seeds = (300, 4) if quick else (3000, 8)
-    for model, alpha, beta, kw, N, window in cases:
+    sim_steps, seeds = (200, 2) if quick else (3000, 8)
+    for model, alpha, beta, kw, N, window in _pairs(cases, quick):
         regime = "rich" if kw else "lazy"
         N, window = (N // 8, (window[0] // 4 + 1, window[1] // 10)) if quick else (N, window)
         traj = sc.simulate(model, alpha=alpha, beta=beta, width=N, lr=0.1, steps=sim_steps, seeds=seeds,
@@ -104,9 +110,9 @@ def floor_rows(quick):
     from limits.scaling import random_features as rf
 
     rows, rng = [], np.random.default_rng(0)
-    widths = [16, 32, 64, 128] if quick else [32, 64, 128, 256, 512]
-    draws = 4 if quick else 12
-    for alpha, beta in [(1.5, 0.5), (1.5, 1.5), (2.0, 3.0)]:
+    widths = [8, 16, 32] if quick else [32, 64, 128, 256, 512]
+    draws = 2 if quick else 12
+    for alpha, beta in _pairs([(1.5, 0.5), (1.5, 1.5), (2.0, 3.0)], quick):
         predicted = sc.exponents(alpha, beta).width
         task = power_law_task(alpha, beta, 8 * widths[-1] if quick else 32 * widths[-1])
         modes = rf.quadrature_modes(power_law_task(alpha, beta, 10**6))
@@ -117,13 +123,19 @@ def floor_rows(quick):
         fit = fit_power_law(widths, [m for m, _ in measured], [s for _, s in measured])
         rows.append(_row("width", "networks", alpha, beta, "lazy", predicted, _decay(fit),
                          f"{draws} draws, M={task.modes}, N={widths[0]}..{widths[-1]}"))
-    sizes = [16, 32, 64, 128] if quick else [32, 64, 128, 256, 512]
-    for alpha, beta in [(1.5, 0.5), (1.5, 1.5), (2.0, 3.0)]:
+    sizes = [8, 16, 32] if quick else [32, 64, 128, 256, 512]
+    for alpha, beta in _pairs([(1.5, 0.5), (1.5, 1.5), (2.0, 3.0)], quick):
         task = power_law_task(alpha, beta, 8 * sizes[-1] if quick else 16 * sizes[-1])
         measured = [_ridgeless(task, P, draws, rng) for P in sizes]
         fit = fit_power_law(sizes, [m for m, _ in measured], [s for _, s in measured])
         rows.append(_row("data", "ridgeless", alpha, beta, "lazy", sc.exponents(alpha, beta).data, _decay(fit),
                          f"{draws} draws, M={task.modes}, P={sizes[0]}..{sizes[-1]}"))
+        steps = int(40 * sizes[-1] ** alpha)  # t >> P^alpha / lr: the ridgeless limit
+        solved = [sc.solve("random_features", alpha=alpha, beta=beta, data=P, lr=0.5, steps=steps,
+                           modes=task.modes).loss[-1] for P in sizes]
+        rows.append(_row("data", "solved", alpha, beta, "lazy", sc.exponents(alpha, beta).data,
+                         _decay(fit_power_law(sizes, solved)), f"N=inf, t={steps}, M={task.modes}, "
+                                                              f"P={sizes[0]}..{sizes[-1]}"))
     return rows
 
 
@@ -136,9 +148,9 @@ class _decay:
 
 def compute_rows(quick):
     rows = []
-    widths = [8, 16, 32, 64, 128, 256] if quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
-    steps = 3000 if quick else 100000
-    for alpha, beta in [(1.5, 0.5), (2.0, 1.5)]:
+    widths = [8, 16, 32, 64] if quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
+    steps = 1000 if quick else 100000
+    for alpha, beta in _pairs([(1.5, 0.5), (2.0, 1.5)], quick):
         grid = {n: sc.solve("random_features", alpha=alpha, beta=beta, width=n, lr=0.5, steps=steps) for n in widths}
         frontier = sc.fit(grid)
         e = sc.exponents(alpha, beta)
@@ -156,13 +168,13 @@ class _FitRate:
 
 
 def nonlinear_rows(quick):
-    width, P, steps, seeds = (64, 64, 300, 2) if quick else (256, 256, 3000, 2)
+    width, P, steps, seeds = (16, 16, 20, 1) if quick else (256, 256, 3000, 2)
     data = limits.datasets.circle_task(P, beta=0.5, capacity=2.0, modes=64)
     rows = []
     for gamma0 in (0.05, 1.0):
         traj = limits.simulate("mup", 2, width, X=data.X, y=data.y, activation="relu", gamma0=gamma0, lr=0.1,
                                steps=steps, seeds=seeds, record=(), progress=False)
-        fit = sc.fit(traj, window=(steps / 100, steps))
+        fit = sc.fit(traj, window=(max(1, steps / 100), steps))
         rows.append({"quantity": "time", "source": f"muP ReLU MLP depth 2, N={width}, circle task P={P}",
                      "alpha": 2.0, "beta": 0.5, "regime": f"gamma0={gamma0}", "measured": fit.exponent,
                      "ci": list(fit.ci), "lazy_prediction_for_capacity_2": 0.5, "rich_prediction": 2 / 3})
@@ -170,7 +182,7 @@ def nonlinear_rows(quick):
 
 
 def cost_rows(quick):
-    steps, N, seeds = (2000, 64, 4) if quick else (100000, 256, 32)
+    steps, N, seeds = (300, 32, 2) if quick else (100000, 256, 32)
     args = dict(alpha=1.5, beta=0.5, width=N, lr=0.5, steps=steps)
     sc.simulate("random_features", seeds=seeds, progress=False, **(args | {"steps": min(steps, 1000)}))  # compile
     t0 = time.perf_counter()

@@ -33,9 +33,9 @@ def test_deterministic_equivalent_is_exact_at_infinite_width(modes):
 
 def test_deterministic_equivalent_matches_monte_carlo_at_finite_width():
     """Exact per-draw losses (eigendecomposition of B B^T / N) averaged over 300 draws of the features. The DE
-    is exact as N, M -> inf; at N = 128 its error measured with 600 draws is <= 1% (hard task), and the Monte-Carlo
-    standard error here is ~0.4%: tolerance 3 standard errors + 1.5%."""
-    N, M = 128, 1024
+    is exact as N, M -> inf; at N = 64 its error measured with 600 draws is about 1% (hard task), and the Monte-Carlo
+    standard error here is ~0.6%: tolerance 3 standard errors + 1.5%."""
+    N, M = 64, 512
     task = power_law_task(1.5, 0.6, M)
     times = np.array([1, 5, 20, 100, 1000, 20000])
     de = rf.population_loss(rf.quadrature_modes(task), times, LR, N)
@@ -114,16 +114,16 @@ def _dense_two_layer(task, gamma0, lr, steps):
 @pytest.mark.parametrize("beta", [0.5, 1.5])
 def test_low_rank_kernel_equals_the_dense_recursion(beta):
     """Stable run (sharpness < 2): the low-rank kernel reproduces the dense (M, M) recursion to round-off."""
-    traj = sc.solve("two_layer_linear", alpha=2.0, beta=beta, gamma0=1.0, lr=0.05, steps=1500, modes=200,
+    traj = sc.solve("two_layer_linear", alpha=2.0, beta=beta, gamma0=1.0, lr=0.05, steps=400, modes=512,
                     progress=False)
-    dense = _dense_two_layer(power_law_task(2.0, beta, 200), 1.0, 0.05, 1500)
+    dense = _dense_two_layer(power_law_task(2.0, beta, 512), 1.0, 0.05, 400)
     np.testing.assert_allclose(traj.loss, dense, rtol=1e-11)
     assert traj.diagnostics["kernel_truncation"] < 1e-15 and traj.diagnostics["sharpness"] < 2
 
 
 def test_edge_of_stability_is_reported():
     with pytest.warns(RuntimeWarning, match="edge of stability"):
-        traj = sc.solve("two_layer_linear", alpha=2.0, beta=0.5, gamma0=1.5, lr=0.2, steps=3000, modes=300,
+        traj = sc.solve("two_layer_linear", alpha=2.0, beta=0.5, gamma0=2.5, lr=0.3, steps=300, modes=512,
                         progress=False)
     assert traj.diagnostics["sharpness"] > 2
 
@@ -141,7 +141,7 @@ def test_solve_with_finite_data_matches_the_networks():
 
 
 def test_two_layer_model_reduces_to_random_features_as_gamma0_vanishes():
-    args = dict(alpha=2.0, beta=0.5, lr=LR, steps=300, modes=256)
+    args = dict(alpha=2.0, beta=0.5, lr=LR, steps=300, modes=512)
     rich = sc.solve("two_layer_linear", gamma0=1e-8, progress=False, **args)
     lazy = sc.solve("random_features", **args)
     np.testing.assert_allclose(rich.loss, lazy.loss, rtol=1e-7)
@@ -152,7 +152,7 @@ def test_two_layer_model_reduces_to_random_features_as_gamma0_vanishes():
 
 def test_finite_width_two_layer_networks_converge_to_the_solved_model():
     """The two-layer networks follow the N = inf recursion more closely as N grows (error ~ 1/sqrt(N) or faster)."""
-    args = dict(alpha=2.0, beta=0.5, gamma0=1.0, lr=0.2, steps=200, modes=1024)
+    args = dict(alpha=2.0, beta=0.5, gamma0=1.0, lr=0.2, steps=200, modes=512)
     limit = sc.solve("two_layer_linear", progress=False, **args).loss
     errors = [np.max(np.abs(sc.simulate("two_layer_linear", width=n, seeds=4, progress=False, **args).loss / limit - 1))
               for n in (32, 128)]
@@ -162,12 +162,12 @@ def test_finite_width_two_layer_networks_converge_to_the_solved_model():
 def test_feature_learning_beats_the_kernel_on_a_hard_task_and_not_on_an_easy_one():
     """The measured time exponent of the solved models: rich > lazy on a hard task (beta < 1), equal on an easy one;
     each within 0.05 of its prediction (checked at larger sizes in benchmarks/scaling.py)."""
-    hard = dict(alpha=2.0, beta=0.5, lr=0.2, steps=2000, modes=500)
+    hard = dict(alpha=2.0, beta=0.5, lr=0.2, steps=1000, modes=512)
     lazy = sc.fit(sc.solve("random_features", **hard), window=(100, 1000))
     rich = sc.fit(sc.solve("two_layer_linear", gamma0=1.0, progress=False, **hard), window=(100, 1000))
     assert lazy.agrees(sc.exponents(2.0, 0.5, "lazy").time) and rich.agrees(sc.exponents(2.0, 0.5, "rich").time)
     assert rich.exponent > lazy.exponent + 0.1
-    easy = dict(alpha=2.0, beta=1.5, lr=0.2, steps=2000, modes=500)
+    easy = dict(alpha=2.0, beta=1.5, lr=0.2, steps=1000, modes=512)
     lazy, rich = (sc.fit(sc.solve(m, progress=False, **easy, **g), window=(100, 1000))
                   for m, g in (("random_features", {}), ("two_layer_linear", {"gamma0": 1.0})))
     assert abs(rich.exponent - lazy.exponent) < 0.05 and lazy.agrees(1.5)

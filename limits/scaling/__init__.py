@@ -11,25 +11,16 @@
 
 from __future__ import annotations
 
-import importlib
+# Eager on purpose: the submodules ``exponents``, ``fit``, ``simulate`` and ``solve`` share their names with the
+# functions they define, and importing a submodule binds its name on the package; importing them here first keeps
+# ``limits.scaling.exponents`` the function whatever is imported later. (``import limits`` stays light: it loads
+# this package lazily.)
+from .exponents import ScalingExponents, exponents, symbolic, task_difficulty
+from .fit import ExponentFit, FrontierFit, fit
+from .problem import MODELS
+from .simulate import simulate
+from .solve import solve
+from .task import PowerLawTask, power_law_task
 
-_LAZY = {
-    "ScalingExponents": "exponents", "exponents": "exponents", "task_difficulty": "exponents",
-    "symbolic": "exponents", "ExponentFit": "fit", "FrontierFit": "fit", "fit": "fit", "MODELS": "problem",
-    "simulate": "simulate", "solve": "solve", "PowerLawTask": "task", "power_law_task": "task",
-}
-"""Public name -> submodule; submodules load on first use (``exponents`` needs sympy, ``fit`` scipy.stats)."""
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__all__ = ["MODELS", "ExponentFit", "FrontierFit", "PowerLawTask", "ScalingExponents", "exponents", "fit",
+           "power_law_task", "simulate", "solve", "symbolic", "task_difficulty"]

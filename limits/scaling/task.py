@@ -87,18 +87,21 @@ def modes_needed(alpha: float, beta: float, *, horizon: float, width: float = ma
 
     Mode ``k`` is learned once :math:`\lambda_k \tau \gtrsim 1`, so by time :math:`\tau` the modes up to
     :math:`k_*(\tau) = \tau^{1/\alpha}` (lazy) or :math:`\tau^{2/(\alpha(1+\beta))}` (rich, hard task) have been
-    learned; a finite width ``N`` (or ``P`` data) resolves at most ``N`` (``P``) modes. Truncating at ``M``
-    modes changes the loss once :math:`k_*` approaches ``M``: the target power beyond ``M`` is a fraction
-    :math:`(k_*/M)^{\alpha\beta}` of the loss left at the end of the run, which steepens the measured slopes. We ask
-    for ``M >= 4 max(k_*, N, P)`` (at least 64); :func:`check_modes` picks twice that by default. Asymptotic
-    exponents of hard tasks need more (the random-feature solver's cost grows only like log M: pass e.g.
-    ``modes=10**6``).
+    learned. A finite width ``N`` or ``P`` data resolve at most :math:`\min(N, P)` modes whatever the time, and
+    the models assume :math:`M \gg \min(N, P)` (the floors come from the modes beyond it). So the run resolves
+    :math:`k = \min(N, P)` if either is finite, else :math:`k_*`. Truncating at ``M`` leaves out a fraction
+    :math:`(k/M)^{\alpha\beta}` of the loss that is left, which steepens the measured slopes. We ask for
+    ``M >= 4 k`` (at least 64); :func:`check_modes` picks twice that by default. Asymptotic exponents of hard
+    tasks need more (the random-feature solver's cost grows only like log M: pass e.g. ``modes=10**6``).
     """
-    k_star = max(horizon, 1.0) ** (1.0 / alpha)
-    if rich and beta < 1.0:
-        k_star = max(k_star, max(horizon, 1.0) ** (2.0 / (alpha * (1.0 + beta))))
     finite = [v for v in (width, data) if math.isfinite(v)]
-    return max(64, int(math.ceil(4.0 * max([k_star, *finite]))))
+    if finite:
+        resolved = min(finite)
+    else:
+        resolved = max(horizon, 1.0) ** (1.0 / alpha)
+        if rich and beta < 1.0:
+            resolved = max(resolved, max(horizon, 1.0) ** (2.0 / (alpha * (1.0 + beta))))
+    return max(64, int(math.ceil(4.0 * resolved)))
 
 
 def check_modes(modes, alpha: float, beta: float, *, lr: float, steps: int, width=math.inf, data=math.inf,
