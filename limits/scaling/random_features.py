@@ -145,55 +145,82 @@ def width_floor(modes: Modes, width: float) -> float:
     return 0.5 * float(np.sum(modes.weights * modes.power * kappa0 / (modes.eigenvalues + kappa0)))
 
 
-def _newton(modes: Modes, s: np.ndarray, kappa: np.ndarray, width: float, iterations: int = 30) -> np.ndarray:
-    """Newton for :math:`\\kappa(1 - \\mathrm{df}(\\kappa)/N) = s`, started at ``kappa`` (same shape as ``s``)."""
+def _inverse(count: float) -> float:
+    """:math:`1/N` (0 for ``math.inf``)."""
+    return 0.0 if math.isinf(count) else 1.0 / count
+
+
+def _newton(modes: Modes, s: np.ndarray, kappa: np.ndarray, inv_n: float, inv_p: float,
+            iterations: int = 30) -> np.ndarray:
+    """Newton for :math:`\\tilde\\kappa(1 - d/N)(1 - d/P) = s`, :math:`d = \\mathrm{df}(\\tilde\\kappa)`.
+
+    Args:
+        modes: the quadrature over the modes.
+        s: targets, any shape (complex allowed).
+        kappa: starting points, the shape of ``s``.
+        inv_n, inv_p: :math:`1/N`, :math:`1/P` (0 for infinite).
+        iterations: the most Newton steps.
+
+    Returns:
+        :math:`\\tilde\\kappa`, the shape of ``s``.
+    """
     for _ in range(iterations):
         df, ddf = modes.df(kappa)
-        h = kappa * (1.0 - df / width) - s
-        step = h / (1.0 - df / width - kappa * ddf / width)
+        rn, rp = 1.0 - df * inv_n, 1.0 - df * inv_p
+        step = (kappa * rn * rp - s) / (rn * rp - kappa * ddf * (inv_n * rp + inv_p * rn))
         kappa = kappa - step
         if np.all(np.abs(step) <= 1e-14 * np.abs(kappa)):
             break
     return kappa
 
 
-def _real_start(modes: Modes, s: np.ndarray, width: float) -> np.ndarray:
-    """The root :math:`\\tilde\\kappa` at real ``s`` on the branch continuous from :math:`\\tilde\\kappa \\approx s`
-    at :math:`|s| \\to \\infty`: bisection on ``(kappa0, s + tr/N]`` for ``s > 0``; Newton from ``s`` for
-    ``s < 0`` (left of the spectrum), checked to lie left of :math:`-\\lambda_1`."""
+def _real_start(modes: Modes, s: np.ndarray, width: float, data: float) -> np.ndarray:
+    """:math:`\\tilde\\kappa` at real ``s`` (shape (n,)) on the branch with :math:`\\tilde\\kappa \\approx s` at
+    :math:`|s| \\to \\infty`.
+
+    For ``s > 0``: bisection on :math:`(\\kappa_c, \\kappa_c + s + \\mathrm{tr}\\Lambda/N + \\mathrm{tr}\\Lambda/P]`,
+    :math:`\\mathrm{df}(\\kappa_c) = \\min(N, P)`, on which the left side increases from 0 (it exceeds ``s`` at the
+    upper end since :math:`d \\le \\mathrm{tr}\\Lambda/\\tilde\\kappa`), then polished by Newton. For ``s < 0``:
+    Newton from ``s``, which must land left of :math:`-\\lambda_1` (else gradient descent is unstable).
+    """
+    inv_n, inv_p = _inverse(width), _inverse(data)
     s = np.asarray(s, dtype=np.float64)
     kappa = np.empty_like(s)
     pos = s > 0
     if np.any(pos):
-        lo = np.full(pos.sum(), _edge_kappa(modes, width))
-        hi = s[pos] + modes.trace / width + lo
+        smallest = min(width, data)
+        edge = _edge_kappa(modes, smallest) if math.isfinite(smallest) else 0.0
+        lo = np.full(pos.sum(), edge)
+        hi = lo + s[pos] + modes.trace * (inv_n + inv_p)
         for _ in range(200):
             mid = 0.5 * (lo + hi)
-            high = mid * (1.0 - modes.df(mid)[0] / width) > s[pos]
+            df = modes.df(mid)[0]
+            high = mid * (1.0 - df * inv_n) * (1.0 - df * inv_p) > s[pos]
             hi, lo = np.where(high, mid, hi), np.where(high, lo, mid)
-        kappa[pos] = 0.5 * (lo + hi)
+        kappa[pos] = _newton(modes, s[pos], 0.5 * (lo + hi), inv_n, inv_p, iterations=5)
     if np.any(~pos):
-        left = _newton(modes, s[~pos], s[~pos].copy(), width)
+        left = _newton(modes, s[~pos], s[~pos].copy(), inv_n, inv_p)
         if not np.all(np.isfinite(left) & (left < -modes.eigenvalues.max())):
             raise ValueError(
-                "the learning rate is too large for this width: gradient descent on the random-feature model is "
-                "unstable (lr * the largest eigenvalue of the feature kernel exceeds 2); lower lr"
+                "the learning rate is too large for this width and data: gradient descent on the random-feature "
+                "model is unstable (lr * the largest eigenvalue of the trained kernel exceeds 2); lower lr"
             )
         kappa[~pos] = left
     return kappa
 
 
-def _continued_kappa(modes: Modes, s_path: np.ndarray, width: float) -> np.ndarray:
+def _continued_kappa(modes: Modes, s_path: np.ndarray, width: float, data: float) -> np.ndarray:
     """:math:`\\tilde\\kappa` along paths ``s_path`` (n_nodes, n) whose first row is real: Newton warm-started from
-    the previous node, with ``_SUBSTEPS`` intermediate points between nodes. Returns (n_nodes, n) complex."""
-    kappa = np.empty(s_path.shape, dtype=np.complex128)
-    if not math.isfinite(width):
+    the previous node through ``_SUBSTEPS`` intermediate points. Returns (n_nodes, n) complex."""
+    if math.isinf(width) and math.isinf(data):
         return s_path.astype(np.complex128)
-    kappa[0] = _real_start(modes, s_path[0].real, width)
+    inv_n, inv_p = _inverse(width), _inverse(data)
+    kappa = np.empty(s_path.shape, dtype=np.complex128)
+    kappa[0] = _real_start(modes, s_path[0].real, width, data)
     for j in range(1, s_path.shape[0]):
         k = kappa[j - 1]
         for frac in np.arange(1, _SUBSTEPS + 1) / _SUBSTEPS:
-            k = _newton(modes, s_path[j - 1] + frac * (s_path[j] - s_path[j - 1]), k, width, iterations=12)
+            k = _newton(modes, s_path[j - 1] + frac * (s_path[j] - s_path[j - 1]), k, inv_n, inv_p, iterations=12)
         kappa[j] = k
     return kappa
 
@@ -204,7 +231,7 @@ def _transform(modes: Modes, sigma: np.ndarray, lr: float, width: float) -> np.n
     out = np.zeros(sigma.shape, dtype=np.complex128)
     for sign in (1.0, -1.0):
         s = (sign * half - 1.0) / lr
-        kappa = _continued_kappa(modes, s, width)
+        kappa = _continued_kappa(modes, s, width, math.inf)
         out += sign * modes.resolvent(s, kappa)
     return half / (4.0 * lr) * out
 
