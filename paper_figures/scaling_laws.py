@@ -79,7 +79,7 @@ def _frontier(out: Path, quick: bool) -> list[Path]:
     ax.set_xscale("log")
     ax.set_yscale("log")
     finish(ax, "compute C = N t", "population loss",
-           f"random features, alpha = {alpha}, beta = {beta}: N* ~ C^{frontier.width_compute.exponent:.2f} "
+           f"random features, alpha = {alpha}, beta = {beta}\nN* ~ C^{frontier.width_compute.exponent:.2f} "
            f"(pred. {predicted.width_compute:.2f})")
     return [save(fig, out / f"scaling_compute_frontier.{ext}") for ext in ("png", "pdf")]
 
