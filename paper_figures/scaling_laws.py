@@ -87,7 +87,7 @@ def _frontier(out: Path, quick: bool) -> list[Path]:
 def _chi(out: Path, quick: bool) -> list[Path]:
     alpha = 2.0
     betas = [0.3, 0.7, 1.5] if quick else [0.2, 0.35, 0.5, 0.7, 0.85, 1.2, 1.6]
-    steps, rich_steps = (1000, 600) if quick else (100000, 20000)
+    steps, rich_steps = (1000, 600) if quick else (100000, 10000)
     fig, axes = new_figure(1, size=(5.0, 4.0))
     ax = axes[0, 0]
     b = np.linspace(0.05, 2.0, 200)
@@ -102,7 +102,7 @@ def _chi(out: Path, quick: bool) -> list[Path]:
                 f = sc.fit(traj, window=(steps / 100, steps))
             else:
                 traj = sc.solve("two_layer_linear", alpha=alpha, beta=beta, gamma0=1.0, lr=0.1, steps=rich_steps,
-                                modes=None if quick else 8000, progress=False)
+                                modes=None if quick else 4000, progress=False)
                 f = sc.fit(traj, window=(rich_steps / 20, rich_steps / 2))
             rates.append(f.exponent), los.append(f.exponent - f.ci[0]), his.append(f.ci[1] - f.exponent)
         ax.errorbar(betas, rates, yerr=[los, his], fmt="o", color=color, ms=4, capsize=2,
