@@ -120,7 +120,7 @@ def floor_rows(quick):
     for alpha, beta in _pairs([(1.5, 0.5), (1.5, 1.5), (2.0, 3.0)], quick):
         predicted = sc.exponents(alpha, beta).width
         task = power_law_task(alpha, beta, 8 * widths[-1] if quick else 32 * widths[-1])
-        modes = rf.quadrature_modes(power_law_task(alpha, beta, 10**8))
+        modes = rf.quadrature_modes(power_law_task(alpha, beta, 10**6 if quick else 10**8))
         large = [10**3, 3 * 10**3, 10**4, 3 * 10**4, 10**5]  # the DE costs log M: asymptotic widths are cheap
         solved = [rf.width_floor(modes, n) for n in large]
         rows.append(_row("width", "solved", alpha, beta, "lazy", predicted, _decay(fit_power_law(large, solved)),
@@ -136,7 +136,7 @@ def floor_rows(quick):
         fit = fit_power_law(sizes, [m for m, _ in measured], [s for _, s in measured])
         rows.append(_row("data", "ridgeless", alpha, beta, "lazy", sc.exponents(alpha, beta).data, _decay(fit),
                          f"{draws} draws, M={task.modes}, P={sizes[0]}..{sizes[-1]}"))
-        steps = int(40 * sizes[-1] ** alpha)  # t >> P^alpha / lr: the ridgeless limit
+        steps = 100 if quick else int(40 * sizes[-1] ** alpha)  # t >> P^alpha / lr: the ridgeless limit
         solved = [sc.solve("random_features", alpha=alpha, beta=beta, data=P, lr=0.5, steps=steps,
                            modes=task.modes).loss[-1] for P in sizes]
         rows.append(_row("data", "solved", alpha, beta, "lazy", sc.exponents(alpha, beta).data,

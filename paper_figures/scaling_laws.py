@@ -61,8 +61,8 @@ def _curves(out: Path, quick: bool) -> list[Path]:
 
 def _frontier(out: Path, quick: bool) -> list[Path]:
     alpha, beta = 1.5, 0.5
-    widths = [8, 16, 32, 64, 128] if quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
-    steps = 2000 if quick else 100000
+    widths = [8, 16, 32, 64] if quick else [16, 32, 64, 128, 256, 512, 1024, 2048]
+    steps = 1000 if quick else 100000
     grid = {n: sc.solve("random_features", alpha=alpha, beta=beta, width=n, lr=0.5, steps=steps) for n in widths}
     frontier = sc.fit(grid)
     predicted = sc.exponents(alpha, beta)
@@ -86,7 +86,7 @@ def _frontier(out: Path, quick: bool) -> list[Path]:
 
 def _chi(out: Path, quick: bool) -> list[Path]:
     alpha = 2.0
-    betas = [0.3, 0.7, 1.5] if quick else [0.2, 0.35, 0.5, 0.7, 0.85, 1.2, 1.6]
+    betas = [0.5, 1.5] if quick else [0.2, 0.35, 0.5, 0.7, 0.85, 1.2, 1.6]
     steps, rich_steps = (1000, 600) if quick else (100000, 10000)
     fig, axes = new_figure(1, size=(5.0, 4.0))
     ax = axes[0, 0]
