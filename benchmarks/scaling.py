@@ -160,17 +160,12 @@ def compute_rows(quick):
         grid = {n: sc.solve("random_features", alpha=alpha, beta=beta, width=n, lr=0.5, steps=steps) for n in widths}
         frontier = sc.fit(grid)
         e = sc.exponents(alpha, beta)
-        for name, predicted, fit in [("compute", e.compute, _FitRate(frontier.compute)),
+        for name, predicted, fit in [("compute", e.compute, frontier.compute),
                                      ("width_compute", e.width_compute, frontier.width_compute),
                                      ("time_compute", e.time_compute, frontier.time_compute)]:
             rows.append(_row(name, "solved", alpha, beta, "lazy", predicted, fit,
                              f"N={widths[0]}..{widths[-1]}, t<={steps}, {frontier.budgets.size} budgets"))
     return rows
-
-
-class _FitRate:
-    def __init__(self, fit):
-        self.exponent, self.ci = fit.exponent, fit.ci
 
 
 def nonlinear_rows(quick):

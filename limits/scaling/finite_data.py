@@ -102,12 +102,10 @@ import math
 
 import numpy as np
 
-from .random_features import Modes, _continued_kappa, _inverse
+from .random_features import FIRST_TALBOT_STEP, Modes, _continued_kappa, _inverse, invert, talbot_contour
 
-__all__ = ["FIRST_TALBOT_STEP", "population_loss_with_data"]
+__all__ = ["population_loss_with_data"]
 
-FIRST_TALBOT_STEP = 16
-"""Times from here on are inverted by the two-dimensional Talbot contour; earlier ones by the DFT."""
 _TALBOT_NODES = 16
 _DFT_NODES = 128
 _DFT_RADIUS = 0.8
@@ -135,31 +133,13 @@ def _two_point(modes: Modes, k1: np.ndarray, k2: np.ndarray, width: float, data:
     return 0.5 * numerator / (denominator * pi1[:, None] * pi2[None, :])
 
 
-def _talbot_contour(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fixed Talbot nodes at half-times ``m`` (shape (n,)), upper half :math:`\\theta_j = j\\pi/16`,
-    ``j < 16``.
-
-    Returns:
-        ``sigma`` (16, n) complex, ``weight`` (16,) complex (:math:`1 + i\\tau_j`), ``r`` (n,) the radii.
-    """
-    n = _TALBOT_NODES
-    r = 2.0 * n / (5.0 * m)
-    theta = np.arange(n) * math.pi / n
-    cot = np.ones_like(theta)
-    cot[1:] = 1.0 / np.tan(theta[1:])
-    real = np.where(theta > 0, theta * cot, 1.0)
-    sigma = r[None, :] * (real + 1j * theta)[:, None]
-    tau = theta + (real - 1.0) * cot
-    return sigma, 1.0 + 1j * tau, r
-
-
 def _talbot(modes: Modes, times: np.ndarray, lr: float, width: float, data: float) -> np.ndarray:
     """:math:`\\mathcal L(t)` at integer ``times >= 16`` (shape (n,)) by the two-dimensional fixed Talbot
     inversion of :math:`\\hat G_p` (module doc)."""
     n = _TALBOT_NODES
     parity = times % 2
     m = (times - parity) / 2.0
-    sigma, weight, r = _talbot_contour(m)  # (n, T), (n,), (T,)
+    sigma, weight, r = talbot_contour(m, n)  # (n, T), (n,), (T,)
     half = np.exp(sigma / 2.0)
     signs = (1.0, -1.0)
     kappa = [_continued_kappa(modes, (sign * half - 1.0) / lr, width, data) for sign in signs]
@@ -214,11 +194,5 @@ def population_loss_with_data(modes: Modes, times: np.ndarray, lr: float, width:
     Returns:
         :math:`\\mathcal L(t)` at ``times``, shape (n,).
     """
-    times = np.asarray(times, dtype=np.int64)
-    out = np.empty(times.shape, dtype=np.float64)
-    small = times < FIRST_TALBOT_STEP
-    if np.any(small):
-        out[small] = _circle(modes, int(times[small].max()), lr, width, data)[times[small]]
-    if np.any(~small):
-        out[~small] = _talbot(modes, times[~small], lr, width, data)
-    return out
+    return invert(times, lambda steps: _circle(modes, steps, lr, width, data),
+                  lambda late: _talbot(modes, late.astype(np.int64), lr, width, data))

@@ -236,20 +236,30 @@ def _transform(modes: Modes, sigma: np.ndarray, lr: float, width: float) -> np.n
     return half / (4.0 * lr) * out
 
 
-def _talbot(modes: Modes, times: np.ndarray, lr: float, width: float) -> np.ndarray:
-    """Fixed-Talbot inversion at integer ``times >= 16`` (shape (n,))."""
-    n = _TALBOT_NODES
+def talbot_contour(times: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The upper half of the fixed Talbot contour (Abate & Valkó 2004) for inverting at ``times`` (shape (T,)):
+    :math:`\sigma_j = r\theta_j(\cot\theta_j + i)`, :math:`\theta_j = j\pi/n` (``j < n``), :math:`r = 2n/(5t)`.
+
+    Returns:
+        ``sigma`` (n, T) complex, ``weight`` (n,) complex (:math:`1 + i\tau_j`, the path's derivative factor) and
+        ``r`` (T,); the inverse is :math:`(r/n)\,\mathrm{Re}\sum_j' e^{\sigma_j t} F(\sigma_j)\,w_j` with the
+        ``j = 0`` term halved.
+    """
     r = 2.0 * n / (5.0 * times)  # < 1 for times > 2n/5: the contour stays inside |Im sigma| < pi
     theta = np.arange(n) * math.pi / n
     cot = np.ones_like(theta)
     cot[1:] = 1.0 / np.tan(theta[1:])
-    shape = np.where(theta > 0, theta * cot, 1.0) + 1j * theta
-    sigma = r[None, :] * shape[:, None]
-    G = _transform(modes, sigma, lr, width)
-    tau = theta + (np.where(theta > 0, theta * cot, 1.0) - 1.0) * cot
-    terms = np.exp(sigma * times[None, :]) * G * (1.0 + 1j * tau[:, None])
+    real = np.where(theta > 0, theta * cot, 1.0)
+    sigma = r[None, :] * (real + 1j * theta)[:, None]
+    return sigma, 1.0 + 1j * (theta + (real - 1.0) * cot), r
+
+
+def _talbot(modes: Modes, times: np.ndarray, lr: float, width: float) -> np.ndarray:
+    """Fixed-Talbot inversion at integer ``times >= 16`` (shape (n,))."""
+    sigma, weight, r = talbot_contour(times, _TALBOT_NODES)
+    terms = np.exp(sigma * times[None, :]) * _transform(modes, sigma, lr, width) * weight[:, None]
     terms[0] *= 0.5
-    return (r / n) * np.sum(terms.real, axis=0)
+    return (r / _TALBOT_NODES) * np.sum(terms.real, axis=0)
 
 
 def _circle(modes: Modes, steps: int, lr: float, width: float) -> np.ndarray:
@@ -275,13 +285,20 @@ def solved_steps(steps: int, per_decade: int = 40) -> np.ndarray:
     return np.unique(np.concatenate([first, grid.astype(int), [steps]]))
 
 
-def population_loss(modes: Modes, times: np.ndarray, lr: float, width: float) -> np.ndarray:
-    """Expected population loss :math:`\\mathcal L(t)` at integer ``times`` (any order, shape (n,))."""
+def invert(times: np.ndarray, circle, talbot) -> np.ndarray:
+    """The loss at integer ``times`` (any order, shape (n,)) from the two inversions: ``circle(steps)`` -> the loss at
+    ``0..min(15, steps)`` (exact DFT), ``talbot(times)`` -> the loss at ``times >= 16`` (float array)."""
     times = np.asarray(times, dtype=np.int64)
     out = np.empty(times.shape, dtype=np.float64)
     small = times < FIRST_TALBOT_STEP
     if np.any(small):
-        out[small] = _circle(modes, int(times[small].max()), lr, width)[times[small]]
+        out[small] = circle(int(times[small].max()))[times[small]]
     if np.any(~small):
-        out[~small] = _talbot(modes, times[~small].astype(np.float64), lr, width)
+        out[~small] = talbot(times[~small].astype(np.float64))
     return out
+
+
+def population_loss(modes: Modes, times: np.ndarray, lr: float, width: float) -> np.ndarray:
+    """Expected population loss :math:`\mathcal L(t)` at integer ``times`` (any order, shape (n,))."""
+    return invert(times, lambda steps: _circle(modes, steps, lr, width),
+                  lambda late: _talbot(modes, late, lr, width))

@@ -47,18 +47,12 @@ class PowerLawTask:
         return np.sqrt(self.eigenvalues) * self.target
 
 
-def _exponent(value, name: str, lower: float, why: str) -> float:
-    value = checks.real(value, name)
-    if not value > lower:
-        raise ValueError(f"{name} must be > {lower:g} ({why}), got {value!r}")
-    return value
-
-
 def check_exponents(alpha, beta) -> tuple[float, float]:
-    """Validated ``(alpha, beta)``: finite reals with ``alpha > 1`` and ``beta > 0``."""
-    alpha = _exponent(alpha, "alpha", 1.0, "the capacity must exceed 1 so that the trace of the spectrum is finite")
-    beta = _exponent(beta, "beta", 0.0, "the source exponent must be positive so that the target has finite power")
-    return alpha, beta
+    """Validated ``(alpha, beta)``: finite reals with ``alpha > 1`` and ``beta > 0`` (the checks and messages of
+    :func:`limits.scaling.exponents`)."""
+    from .exponents import _numeric_argument
+
+    return _numeric_argument(alpha, "alpha"), _numeric_argument(beta, "beta")
 
 
 def power_law_task(alpha, beta, modes) -> PowerLawTask:
