@@ -237,7 +237,7 @@ def _transform(modes: Modes, sigma: np.ndarray, lr: float, width: float) -> np.n
 
 
 def talbot_contour(times: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The upper half of the fixed Talbot contour (Abate & Valkó 2004) for inverting at ``times`` (shape (T,)):
+    r"""The upper half of the fixed Talbot contour (Abate & Valkó 2004) for inverting at ``times`` (shape (T,)):
     :math:`\sigma_j = r\theta_j(\cot\theta_j + i)`, :math:`\theta_j = j\pi/n` (``j < n``), :math:`r = 2n/(5t)`.
 
     Returns:
@@ -299,6 +299,6 @@ def invert(times: np.ndarray, circle, talbot) -> np.ndarray:
 
 
 def population_loss(modes: Modes, times: np.ndarray, lr: float, width: float) -> np.ndarray:
-    """Expected population loss :math:`\mathcal L(t)` at integer ``times`` (any order, shape (n,))."""
+    r"""Expected population loss :math:`\mathcal L(t)` at integer ``times`` (any order, shape (n,))."""
     return invert(times, lambda steps: _circle(modes, steps, lr, width),
                   lambda late: _talbot(modes, late, lr, width))
