@@ -25,7 +25,7 @@ from jax.flatten_util import ravel_pytree
 jax.config.update("jax_enable_x64", True)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOL = 1e-11  # relative eigenvalue below which a queried direction is structurally absent (linear nets)
+TOL = float(os.environ.get("PROTO_TOL", "1e-11"))  # relative eigenvalue below which a queried direction is structurally absent
 
 ACT = {
     "tanh": (jnp.tanh, lambda h: 1.0 - jnp.tanh(h) ** 2),
