@@ -24,7 +24,8 @@ import limits
 from _out import result_path  # benchmarks/ is on sys.path: the script's folder, or set by python -m benchmarks
 
 FULL = dict(P=6, steps=20, lr=0.5, widths=(128, 256, 512, 1024), seeds=4096,
-            cases={"two-layer tanh": (1, "tanh"), "two-layer erf": (1, "erf"), "two-layer linear": (1, "linear"),
+            cases={"two-layer tanh": (1, "tanh"), "two-layer erf": (1, "erf"), "two-layer relu": (1, "relu"),
+                   "two-layer linear": (1, "linear"),
                    "depth-2 tanh": (2, "tanh"), "depth-2 linear": (2, "linear", dict(seeds=2048)),
                    "depth-3 linear": (3, "linear", dict(seeds=2048, P=8, data_seed=1))})
 """Cases: ``(depth, activation[, overrides of seeds, P, data_seed])``. Depth-3 linear runs on ``teacher(P=8, seed=1)``:

@@ -51,6 +51,11 @@ KERNEL_ENTRIES = 2**25
 """Per-path kernel samples kept at once (256 MB in float64): the kernel variances use a path prefix of at most
 ``max(1024, KERNEL_ENTRIES / ((steps+1) P^2))`` paths."""
 
+JACOBIAN_SAMPLES_KINKED = 4096
+"""Paths for the central-difference sensitivities of :data:`KINKED` activations: the paths a step moves across a
+kink carry the kinks' share with a variance ~ ``1 / (step S_J)``; measured on two-layer ReLU (P = 6, 20 steps), the
+summed trace of ``N Cov f`` varies by 0.6% over three seeds at 4096 paths and by 3% at 1024."""
+
 JACOBIAN_SAMPLES = 1024
 """Paths (a prefix of the same Sobol sources) for the sensitivities ``J``: one forward-mode pass per train grid point
 makes them the dominant cost; as a smooth average ``J`` needs far fewer paths than the covariances (measured on the
@@ -63,13 +68,13 @@ class WidthCorrections:
     (train then test), ``P`` train points.
 
     ``cov`` (T1, Pa, Pa): ``N Cov(f(t))`` over initializations at equal times; ``mean_shift`` (T1, Pa):
-    ``N (E f_N(t) - f_inf(t))``; ``kernel_var``: name (``"ntk"``, ``"phi1"``, ``"g1"``) -> (T1, P, P) ``N Var``
+    ``N (E f_N(t) - f_inf(t))``, or None where it is not computed (:data:`KINKED` activations); ``kernel_var``: name (``"ntk"``, ``"phi1"``, ``"g1"``) -> (T1, P, P) ``N Var``
     of each entry; ``ntk_spread`` (T1, P): the per-neuron spread of the NTK's diagonal relative to its mean,
     ``sqrt(Var_i k_i) / <k>`` (the expansion parameter is ``ntk_spread / sqrt(N)``); ``samples``: paths used;
     ``ntk_mean`` (T1, P, P): the infinite-width NTK the expansion is about (None if not computed)."""
 
     cov: np.ndarray
-    mean_shift: np.ndarray
+    mean_shift: np.ndarray | None
     kernel_var: dict
     ntk_spread: np.ndarray
     samples: int
@@ -134,12 +139,41 @@ def _carries(act, consts, u, r, dt):
     return jax.lax.scan(step, (jnp.zeros_like(u), jnp.zeros_like(r)), dt)[1]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _jacobian_chunk(act, P, names, consts, u, r, dt, carry, tangents):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _jacobian_chunk(act, P, names, differences, consts, u, r, dt, carry, tangents, step):
     """``d<F>/dDt`` and ``d<k>/dDt`` (kernels ``names``) along each of ``tangents`` (C, T, Pa), the steps of ``dt``
-    (T, Pa) from the state ``carry`` on: (C, T, Pa) and name -> (C, T, P, P)."""
+    (T, Pa) from the state ``carry`` on: (C, T, Pa) and name -> (C, T, P, P). Forward mode (pathwise derivatives),
+    or with ``differences`` central differences of the path means with the step ``step`` on the same paths (common
+    random numbers), which also count the paths whose kinks a step moves across."""
     mean = functools.partial(_means, act, P, consts, u, r, names=names, carry=carry)
-    return jax.vmap(lambda v: jax.jvp(mean, (dt,), (v,))[1])(tangents)
+
+    def derivative(v):
+        if differences:
+            plus, minus = mean(dt + step * v), mean(dt - step * v)
+            return jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * step), plus, minus)
+        return jax.jvp(mean, (dt,), (v,))[1]
+
+    return jax.vmap(derivative)(tangents)
+
+
+KINKED = ("relu",)
+"""Built-in activations whose derivative jumps: their sensitivities are central differences of path means on common
+paths (pathwise derivatives would miss the paths that a perturbation moves across a kink)."""
+
+FIELD_STEP = 1e-2
+"""Central differences move the fields ``h`` and ``z`` by about this much (:func:`_difference_step`): measured on
+two-layer ReLU (P = 6, 20 steps), steps of 0.05-0.1 of ``max |Dt|`` (fields moved by ~0.5-1e-2) give ``N Cov f``
+within 0.1% of each other and the ensembles' sampling floor against 4096 width-1024 networks (3.3% Frobenius);
+0.01 of ``max |Dt|`` is noisier (4.5%)."""
+
+
+def _difference_step(consts) -> float:
+    """The step in ``Dt`` of the central differences: ``Dt(s)`` moves ``h`` by ``c kappa_1 Kx g Dt`` and ``z`` by
+    ``c kappa_2 phi.Dt``, so the step ``FIELD_STEP / (c max(kappa_1 max Kx_aa, kappa_2))`` moves them by about
+    :data:`FIELD_STEP`."""
+    scale = float(consts["c"]) * max(float(consts["kappa"][0]) * float(np.max(np.diag(np.asarray(consts["Kx"])))),
+                                     float(consts["kappa"][1]))
+    return FIELD_STEP / max(abs(scale), 1e-12)
 
 
 JACOBIAN_GROUPS = 4
@@ -150,9 +184,11 @@ cost for one compilation per group. Short runs use fewer groups (one per 5 steps
 
 def _jacobians(act, P, names, consts, u, r, dt, chunk, progress=False):
     """Full Jacobians in the train coordinates of ``Dt``: ``J`` (T1 Pa, T1 P) of the readout and name -> (T1 P P,
-    T1 P) of the kernels, by forward mode in chunks of at most ``chunk`` directions. ``J`` is strictly causal
-    (``Dt(s)`` moves the outputs from ``s + 1`` on), so the directions of a group of start times are marched from the
-    group's first step (:data:`JACOBIAN_GROUPS`)."""
+    T1 P) of the kernels, by forward mode (central differences for :data:`KINKED` activations, step
+    :func:`_difference_step`) in chunks of at most ``chunk`` directions. ``J`` is strictly causal (``Dt(s)`` moves
+    the outputs from ``s + 1`` on), so the directions of a group of start times are marched from the group's first
+    step (:data:`JACOBIAN_GROUPS`)."""
+    step = jnp.asarray(_difference_step(consts), dt.dtype)
     T1, Pa = dt.shape
     carries = _carries(act, consts, u, r, dt)
     groups = int(np.clip(T1 // 5, 1, JACOBIAN_GROUPS))
@@ -172,7 +208,8 @@ def _jacobians(act, P, names, consts, u, r, dt, chunk, progress=False):
         for j, (s, mu) in enumerate(part):
             tang[j, s - s0, mu] = 1.0
         carry = jax.tree_util.tree_map(lambda c: c[s0], carries)  # noqa: B023
-        dF, dK = _jacobian_chunk(act, P, names, consts, u, r, dt[s0:], carry, jnp.asarray(tang))
+        dF, dK = _jacobian_chunk(act, P, names, act.name in KINKED, consts, u, r, dt[s0:], carry, jnp.asarray(tang),
+                                 step)
         rows = [s * P + mu for s, mu in part]
         JF[rows, s0:] = np.asarray(dF)[: len(part)]
         for k, v in dK.items():
@@ -235,7 +272,8 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
     if not np.all(mask[: int(mask.sum())]):
         raise ValueError("the train points must come first in Kx_all")
     P, (T1, Pa), S = int(mask.sum()), np.shape(f_inf), np.shape(u)[0]
-    SJ = min(S, JACOBIAN_SAMPLES if jacobian_samples is None else int(jacobian_samples))
+    default = JACOBIAN_SAMPLES_KINKED if act.name in KINKED else JACOBIAN_SAMPLES
+    SJ = min(S, default if jacobian_samples is None else int(jacobian_samples))
     dt = (np.asarray(y_all)[None, :] - np.asarray(f_inf)) * mask[None, :] / P
     chunk = chunk or int(max(1, min(T1 * P, 2**24 // (SJ * Pa))))
     cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
@@ -248,7 +286,7 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
         F, ntk_mean, ntk_diag_var, ks = _samples(act, P, tuple(kernels), SK, consts, u, r, dtj)
         tr = np.tile(mask, T1)  # train coordinates of the time-major grid
         Y_tr, Y, A = _responses(np.array(F).reshape(S, -1), JF, tr, P)
-        mean = _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, tr, P)
+        mean = None if act.name in KINKED else _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, tr, P)
     Yt = Y.reshape(S, T1, Pa)
     kvar = {}
     for name in kernels:
@@ -258,7 +296,7 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
     ntk_mean = np.asarray(ntk_mean)
     spread = np.sqrt(np.asarray(ntk_diag_var)) / np.abs(np.diagonal(ntk_mean, axis1=1, axis2=2))
     Yt = Yt.transpose(1, 0, 2)  # (T1, S, Pa): one batched product for the equal-time covariances
-    return WidthCorrections(cov=np.matmul(Yt.transpose(0, 2, 1), Yt) / S, mean_shift=mean.reshape(T1, Pa),
+    return WidthCorrections(cov=np.matmul(Yt.transpose(0, 2, 1), Yt) / S, mean_shift=None if mean is None else mean.reshape(T1, Pa),
                             ntk_spread=spread, kernel_var=kvar, samples=S, ntk_mean=ntk_mean)
 
 
@@ -300,8 +338,9 @@ def _solve_lower(A, B):
 
 def not_covered(limit, act, y=None) -> str | None:
     """Why the width-N theory does not cover this problem (None when it does): it is derived for two-layer MLPs
-    with a differentiable ``phi'`` (docs/theory/finite_width.md sections 1-4) and for linear MLPs of any depth
-    (section 5), the latter with targets ``y`` that are not all zero."""
+    (docs/theory/finite_width.md sections 1-4; pathwise sensitivities for a differentiable ``phi'``, central
+    differences for ReLU) and for linear MLPs of any depth (section 5), the latter with targets ``y`` that are not
+    all zero."""
     if limit.layer_time is not None:
         return "the layer-time limit (depth=math.inf) has no width-N theory here"
     if limit.residual:
@@ -314,9 +353,9 @@ def not_covered(limit, act, y=None) -> str | None:
         return (f"the train targets are zero or tiny (max |y| < {TINY_TARGETS:g}): the limit barely moves, and the "
                 "directions the errors reveal, on which the linear theory is built (docs/theory/finite_width.md "
                 "section 5), vanish at infinite width but not at width N")
-    if act.name not in SMOOTH and act.name != "custom":
+    if act.name not in SMOOTH + KINKED and act.name != "custom":
         return (f"activation {act.name!r}: its derivative jumps, and the pathwise sensitivities of the width-N theory "
-                f"miss the kink crossings (use a smooth activation: {', '.join(SMOOTH)})")
+                f"miss the kink crossings (covered: {', '.join(SMOOTH + KINKED)})")
     return None
 
 
@@ -357,7 +396,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
         src = mc.mlp_sources(SAMPLES, 1, T1, Pa, seed, qmc, antithetic=antithetic)
         res = two_layer(act, limit, **data, f_inf=f_inf, u=np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T,
                         r=src["r_top"], progress=progress)
-        method = "Monte Carlo single-site paths (docs/theory/finite_width.md sections 1-4)"
+        method = "Monte Carlo single-site paths (docs/theory/finite_width.md sections 1-4)" + (
+            "; sensitivities by central differences on common paths (ReLU)" if act.name in KINKED else "")
     _warn_if_at_the_edge_of_stability(res.ntk_mean, lr, P)
     return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test, method=method)
 
@@ -365,7 +405,7 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
 def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, method: str):
     """The width-N :class:`~limits.Trajectory` from the infinite-width one, its predictions ``f_inf`` (T1, Pa) on the
     train then test points, and the O(1/N) coefficients."""
-    mean = f_inf + res.mean_shift / N
+    mean = f_inf if res.mean_shift is None else f_inf + res.mean_shift / N
     cov = res.cov / N
     pred, C = mean[:, :P], cov[:, :P, :P]
     err = pred - y
@@ -381,10 +421,19 @@ def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, 
             Q = Ct.shape[1]
             changes["test_loss"] = 0.5 * (np.sum((mean[:, P:] - y_test) ** 2, axis=1) + np.trace(Ct, axis1=1, axis2=2)) / Q
     _warn_if_meaningless(C, y, N, res.ntk_spread)
-    traj.meta["finite_width"] = {"corrections": ("covariance", "mean_shift", "variance_in_loss"),
-                                 "method": method,
-                                 "samples": res.samples, "kernel_means": "infinite width (O(1/N) shift not included)"}
+    corrections = ("covariance", "variance_in_loss") if res.mean_shift is None else (
+        "covariance", "mean_shift", "variance_in_loss")
+    traj.meta["finite_width"] = {"corrections": corrections, "method": method, "samples": res.samples,
+                                 "kernel_means": "infinite width (O(1/N) shift not included)"}
+    if res.mean_shift is None:
+        traj.meta["finite_width"]["mean"] = MEAN_NOT_INCLUDED
+        warnings.warn(f"width={N}: {MEAN_NOT_INCLUDED}", RuntimeWarning, stacklevel=4)
     return traj.replace(**changes)
+
+
+MEAN_NOT_INCLUDED = ("the predictions are the infinite-width means: their O(1/N) shift is not computed for ReLU (its "
+                     "second-order sensitivity through the kinks is not resolved by the estimator; the covariance and "
+                     "the variance term of the loss are included, docs/theory/finite_width.md section 4)")
 
 
 TINY_TARGETS = 1e-6
