@@ -68,13 +68,13 @@ class WidthCorrections:
     (train then test), ``P`` train points.
 
     ``cov`` (T1, Pa, Pa): ``N Cov(f(t))`` over initializations at equal times; ``mean_shift`` (T1, Pa):
-    ``N (E f_N(t) - f_inf(t))``, or None where it is not computed (:data:`KINKED` activations); ``kernel_var``: name (``"ntk"``, ``"phi1"``, ``"g1"``) -> (T1, P, P) ``N Var``
+    ``N (E f_N(t) - f_inf(t))``; ``kernel_var``: name (``"ntk"``, ``"phi1"``, ``"g1"``) -> (T1, P, P) ``N Var``
     of each entry; ``ntk_spread`` (T1, P): the per-neuron spread of the NTK's diagonal relative to its mean,
     ``sqrt(Var_i k_i) / <k>`` (the expansion parameter is ``ntk_spread / sqrt(N)``); ``samples``: paths used;
     ``ntk_mean`` (T1, P, P): the infinite-width NTK the expansion is about (None if not computed)."""
 
     cov: np.ndarray
-    mean_shift: np.ndarray | None
+    mean_shift: np.ndarray
     kernel_var: dict
     ntk_spread: np.ndarray
     samples: int
@@ -286,7 +286,7 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
         F, ntk_mean, ntk_diag_var, ks = _samples(act, P, tuple(kernels), SK, consts, u, r, dtj)
         tr = np.tile(mask, T1)  # train coordinates of the time-major grid
         Y_tr, Y, A = _responses(np.array(F).reshape(S, -1), JF, tr, P)
-        mean = None if act.name in KINKED else _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, tr, P)
+        mean = _mean_shift(act, consts, u, r, dtj, Y.reshape(S, T1, Pa), A, JF, tr, P)
     Yt = Y.reshape(S, T1, Pa)
     kvar = {}
     for name in kernels:
@@ -296,7 +296,7 @@ def two_layer(act, limit, *, Kx_all, y_all, train_mask, lr, f_inf, u, r, kernels
     ntk_mean = np.asarray(ntk_mean)
     spread = np.sqrt(np.asarray(ntk_diag_var)) / np.abs(np.diagonal(ntk_mean, axis1=1, axis2=2))
     Yt = Yt.transpose(1, 0, 2)  # (T1, S, Pa): one batched product for the equal-time covariances
-    return WidthCorrections(cov=np.matmul(Yt.transpose(0, 2, 1), Yt) / S, mean_shift=None if mean is None else mean.reshape(T1, Pa),
+    return WidthCorrections(cov=np.matmul(Yt.transpose(0, 2, 1), Yt) / S, mean_shift=mean.reshape(T1, Pa),
                             ntk_spread=spread, kernel_var=kvar, samples=S, ntk_mean=ntk_mean)
 
 
@@ -320,13 +320,63 @@ def _mean_shift(act, consts, u, r, dt, Y, A, JF, tr, P):
     S, T1, Pa = Y.shape
     omega = np.zeros((S, T1, Pa))
     omega[:, :, :P] = -Y[:, :, :P] / P
-    other = np.roll(omega, S // 2 + 1, axis=0)  # another path (never the antithetic partner)
-    drive = np.asarray(_mean_shift_drive(act, consts, u, r, dt, jnp.asarray(omega, u.dtype),
-                                         jnp.asarray(other, u.dtype))).reshape(-1)
+    if act.name in KINKED:
+        drive = _kinked_drive(act, consts, u, r, dt, omega)
+    else:
+        other = np.roll(omega, S // 2 + 1, axis=0)  # another path (never the antithetic partner)
+        drive = np.asarray(_mean_shift_drive(act, consts, u, r, dt, jnp.asarray(omega, u.dtype),
+                                             jnp.asarray(other, u.dtype))).reshape(-1)
     mu_tr = _solve_lower(A, drive[tr][:, None])[:, 0]
     mean = drive - JF @ mu_tr / P
     mean[tr] = mu_tr
     return mean
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _own_response_differences(act, consts, u, r, dt, omega, step):
+    """Path mean (T1, Pa) of ``J_i omega_i`` by central differences along each path's own response, with the step
+    ``e_i max|omega_i| = step`` (:data:`KINKED` activations)."""
+
+    def one(ui, ri, wi):
+        e = step / jnp.maximum(jnp.max(jnp.abs(wi)), 1e-300)
+        plus, minus = (_site(act, consts, ui, ri, dt + sign * e * wi)[0] for sign in (1.0, -1.0))
+        return (plus - minus) / (2 * e)
+
+    return jax.vmap(one)(u, r, omega).mean(0)
+
+
+HESSIAN_TRACE = 0.999
+"""Share of ``tr Cov(omega)`` whose eigen-directions carry the Hessian term of :data:`KINKED` activations."""
+
+
+def _kinked_drive(act, consts, u, r, dt, omega):
+    """The mean-shift drive ``E_i[J_i omega_i] + 1/2 <H> : Cov(omega)`` (n_a,) for :data:`KINKED` activations, by
+    differences of path means on common paths: the first term along each path's own response
+    (:func:`_own_response_differences`), the second as the trace of the path mean's Hessian against the response
+    covariance, ``sum_k lambda_k <H>[v_k, v_k]`` over its top eigen-directions (:data:`HESSIAN_TRACE` of the trace),
+    each a second central difference. (For smooth activations the per-path pairing of :func:`_mean_shift_drive` is
+    cheaper; for ReLU its second differences of single paths are dominated by the kink jumps.)"""
+    S, T1, Pa = omega.shape
+    step = jnp.asarray(_difference_step(consts), u.dtype)
+    drive = np.asarray(_own_response_differences(act, consts, u, r, dt, jnp.asarray(omega, u.dtype), step))
+    flat = omega.reshape(S, -1)
+    lam, V = np.linalg.eigh(flat.T @ flat / S)
+    lam, V = lam[::-1], V[:, ::-1]
+    k = int(np.searchsorted(np.cumsum(lam) / max(lam.sum(), 1e-300), HESSIAN_TRACE) + 1)
+    mean = functools.partial(_path_mean_readout, act, consts, u, r)
+    center = np.asarray(mean(dt))
+    for lam_k, v in zip(lam[:k], V[:, :k].T):
+        v = jnp.asarray(v.reshape(T1, Pa), u.dtype)
+        e = float(step) / float(jnp.max(jnp.abs(v)))
+        second = (np.asarray(mean(dt + e * v)) + np.asarray(mean(dt - e * v)) - 2 * center) / e**2
+        drive = drive + 0.5 * lam_k * second
+    return drive.reshape(-1)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _path_mean_readout(act, consts, u, r, dt):
+    """``<F>`` (T1, Pa) over the paths ``u``, ``r`` driven by ``dt``."""
+    return _means(act, 0, consts, u, r, dt, names=())[0]
 
 
 def _solve_lower(A, B):
@@ -405,7 +455,7 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
 def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, method: str):
     """The width-N :class:`~limits.Trajectory` from the infinite-width one, its predictions ``f_inf`` (T1, Pa) on the
     train then test points, and the O(1/N) coefficients."""
-    mean = f_inf if res.mean_shift is None else f_inf + res.mean_shift / N
+    mean = f_inf + res.mean_shift / N
     cov = res.cov / N
     pred, C = mean[:, :P], cov[:, :P, :P]
     err = pred - y
@@ -421,19 +471,9 @@ def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, 
             Q = Ct.shape[1]
             changes["test_loss"] = 0.5 * (np.sum((mean[:, P:] - y_test) ** 2, axis=1) + np.trace(Ct, axis1=1, axis2=2)) / Q
     _warn_if_meaningless(C, y, N, res.ntk_spread)
-    corrections = ("covariance", "variance_in_loss") if res.mean_shift is None else (
-        "covariance", "mean_shift", "variance_in_loss")
-    traj.meta["finite_width"] = {"corrections": corrections, "method": method, "samples": res.samples,
-                                 "kernel_means": "infinite width (O(1/N) shift not included)"}
-    if res.mean_shift is None:
-        traj.meta["finite_width"]["mean"] = MEAN_NOT_INCLUDED
-        warnings.warn(f"width={N}: {MEAN_NOT_INCLUDED}", RuntimeWarning, stacklevel=4)
+    traj.meta["finite_width"] = {"corrections": ("covariance", "mean_shift", "variance_in_loss"), "method": method,
+                                 "samples": res.samples, "kernel_means": "infinite width (O(1/N) shift not included)"}
     return traj.replace(**changes)
-
-
-MEAN_NOT_INCLUDED = ("the predictions are the infinite-width means: their O(1/N) shift is not computed for ReLU (its "
-                     "second-order sensitivity through the kinks is not resolved by the estimator; the covariance and "
-                     "the variance term of the loss are included, docs/theory/finite_width.md section 4)")
 
 
 TINY_TARGETS = 1e-6
