@@ -73,7 +73,7 @@ def _frontier(out: Path, quick: bool) -> list[Path]:
     C = frontier.budgets
     ax.plot(C, frontier.best_loss, "ko", ms=3, label="compute-optimal")
     fit = frontier.compute
-    ax.plot(C, fit.prefactor * C ** -fit.exponent, "k-", lw=1.2, label=f"fit: C^-{fit.exponent:.3f}")
+    ax.plot(C, fit.predict(C), "k-", lw=1.2, label=f"fit: C^-{fit.exponent:.3f}")
     ax.plot(C, frontier.best_loss[0] * (C / C[0]) ** -predicted.compute, "r--", lw=1.0,
             label=f"predicted: C^-{predicted.compute:.3f}")
     ax.set_xscale("log")

@@ -195,6 +195,7 @@ def test_fit_recovers_power_laws_with_honest_intervals():
     assert sc.fit(floors, against="width").exponent == pytest.approx(1.0, abs=1e-3)
     frontier = sc.fit(widths)  # L = t^-a + N^-b, C = N t: L* ~ C^-(ab/(a+b)), N* ~ C^(a/(a+b))
     assert frontier.compute.exponent == pytest.approx(1 / 3, abs=0.03)
+    np.testing.assert_allclose(frontier.compute.predict(frontier.budgets), frontier.best_loss, rtol=0.05)
     assert frontier.width_compute.exponent == pytest.approx(1 / 3, abs=0.05)
     assert frontier.time_compute.exponent == pytest.approx(2 / 3, abs=0.05)
 

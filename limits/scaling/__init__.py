@@ -16,11 +16,11 @@ from __future__ import annotations
 # ``limits.scaling.exponents`` the function whatever is imported later. (``import limits`` stays light: it loads
 # this package lazily.)
 from .exponents import ScalingExponents, exponents, symbolic, task_difficulty
-from .fit import ExponentFit, FrontierFit, fit
+from .fit import DecayFit, ExponentFit, FrontierFit, fit
 from .problem import MODELS
 from .simulate import simulate
 from .solve import solve
 from .task import PowerLawTask, power_law_task
 
-__all__ = ["MODELS", "ExponentFit", "FrontierFit", "PowerLawTask", "ScalingExponents", "exponents", "fit",
+__all__ = ["MODELS", "DecayFit", "ExponentFit", "FrontierFit", "PowerLawTask", "ScalingExponents", "exponents", "fit",
            "power_law_task", "simulate", "solve", "symbolic", "task_difficulty"]

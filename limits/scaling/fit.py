@@ -30,7 +30,7 @@ from .. import checks
 from ..analysis.fits import PowerLawFit, fit_power_law
 from ..trajectory import Trajectory
 
-__all__ = ["ExponentFit", "FrontierFit", "fit"]
+__all__ = ["DecayFit", "ExponentFit", "FrontierFit", "fit"]
 
 _POINTS = 24
 
@@ -72,17 +72,31 @@ class ExponentFit:
 
 
 @dataclasses.dataclass(frozen=True)
+class DecayFit(PowerLawFit):
+    """A power-law fit reported as a decay rate, ``y ~ prefactor * x**-exponent``: ``exponent`` is positive for a
+    decay, ``ci`` is its interval, and :meth:`predict` gives the fitted curve."""
+
+    def predict(self, x) -> np.ndarray:
+        return self.prefactor * np.asarray(x, dtype=float) ** -self.exponent
+
+    @classmethod
+    def of(cls, fit: PowerLawFit) -> "DecayFit":
+        """The rate view of ``fit`` (``y ~ prefactor x**exponent``): the same line, exponent and interval negated."""
+        return cls(**{**dataclasses.asdict(fit), "exponent": -fit.exponent, "ci": (-fit.ci[1], -fit.ci[0])})
+
+
+@dataclasses.dataclass(frozen=True)
 class FrontierFit:
     """The compute-optimal frontier of a grid of widths (``C = N t``).
 
     Attributes:
-        compute: rate of :math:`\\mathcal L^* \\propto C^{-e}` (a :class:`~limits.analysis.fits.PowerLawFit` of the
-            decay rate: its ``exponent`` is positive).
+        compute: rate of :math:`\\mathcal L^* \\propto C^{-e}` (a :class:`DecayFit`: its ``exponent`` is positive,
+            its ``predict(C)`` the fitted frontier).
         width_compute, time_compute: fits of :math:`N^* \\propto C^{e}` and :math:`t^* \\propto C^{e}`.
         budgets, best_loss, best_width, best_time: the frontier points used (n,).
     """
 
-    compute: PowerLawFit
+    compute: DecayFit
     width_compute: PowerLawFit
     time_compute: PowerLawFit
     budgets: np.ndarray
@@ -176,9 +190,7 @@ def _frontier(grid: Mapping, confidence: float) -> FrontierFit:
         raise ValueError("the compute-optimal width is at the edge of the grid for almost every budget: add smaller "
                          "and larger widths, or more steps")
     C, L, Ns = np.array(keep), np.array(L), np.array(Ns)
-    loss_fit = fit_power_law(C, L, confidence=confidence)
-    decay = dataclasses.replace(loss_fit, exponent=-loss_fit.exponent, ci=(-loss_fit.ci[1], -loss_fit.ci[0]))
-    return FrontierFit(decay, fit_power_law(C, Ns, confidence=confidence),
+    return FrontierFit(DecayFit.of(fit_power_law(C, L, confidence=confidence)), fit_power_law(C, Ns, confidence=confidence),
                        fit_power_law(C, C / Ns, confidence=confidence), C, L, Ns, C / Ns)
 
 
