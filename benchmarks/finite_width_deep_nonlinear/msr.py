@@ -76,7 +76,7 @@ def means(cst, qv, src, n, T1, P):
                             M2.mean(0).reshape(-1), F.mean(0)])
 
 
-def kappa(paths, variant):
+def kappa(paths, variant, second=None):
     phi1, M1, g2, M2, F, dF = (np.asarray(a) for a in paths)
     S, n = phi1.shape
     O1 = np.concatenate([(phi1[:, :, None] * phi1[:, None, :]).reshape(S, -1), M1.reshape(S, -1)], axis=1)
@@ -90,6 +90,9 @@ def kappa(paths, variant):
                      + np.einsum("pa,pcf,pe->acef", x, M, x, optimize=True)).reshape(n2, n2) / S
             k[:n2, n2:2 * n2] += extra
             k[n2:2 * n2, :n2] += extra.T
+        if second is not None:  # nonlinear: the second-derivative part of kappa_AA, kappa_BB
+            k1[n2:2 * n2, n2:2 * n2] += second[0]
+            k2[n2:2 * n2, n2:2 * n2] += second[1]
         extra = np.einsum("ptf,pe->tef", dF, g2, optimize=True).reshape(n, n2) / S  # F rows, B columns (e, f)
         k2[2 * n2:, n2:2 * n2] += extra
         k2[n2:2 * n2, 2 * n2:] += extra.T
@@ -97,6 +100,35 @@ def kappa(paths, variant):
     K[:k1.shape[0], :k1.shape[0]] = k1
     K[k1.shape[0]:, k1.shape[0]:] = k2
     return K
+
+
+def second_derivative_terms(cst, q, src, chunk=2048):
+    """``<x_a d_b d_d x_c> + <x_c d_b d_d x_a>`` as (ab, cd) matrices for layer 1 (``x = phi1``, derivatives in
+    ``rt``) and layer 2 (``x = g2``, derivatives in ``ut``): the part of ``kappa_AA``, ``kappa_BB`` that vanishes for
+    a linear network. Accumulated over chunks of paths (the per-path Hessians are n^3)."""
+    u, e1, r, e2 = src
+    q = sym(q)
+    rt_all = e1 @ cavity._chol(q["G2"]).T
+    ut_all = e2 @ cavity._chol(q["P1"]).T
+    f1 = lambda a, b: cavity.layer1(cst, q, a, b)[0]  # noqa: E731
+    f2 = lambda a, b: cavity.layer2(cst, q, a, b)[0]  # noqa: E731
+
+    @jax.jit
+    def part(u, rt, ut, r):
+        x1, H1 = jax.vmap(f1)(u, rt), jax.vmap(jax.hessian(f1, argnums=1))(u, rt)
+        x2, H2 = jax.vmap(f2)(ut, r), jax.vmap(jax.hessian(f2, argnums=0))(ut, r)
+        t1 = jnp.einsum("pa,pcbd->abcd", x1, H1) + jnp.einsum("pc,pabd->abcd", x1, H1)
+        t2 = jnp.einsum("pa,pcbd->abcd", x2, H2) + jnp.einsum("pc,pabd->abcd", x2, H2)
+        return t1, t2
+
+    S, n = u.shape[0], rt_all.shape[1]
+    T1, T2 = np.zeros((n, n, n, n)), np.zeros((n, n, n, n))
+    for i0 in range(0, S, chunk):
+        sl = slice(i0, i0 + chunk)
+        a, b = part(u[sl], rt_all[sl], ut_all[sl], r[sl])
+        T1 += np.asarray(a)
+        T2 += np.asarray(b)
+    return T1.reshape(n * n, n * n) / S, T2.reshape(n * n, n * n) / S
 
 
 def main(T, S, act="linear", SD=None, chunk=32):
@@ -128,18 +160,24 @@ def main(T, S, act="linear", SD=None, chunk=32):
         D[:, i0:i0 + E.shape[0]] = np.asarray(vlin(jnp.asarray(E))).T
     paths = jax.jit(lambda qq: per_path(cst, qq, src))(q)
     R = np.linalg.inv(np.eye(dim) - D)
-    lim = limits.param("mup", 2).dmft_limit()
-    Kx = np.asarray(d.X) @ np.asarray(d.X).T / d.X.shape[1]
-    exact = deep_linear(lim, Kx_all=Kx, y_all=np.asarray(d.y), train_mask=np.ones(P), lr=0.5, steps=T).cov
-    print(f"[{act}] T={T}, S={S}: dim q = {dim}, {time.time() - t0:.0f} s; exact per-t tr "
+    second = None if act == "linear" else second_derivative_terms(cst, q, src)
+    if act == "linear":
+        lim = limits.param("mup", 2).dmft_limit()
+        Kx = np.asarray(d.X) @ np.asarray(d.X).T / d.X.shape[1]
+        exact = deep_linear(lim, Kx_all=Kx, y_all=np.asarray(d.y), train_mask=np.ones(P), lr=0.5, steps=T).cov
+        name = "exact"
+    else:  # the stored ensembles of the real network (sim.py), truncated to T steps
+        fn = sorted(f for f in os.listdir(prototype.HERE) if f.startswith(f"ens_{act}_N256_") and "_T12_" in f)[-1]
+        exact, name = 256 * np.load(os.path.join(prototype.HERE, fn))["cov"][:T1], fn
+    print(f"[{act}] T={T}, S={S}: dim q = {dim}, {time.time() - t0:.0f} s; {name} per-t tr "
           + " ".join(f"{v:.3f}" for v in np.trace(exact, axis1=1, axis2=2)))
     for variant in ("cavity", "msr"):
-        Sig = R @ kappa(paths, variant) @ R.T
+        Sig = R @ kappa(paths, variant, second) @ R.T
         cf = Sig[-n:, -n:].reshape(T1, P, T1, P)
         cf = np.stack([cf[t, :, t, :] for t in range(T1)])
         tr = np.trace(cf, axis1=1, axis2=2)
         print(f"  {variant:7s} per-t tr " + " ".join(f"{v:.3f}" for v in tr)
-              + f"  | summed ratio to exact {tr.sum() / np.trace(exact, axis1=1, axis2=2).sum():.3f}, "
+              + f"  | summed ratio to reference {tr.sum() / np.trace(exact, axis1=1, axis2=2).sum():.3f}, "
               f"relF {prototype.relF(cf, exact):.3f}", flush=True)
 
 
