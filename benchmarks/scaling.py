@@ -123,33 +123,26 @@ def floor_rows(quick):
         modes = rf.quadrature_modes(power_law_task(alpha, beta, 10**6 if quick else 10**8))
         large = [10**3, 3 * 10**3, 10**4, 3 * 10**4, 10**5]  # the DE costs log M: asymptotic widths are cheap
         solved = [rf.width_floor(modes, n) for n in large]
-        rows.append(_row("width", "solved", alpha, beta, "lazy", predicted, _decay(fit_power_law(large, solved)),
+        rows.append(_row("width", "solved", alpha, beta, "lazy", predicted, sc.DecayFit.of(fit_power_law(large, solved)),
                          "deterministic-equivalent floor, M=1e8, N=1e3..1e5"))
         measured = [_network_floor(task, n, draws, rng) for n in widths]
         fit = fit_power_law(widths, [m for m, _ in measured], [s for _, s in measured])
-        rows.append(_row("width", "networks", alpha, beta, "lazy", predicted, _decay(fit),
+        rows.append(_row("width", "networks", alpha, beta, "lazy", predicted, sc.DecayFit.of(fit),
                          f"{draws} draws, M={task.modes}, N={widths[0]}..{widths[-1]}"))
     sizes = [8, 16, 32] if quick else [32, 64, 128, 256, 512]
     for alpha, beta in _pairs([(1.5, 0.5), (1.5, 1.5), (2.0, 3.0)], quick):
         task = power_law_task(alpha, beta, 8 * sizes[-1] if quick else 16 * sizes[-1])
         measured = [_ridgeless(task, P, draws, rng) for P in sizes]
         fit = fit_power_law(sizes, [m for m, _ in measured], [s for _, s in measured])
-        rows.append(_row("data", "ridgeless", alpha, beta, "lazy", sc.exponents(alpha, beta).data, _decay(fit),
+        rows.append(_row("data", "ridgeless", alpha, beta, "lazy", sc.exponents(alpha, beta).data, sc.DecayFit.of(fit),
                          f"{draws} draws, M={task.modes}, P={sizes[0]}..{sizes[-1]}"))
         steps = 100 if quick else int(40 * sizes[-1] ** alpha)  # t >> P^alpha / lr: the ridgeless limit
         solved = [sc.solve("random_features", alpha=alpha, beta=beta, data=P, lr=0.5, steps=steps,
                            modes=task.modes).loss[-1] for P in sizes]
         rows.append(_row("data", "solved", alpha, beta, "lazy", sc.exponents(alpha, beta).data,
-                         _decay(fit_power_law(sizes, solved)), f"N=inf, t={steps}, M={task.modes}, "
+                         sc.DecayFit.of(fit_power_law(sizes, solved)), f"N=inf, t={steps}, M={task.modes}, "
                                                               f"P={sizes[0]}..{sizes[-1]}"))
     return rows
-
-
-class _decay:
-    """A PowerLawFit of a decaying quantity as a positive rate."""
-
-    def __init__(self, fit):
-        self.exponent, self.ci = -fit.exponent, (-fit.ci[1], -fit.ci[0])
 
 
 def compute_rows(quick):
