@@ -84,10 +84,38 @@ def run_case(name, case, cfg):
             "warnings": [str(w.message) for w in caught]}
 
 
+def relu_mean_shift(seeds=32768, pairs=((64, 256), (128, 512)), path_seeds=(0, 1, 2)):
+    """The predicted ReLU mean shift ``N (E f_N - f_inf)`` (two layers, FULL's problem) against ensemble differences
+    ``(E f_a - E f_b) / (1/a - 1/b)`` for each pair of widths, and their Richardson combination (the two pairs'
+    O(1/N^2) biases differ by a factor 2); relative norms over t >= 1 (docs/theory/finite_width.md section 4)."""
+    data = limits.datasets.teacher(P=FULL["P"], D=8, seed=0)
+    kw = dict(X=data.X, y=data.y, activation="relu", lr=FULL["lr"], steps=FULL["steps"], progress=False)
+    mean = {N: limits.simulate("mup", 1, width=N, seeds=seeds, record=(), **kw).predictions_per_seed.mean(0)
+            for pair in pairs for N in pair}
+    measured = {f"{a}/{b}": (mean[a] - mean[b]) / (1 / a - 1 / b) for a, b in pairs}
+    first, second = measured.values()
+    measured["richardson"] = 2 * second - first
+    out = {}
+    for seed in path_seeds:
+        inf = limits.solve_dmft("mup", 1, record=None, seed=seed, **kw).predictions
+        shift = (limits.solve_dmft("mup", 1, 256, record=None, seed=seed, **kw).predictions - inf) * 256
+        out[seed] = {k: float(np.linalg.norm(shift[1:] - m[1:]) / np.linalg.norm(m[1:])) for k, m in measured.items()}
+        print(f"relu mean shift, path seed {seed}: relative error " +
+              ", ".join(f"{k} {v:.3f}" for k, v in out[seed].items()))
+    return {"seeds": seeds, "relative_error": out}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--mean-shift", action="store_true",
+                        help="only the ReLU mean shift against ensemble differences (32768 networks per width)")
     args = parser.parse_args(argv)
+    if args.mean_shift:
+        path = result_path("finite_width_mean_shift.json")
+        path.write_text(json.dumps(relu_mean_shift(), indent=1))
+        print(f"wrote {path}")
+        return
     cfg = QUICK if args.quick else FULL
     out = {name: run_case(name, case, cfg) for name, case in cfg["cases"].items()}
     path = result_path("finite_width_theory.json")
