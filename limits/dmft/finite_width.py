@@ -391,19 +391,29 @@ def _solve_lower(A, B):
     return scipy.linalg.solve_triangular(A, B, lower=True, check_finite=False)
 
 
-def not_covered(limit, act, y=None) -> str | None:
+def not_covered(limit, act, y=None, grid: int = 0) -> str | None:
     """Why the width-N theory does not cover this problem (None when it does): it is derived for two-layer MLPs
     (docs/theory/finite_width.md sections 1-4; pathwise sensitivities for a differentiable ``phi'``, central
-    differences for ReLU) and for linear MLPs of any depth (section 5), the latter with targets ``y`` that are not
-    all zero."""
+    differences for ReLU), for linear MLPs of any depth (section 5), the latter with targets ``y`` that are not
+    all zero, and for depth-2 MLPs with a smooth activation on a grid of ``grid = (steps+1) x points`` at most
+    :data:`~limits.dmft.finite_width_deep.MAX_GRID` (section 6)."""
+    from .finite_width_deep import MAX_GRID
+
     if limit.layer_time is not None:
         return "the layer-time limit (depth=math.inf) has no width-N theory here"
     if limit.residual:
         return "residual networks are not covered by the width-N theory yet"
-    if limit.fields > 1 and act.name != "linear":
-        return (f"the width-N theory covers two-layer MLPs (depth=1) and linear MLPs of any depth so far; depth "
-                f"{limit.fields} with activation {act.name!r} is not covered yet "
+    if limit.fields > 2 and act.name != "linear":
+        return (f"the width-N theory covers nonlinear MLPs of depth 1 and 2 and linear MLPs of any depth so far; "
+                f"depth {limit.fields} with activation {act.name!r} is not covered yet "
                 f"(docs/theory/finite_width.md section 6)")
+    if limit.fields == 2 and act.name in KINKED:
+        return (f"the depth-2 width-N theory needs second derivatives of the activation; {act.name!r} has a kink "
+                f"(covered at depth 1 only; docs/theory/finite_width.md section 6)")
+    if limit.fields == 2 and act.name != "linear" and grid > MAX_GRID:
+        return (f"the depth-2 nonlinear width-N theory costs O(n^5) in the grid n = (steps+1) x points = {grid}, "
+                f"above limits.dmft.finite_width_deep.MAX_GRID = {MAX_GRID} (hours on a CPU); use fewer steps or "
+                f"points, or raise MAX_GRID to run it anyway (docs/theory/finite_width.md section 6)")
     if act.name == "linear" and y is not None and np.max(np.abs(np.asarray(y)), initial=0.0) < TINY_TARGETS:
         return (f"the train targets are zero or tiny (max |y| < {TINY_TARGETS:g}): the limit barely moves, and the "
                 "directions the errors reveal, on which the linear theory is built (docs/theory/finite_width.md "
@@ -429,7 +439,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
     from . import monte_carlo as mc
 
-    why = not_covered(limit, act, problem.y)
+    T1, Pa = traj.steps + 1, problem.Kx_all.shape[0]
+    why = not_covered(limit, act, problem.y, grid=T1 * Pa)
     if why is not None:
         warnings.warn(f"width={width}: {why}; the result is the infinite-width DMFT of this width's table constants, "
                       f"without finite-width fluctuations or mean shift (meta['finite_width'])", RuntimeWarning,
@@ -441,6 +452,9 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
         tuple(f"{q}{k}" for k in range(1, K + 1) for q in ("phi", "g")) if "kernels" in record else ())
     data = dict(Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr, kernels=kernels)
     f_inf = np.concatenate([traj.predictions] + ([traj.test_predictions] if Pa > P else []), axis=1)
+    if K == 2 and act.name != "linear":
+        return _depth_two(traj, width, limit=limit, act=act, problem=problem, lr=lr, seed=seed, record=record,
+                          y_test=y_test, qmc=qmc, antithetic=antithetic, f_inf=f_inf, progress=progress)
     if act.name == "linear":
         from .finite_width_linear import deep_linear
 
@@ -457,10 +471,33 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test, method=method)
 
 
+def _depth_two(traj, width, *, limit, act, problem, lr, seed, record, y_test, qmc, antithetic, f_inf, progress):
+    """The width-N trajectory of a depth-2 nonlinear MLP (:mod:`limits.dmft.finite_width_deep`): the covariances,
+    not the mean shift (not derived there) nor the kernels' variances (``meta["finite_width"]`` says so)."""
+    from . import monte_carlo as mc
+    from .finite_width_deep import depth_two
+
+    T1, Pa = f_inf.shape
+    src = mc.mlp_sources(SAMPLES, 2, T1, Pa, seed, qmc, antithetic=antithetic)
+    u = np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T
+    cov, spread = depth_two(act, limit, Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr,
+                            sources=(u, src["r1"], src["u2"], src["r_top"]), progress=progress)
+    c = cov.reshape(T1, Pa, T1, Pa)
+    res = WidthCorrections(cov=np.stack([c[t, :, t, :] for t in range(T1)]), mean_shift=None, kernel_var={},
+                           ntk_spread=spread, samples=SAMPLES)
+    method = ("Monte Carlo single-site paths of both layers; delta method with the MSR action's covariances "
+              "(docs/theory/finite_width.md section 6)")
+    traj = _assemble(traj, res, f_inf, width, problem.P, y=problem.y, y_test=y_test, method=method)
+    traj.meta["finite_width"]["kernel_vars"] = "not computed for depth-2 nonlinear networks (ntk_var stays None)"
+    return traj
+
+
 def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, method: str):
     """The width-N :class:`~limits.Trajectory` from the infinite-width one, its predictions ``f_inf`` (T1, Pa) on the
-    train then test points, and the O(1/N) coefficients."""
-    mean = f_inf + res.mean_shift / N
+    train then test points, and the O(1/N) coefficients (``res.mean_shift`` None: the mean stays ``f_inf``, and
+    ``meta`` says so)."""
+    shifted = res.mean_shift is not None
+    mean = f_inf + res.mean_shift / N if shifted else np.asarray(f_inf)
     cov = res.cov / N
     pred, C = mean[:, :P], cov[:, :P, :P]
     err = pred - y
@@ -476,8 +513,12 @@ def _assemble(traj, res: WidthCorrections, f_inf, N: int, P: int, *, y, y_test, 
             Q = Ct.shape[1]
             changes["test_loss"] = 0.5 * (np.sum((mean[:, P:] - y_test) ** 2, axis=1) + np.trace(Ct, axis1=1, axis2=2)) / Q
     _warn_if_meaningless(C, y, N, res.ntk_spread)
-    traj.meta["finite_width"] = {"corrections": ("covariance", "mean_shift", "variance_in_loss"), "method": method,
-                                 "samples": res.samples, "kernel_means": "infinite width (O(1/N) shift not included)"}
+    traj.meta["finite_width"] = {"corrections": ("covariance",) + (("mean_shift",) if shifted else ())
+                                 + ("variance_in_loss",), "method": method, "samples": res.samples,
+                                 "kernel_means": "infinite width (O(1/N) shift not included)"}
+    if not shifted:
+        traj.meta["finite_width"]["mean"] = ("infinite width: the O(1/N) mean shift is not derived for this "
+                                             "architecture (docs/theory/finite_width.md section 6)")
     return traj.replace(**changes)
 
 

@@ -319,8 +319,10 @@ def depth_two(act, limit, *, Kx_all, y_all, train_mask, lr, sources, adjoint_sam
         progress: progress bars over the adjoint passes and the covariance chunks.
 
     Returns:
-        ``(cov, q)``: ``cov`` (n_f, n_f) ``N Cov(f)`` over all pairs of grid points ``(t, p)`` (time-major), and the
-        sample's order parameters ``q`` (its ``F`` is the sample's infinite-width prediction).
+        ``(cov, spread)``: ``cov`` (n_f, n_f) ``N Cov(f)`` over all pairs of grid points ``(t, p)`` (time-major);
+        ``spread`` (T1, P) the larger of the two layers' per-neuron spreads of their kernel diagonals relative to
+        the mean, ``sqrt(Var_i x_i^2) / <x^2>`` (``x = phi^1, g^2``; ``spread / sqrt(N)`` is the expansion's
+        relative size).
     """
     mask = np.asarray(train_mask) > 0
     Pa = mask.size
@@ -336,4 +338,14 @@ def depth_two(act, limit, *, Kx_all, y_all, train_mask, lr, sources, adjoint_sam
         SD = min(S, ADJOINT_SAMPLES if adjoint_samples is None else int(adjoint_samples))
         W = adjoint_rows(act, cst, q, tuple(s[:SD] for s in src), _chunks(SD, 8 * n**3), progress)
         cov = prediction_covariance(act, cst, q, W, src, _chunks(S, 6 * n**3), progress)
-    return cov, q
+        spread = _kernel_spread(act, cst, q, src)
+    return cov, spread.reshape(T1, Pa)[:, mask]
+
+
+def _kernel_spread(act, cst, q, src):
+    """``max(sqrt(Var x^2) / <x^2>)`` over ``x = phi^1, g^2`` per grid point (n,)."""
+    u, rt, ut, r = _fields(q, src)
+    x1 = jax.vmap(functools.partial(_layer1, act, cst, q))(u, rt) ** 2
+    x2 = jax.vmap(lambda a, b: _layer2(act, cst, q, a, b)[0])(ut, r) ** 2
+    rel = lambda x: np.asarray(jnp.std(x, axis=0) / jnp.mean(x, axis=0))  # noqa: E731
+    return np.maximum(rel(x1), rel(x2))
