@@ -8,6 +8,7 @@ problem, both compiled (second call), same run. Writes ``finite_width_theory.jso
 
     python benchmarks/finite_width_theory.py           # P = 6, 20 steps, N = 128..1024, 2048-4096 seeds (~40 min)
     python benchmarks/finite_width_theory.py --quick   # two-layer tanh, P = 4, 5 steps, N = 128, 256, 256 seeds
+    python benchmarks/finite_width_theory.py --case "depth-2 tanh"   # one case of the full run
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from _out import result_path  # benchmarks/ is on sys.path: the script's folder,
 FULL = dict(P=6, steps=20, lr=0.5, widths=(128, 256, 512, 1024), seeds=4096,
             cases={"two-layer tanh": (1, "tanh"), "two-layer erf": (1, "erf"), "two-layer relu": (1, "relu"),
                    "two-layer linear": (1, "linear"),
-                   "depth-2 tanh": (2, "tanh"), "depth-2 linear": (2, "linear", dict(seeds=2048)),
+                   "depth-2 tanh": (2, "tanh", dict(P=4, steps=5, widths=(128, 256, 512))),
+                   "depth-2 linear": (2, "linear", dict(seeds=2048)),
                    "depth-3 linear": (3, "linear", dict(seeds=2048, P=8, data_seed=1))})
-"""Cases: ``(depth, activation[, overrides of seeds, P, data_seed])``. Depth-3 linear runs on ``teacher(P=8, seed=1)``:
+"""Cases: ``(depth, activation[, overrides of the config])``. Depth-2 tanh runs on P = 4, 5 steps: its width-N theory
+costs O(n^5) in the grid n = (steps+1) P (docs/theory/finite_width.md section 6; n = 24 here, 126 for the others), and
+its ensembles at N = 1024 would take half an hour. Depth-3 linear runs on ``teacher(P=8, seed=1)``:
 on ``teacher(P=6, seed=0)`` at lr 0.5 it trains at the edge of stability (``lr lambda_max / P ~ 2.05``), where
 ``N Cov f`` approaches the O(1/N) limit only at N of 10^4-10^5 (docs/theory/finite_width.md section 5)."""
 QUICK = dict(P=4, steps=5, lr=0.5, widths=(128, 256), seeds=256, cases={"two-layer tanh": (1, "tanh")})
@@ -108,6 +112,7 @@ def relu_mean_shift(seeds=32768, pairs=((64, 256), (128, 512)), path_seeds=(0, 1
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--case", help="run only this case (e.g. 'depth-2 tanh'); writes finite_width_theory_<case>.json")
     parser.add_argument("--mean-shift", action="store_true",
                         help="only the ReLU mean shift against ensemble differences (32768 networks per width)")
     args = parser.parse_args(argv)
@@ -117,8 +122,14 @@ def main(argv=None):
         print(f"wrote {path}")
         return
     cfg = QUICK if args.quick else FULL
-    out = {name: run_case(name, case, cfg) for name, case in cfg["cases"].items()}
-    path = result_path("finite_width_theory.json")
+    cases = cfg["cases"]
+    if args.case:
+        if args.case not in FULL["cases"]:
+            parser.error(f"unknown case {args.case!r}; the cases are {', '.join(FULL['cases'])}")
+        cases = {args.case: FULL["cases"][args.case]}
+    out = {name: run_case(name, case, cfg) for name, case in cases.items()}
+    suffix = "_" + args.case.replace(" ", "_") if args.case else ""
+    path = result_path(f"finite_width_theory{suffix}.json")
     path.write_text(json.dumps({"config": {k: v for k, v in cfg.items() if k != "cases"}, "cases": out}, indent=1))
     print(f"wrote {path}")
 

@@ -46,14 +46,11 @@ import numpy as np
 
 from .march import precision
 
-__all__ = ["depth_two", "SAMPLES", "MAX_GRID"]
+__all__ = ["depth_two", "adjoint_rows", "prediction_covariance", "MAX_GRID", "ADJOINT_SAMPLES"]
 
-SAMPLES = 8192
-"""Single-site paths (per population) for the depth-2 width-N coefficients."""
-
-MAX_GRID = 64
-"""Largest grid ``n = (steps+1) x points`` the depth-2 route accepts: its cost grows as ``n^5`` (minutes at n = 36 on
-two CPU cores)."""
+MAX_GRID = 40
+"""Largest grid ``n = (steps+1) x points`` the depth-2 route accepts: its cost grows as ``n^5`` (about 4 minutes at
+n = 24 on two CPU cores, an hour at n = 40)."""
 
 ADJOINT_SAMPLES = 2048
 """Paths (a prefix of the same sources) for the rows ``W = E_f (I - D)^{-1}``, the dominant cost."""
