@@ -113,12 +113,10 @@ def test_test_points_and_test_loss(data):
 
 
 def test_uncovered_problems_warn_and_say_so(data):
-    with pytest.warns(RuntimeWarning, match="depth-2 width-N theory needs second derivatives"):
+    with pytest.warns(RuntimeWarning, match="depth 2 needs second derivatives"):
         tr = limits.solve_dmft("mup", 2, 256, X=data.X, y=data.y, activation="relu", lr=LR, steps=2, progress=False,
                                record=None, method=limits.dmft.MonteCarlo(samples=1024))
     assert tr.meta["finite_width"]["corrections"] == ()
-    assert "depth 3 with activation 'tanh' is not covered" in fw.not_covered(limits.param("mup", 3).dmft_limit(),
-                                                                              activations.get("tanh"))
     assert "MAX_GRID" in fw.not_covered(limits.param("mup", 2).dmft_limit(), activations.get("tanh"), grid=10**4)
 
 

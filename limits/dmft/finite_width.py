@@ -395,7 +395,7 @@ def not_covered(limit, act, y=None, grid: int = 0) -> str | None:
     """Why the width-N theory does not cover this problem (None when it does): it is derived for two-layer MLPs
     (docs/theory/finite_width.md sections 1-4; pathwise sensitivities for a differentiable ``phi'``, central
     differences for ReLU), for linear MLPs of any depth (section 5), the latter with targets ``y`` that are not
-    all zero, and for depth-2 MLPs with a smooth activation on a grid of ``grid = (steps+1) x points`` at most
+    all zero, and for deeper MLPs with a smooth activation on a grid of ``grid = (steps+1) x points`` at most
     :data:`~limits.dmft.finite_width_deep.MAX_GRID` (section 6)."""
     from .finite_width_deep import MAX_GRID
 
@@ -403,15 +403,11 @@ def not_covered(limit, act, y=None, grid: int = 0) -> str | None:
         return "the layer-time limit (depth=math.inf) has no width-N theory here"
     if limit.residual:
         return "residual networks are not covered by the width-N theory yet"
-    if limit.fields > 2 and act.name != "linear":
-        return (f"the width-N theory covers nonlinear MLPs of depth 1 and 2 and linear MLPs of any depth so far; "
-                f"depth {limit.fields} with activation {act.name!r} is not covered yet "
-                f"(docs/theory/finite_width.md section 6)")
-    if limit.fields == 2 and act.name in KINKED:
-        return (f"the depth-2 width-N theory needs second derivatives of the activation; {act.name!r} has a kink "
-                f"(covered at depth 1 only; docs/theory/finite_width.md section 6)")
-    if limit.fields == 2 and act.name != "linear" and grid > MAX_GRID:
-        return (f"the depth-2 nonlinear width-N theory costs O(n^5) in the grid n = (steps+1) x points = {grid}, "
+    if limit.fields > 1 and act.name in KINKED:
+        return (f"the width-N theory of MLPs of depth {limit.fields} needs second derivatives of the activation; "
+                f"{act.name!r} has a kink (covered at depth 1 only; docs/theory/finite_width.md section 6)")
+    if limit.fields > 1 and act.name != "linear" and grid > MAX_GRID:
+        return (f"the deep nonlinear width-N theory costs O(n^5) in the grid n = (steps+1) x points = {grid}, "
                 f"above limits.dmft.finite_width_deep.MAX_GRID = {MAX_GRID} (hours on a CPU); use fewer steps or "
                 f"points, or raise MAX_GRID to run it anyway (docs/theory/finite_width.md section 6)")
     if act.name == "linear" and y is not None and np.max(np.abs(np.asarray(y)), initial=0.0) < TINY_TARGETS:
@@ -452,8 +448,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
         tuple(f"{q}{k}" for k in range(1, K + 1) for q in ("phi", "g")) if "kernels" in record else ())
     data = dict(Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr, kernels=kernels)
     f_inf = np.concatenate([traj.predictions] + ([traj.test_predictions] if Pa > P else []), axis=1)
-    if K == 2 and act.name != "linear":
-        return _depth_two(traj, width, limit=limit, act=act, problem=problem, lr=lr, seed=seed, record=record,
+    if K > 1 and act.name != "linear":
+        return _deep_nonlinear(traj, width, limit=limit, act=act, problem=problem, lr=lr, seed=seed, record=record,
                           y_test=y_test, qmc=qmc, antithetic=antithetic, f_inf=f_inf, progress=progress)
     if act.name == "linear":
         from .finite_width_linear import deep_linear
@@ -471,24 +467,26 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test, method=method)
 
 
-def _depth_two(traj, width, *, limit, act, problem, lr, seed, record, y_test, qmc, antithetic, f_inf, progress):
-    """The width-N trajectory of a depth-2 nonlinear MLP (:mod:`limits.dmft.finite_width_deep`): the covariances,
-    not the mean shift (not derived there) nor the kernels' variances (``meta["finite_width"]`` says so)."""
+def _deep_nonlinear(traj, width, *, limit, act, problem, lr, seed, record, y_test, qmc, antithetic, f_inf, progress):
+    """The width-N trajectory of a nonlinear MLP of depth >= 2 (:mod:`limits.dmft.finite_width_deep`): the
+    covariances, not the mean shift (not derived there) nor the kernels' variances (``meta["finite_width"]`` says
+    so)."""
     from . import monte_carlo as mc
-    from .finite_width_deep import depth_two
+    from .finite_width_deep import deep_nonlinear
 
-    T1, Pa = f_inf.shape
-    src = mc.mlp_sources(SAMPLES, 2, T1, Pa, seed, qmc, antithetic=antithetic)
+    (T1, Pa), K = f_inf.shape, limit.fields
+    src = mc.mlp_sources(SAMPLES, K, T1, Pa, seed, qmc, antithetic=antithetic)
     u = np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T
-    cov, spread = depth_two(act, limit, Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr,
-                            sources=(u, src["r1"], src["u2"], src["r_top"]), progress=progress)
+    sources = [(u, src["r1"])] + [(src[f"u{k}"], src[f"r{k}"]) for k in range(2, K)] + [(src[f"u{K}"], src["r_top"])]
+    cov, spread = deep_nonlinear(act, limit, Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask,
+                                 lr=lr, sources=sources, progress=progress)
     c = cov.reshape(T1, Pa, T1, Pa)
     res = WidthCorrections(cov=np.stack([c[t, :, t, :] for t in range(T1)]), mean_shift=None, kernel_var={},
                            ntk_spread=spread, samples=SAMPLES)
-    method = ("Monte Carlo single-site paths of both layers; delta method with the MSR action's covariances "
+    method = ("Monte Carlo single-site paths of every layer; delta method with the MSR action's covariances "
               "(docs/theory/finite_width.md section 6)")
     traj = _assemble(traj, res, f_inf, width, problem.P, y=problem.y, y_test=y_test, method=method)
-    traj.meta["finite_width"]["kernel_vars"] = "not computed for depth-2 nonlinear networks (ntk_var stays None)"
+    traj.meta["finite_width"]["kernel_vars"] = "not computed for deep nonlinear networks (ntk_var stays None)"
     return traj
 
 
