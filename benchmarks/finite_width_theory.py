@@ -28,11 +28,12 @@ FULL = dict(P=6, steps=20, lr=0.5, widths=(128, 256, 512, 1024), seeds=4096,
             cases={"two-layer tanh": (1, "tanh"), "two-layer erf": (1, "erf"), "two-layer relu": (1, "relu"),
                    "two-layer linear": (1, "linear"),
                    "depth-2 tanh": (2, "tanh", dict(P=4, steps=5, widths=(128, 256, 512))),
+                   "depth-3 tanh": (3, "tanh", dict(P=3, steps=3, widths=(128, 256, 512))),
                    "depth-2 linear": (2, "linear", dict(seeds=2048)),
                    "depth-3 linear": (3, "linear", dict(seeds=2048, P=8, data_seed=1))})
-"""Cases: ``(depth, activation[, overrides of the config])``. Depth-2 tanh runs on P = 4, 5 steps: its width-N theory
-costs O(n^5) in the grid n = (steps+1) P (docs/theory/finite_width.md section 6; n = 24 here, 126 for the others), and
-its ensembles at N = 1024 would take half an hour. Depth-3 linear runs on ``teacher(P=8, seed=1)``:
+"""Cases: ``(depth, activation[, overrides of the config])``. Depth-2 tanh runs on P = 4, 5 steps and depth-3 tanh on
+P = 3, 3 steps: their width-N theory costs O(n^5) in the grid n = (steps+1) P (docs/theory/finite_width.md section 6;
+n = 24 and 12 here, 126 for the others), and their ensembles at N = 1024 would take half an hour. Depth-3 linear runs on ``teacher(P=8, seed=1)``:
 on ``teacher(P=6, seed=0)`` at lr 0.5 it trains at the edge of stability (``lr lambda_max / P ~ 2.05``), where
 ``N Cov f`` approaches the O(1/N) limit only at N of 10^4-10^5 (docs/theory/finite_width.md section 5)."""
 QUICK = dict(P=4, steps=5, lr=0.5, widths=(128, 256), seeds=256, cases={"two-layer tanh": (1, "tanh")})

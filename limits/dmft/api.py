@@ -88,7 +88,7 @@ def solve_dmft(
         width: ``math.inf``, or a finite width N: the network of that width to O(1/N) (docs/theory/finite_width.md):
             the table's width-N constants (``ntk``: ``gamma = 1/sqrt N``) and, for two-layer MLPs (Monte Carlo
             paths; ReLU by central differences) and linear MLPs of any depth (exact), the covariance over
-            initializations, the mean shift and the expected loss; for depth-2 MLPs with a smooth activation (small
+            initializations, the mean shift and the expected loss; for deeper MLPs with a smooth activation (small
             grids) the covariances and the loss's variance term, not the mean shift; other architectures warn and
             return the DMFT of the width-N constants (``meta["finite_width"]`` says which).
         X: (P, D) train inputs. y: (P,) targets (both None: ``limits.datasets.teacher()``).

@@ -430,7 +430,8 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     ``sqrt((f - y)^T Cov f (f - y)) / P``; ``ntk_var`` and ``kernel_vars`` with ``record`` ``"ntk"`` /
     ``"kernels"``. ``ntk`` and ``kernels`` stay the infinite-width means (their O(1/N) shift is not computed).
     Two-layer MLPs use :func:`two_layer` (Monte Carlo single-site paths), linear MLPs of any depth
-    :func:`~limits.dmft.finite_width_linear.deep_linear` (exact, no sampling). Problems that :func:`not_covered`
+    :func:`~limits.dmft.finite_width_linear.deep_linear` (exact, no sampling), deeper nonlinear ones
+    :func:`~limits.dmft.finite_width_deep.deep_nonlinear` (covariances only). Problems that :func:`not_covered`
     names keep the infinite-width answer,
     with a ``RuntimeWarning``. ``meta["finite_width"]`` says which corrections are included."""
     from . import monte_carlo as mc

@@ -59,7 +59,7 @@ for depth 2 on two CPU cores, an hour at n = 40)."""
 ADJOINT_SAMPLES = 2048
 """Paths (a prefix of the same sources) for the rows ``W = E_f (I - D)^{-1}``, the dominant cost."""
 
-CHUNK_ENTRIES = 2**23
+CHUNK_ENTRIES = 2**28
 """Per-path entries held at once when the paths are processed in chunks (64 MB in float64)."""
 
 NILPOTENT_TOL = 1e-13
