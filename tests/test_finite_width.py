@@ -261,3 +261,25 @@ def test_depth_three_route_on_a_linear_network_equals_the_exact_theory(data):
     exact = deep_linear(lim, Kx_all=Kx, y_all=y, train_mask=np.ones(P2), lr=LR, steps=T1 - 1).cov
     assert abs(np.trace(route, axis1=1, axis2=2).sum() / np.trace(exact, axis1=1, axis2=2).sum() - 1) < 0.05
     assert np.linalg.norm(route - exact) / np.linalg.norm(exact) < 0.08
+
+
+@pytest.mark.parametrize("name, kurtosis", [("relu", 5.0), ("linear", 2.0)])
+def test_initial_kernel_covariance_grows_with_depth(data, name, kurtosis):
+    """At initialization ``N Cov(Phi^k, Phi^l) = min(k, l) (E phi^4 / (E phi^2)^2 - 1) Phi^k Phi^l`` for one input
+    (homogeneous phi: each layer multiplies the kernel by an independent average of N squares), and for linear nets
+    ``N Cov(Phi^k_{mu nu}, Phi^l_{rho sigma}) = min(k, l) (K_{mu rho} K_{nu sigma} + K_{mu sigma} K_{nu rho})``."""
+    from limits.dmft import finite_width_deep as fd
+
+    X = np.asarray(data.X[:2])
+    Kx = X @ X.T / X.shape[1]
+    lim = limits.param("mup", 3).dmft_limit()
+    depth = np.minimum.outer([1, 2], [1, 2])
+    if name == "relu":
+        C = fd.initial_kernel_covariance(activations.get(name), lim, Kx[:1, :1], samples=8192)[:, 0, 0, :, 0, 0]
+        mean = Kx[0, 0] * 0.5 ** np.array([1, 2])
+        np.testing.assert_allclose(C / np.outer(mean, mean), kurtosis * depth, rtol=0.02)
+    else:
+        C = fd.initial_kernel_covariance(activations.get(name), lim, Kx, samples=8192)
+        KK = np.einsum("ac,bd->abcd", Kx, Kx) + np.einsum("ad,bc->abcd", Kx, Kx)  # = kurtosis x Kx^2 on the diagonal
+        np.testing.assert_allclose(C, depth[:, None, None, :, None, None] * KK[None, :, :, None], rtol=0.03,
+                                   atol=0.03 * np.max(KK))

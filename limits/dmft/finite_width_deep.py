@@ -50,7 +50,7 @@ import numpy as np
 
 from .march import precision
 
-__all__ = ["deep_nonlinear", "adjoint_rows", "prediction_covariance", "MAX_GRID", "ADJOINT_SAMPLES"]
+__all__ = ["deep_nonlinear", "initial_kernel_covariance", "adjoint_rows", "prediction_covariance", "MAX_GRID", "ADJOINT_SAMPLES"]
 
 MAX_GRID = 40
 """Largest grid ``n = (steps+1) x points`` the route accepts: its cost grows as ``n^5`` (about 4 minutes at n = 24
@@ -241,17 +241,23 @@ def _largest(tree) -> float:
     return max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(tree))
 
 
-def adjoint_rows(act, cst, q, src, chunks, progress=False):
+def adjoint_rows(act, cst, q, src, chunks, progress=False, start=None):
     r"""The rows of ``(I - D)^{-1}`` for ``f``: ``W = E_f (I + D + D^2 + ...)``, ``D = d<O>/dq`` nilpotent (causal).
     One vjp of the path means per term, until a term is at round-off (:data:`NILPOTENT_TOL`).
 
+    Args:
+        start: other rows ``E`` than ``E_f`` (a dict like ``q`` with a leading axis), e.g. kernel entries.
+
     Returns:
-        a dict like ``q`` whose entries have a leading axis ``n_f = T1 Pa`` (one row per prediction).
+        a dict like ``q`` whose entries have a leading axis, one row per prediction ``n_f = T1 Pa`` (or per row
+        of ``start``).
     """
     T1, Pa, n = _grid(q)
     K, S = len(src), src[0][0].shape[0]
-    term = {key: jnp.zeros((n,) + q[key].shape, q[key].dtype) for key in q}
-    term["F"] = jnp.eye(n, dtype=q["F"].dtype).reshape(n, T1, Pa)
+    if start is None:
+        start = {key: jnp.zeros((n,) + q[key].shape, q[key].dtype) for key in q}
+        start["F"] = jnp.eye(n, dtype=q["F"].dtype).reshape(n, T1, Pa)
+    term = start
     W, fn = term, _jit(_vjp_sums, act)
     with _bar(4 * K * T1 + 4, progress, "width-N adjoint") as bar:
         for _ in range(4 * K * T1 + 4):
@@ -413,3 +419,43 @@ def deep_nonlinear(act, limit, *, Kx_all, y_all, train_mask, lr, sources, adjoin
         cov = prediction_covariance(act, cst, q, W, src, _chunks(S, 8 * K * n**3), progress)
         spread = _kernel_spread(act, cst, q, src)
     return cov, spread.reshape(T1, Pa)[:, mask]
+
+
+def initial_kernel_covariance(act, limit, Kx, *, samples: int = 16384, seed: int = 0, dtype="float64"):
+    r"""``N Cov`` over initializations of the feature kernels ``Phi^1 .. Phi^{K-1}`` of a depth-K MLP at width N, to
+    O(1/N): the same delta method as :func:`deep_nonlinear` with rows on the kernels at ``t = 0``. At initialization
+    only the forward chain ``Phi^{k-1} -> Phi^k`` enters (no conjugate fields), so first pathwise derivatives suffice
+    and kinked activations (ReLU) are covered. For one input, ``N Cov(Phi^k, Phi^l) / (Phi^k Phi^l) =
+    min(k, l) (E phi(z)^4 / (E phi(z)^2)^2 - 1)`` for a homogeneous ``phi`` (5 for ReLU, 2 for linear).
+
+    Args:
+        act: the activation; limit: a :class:`~limits.parametrization.DMFTLimit` with ``K >= 2`` fields.
+        Kx: (P, P) input kernel. samples, seed: Sobol paths per layer and their seed.
+
+    Returns:
+        (K-1, P, P, K-1, P, P): ``N Cov(Phi^k_{mu nu}, Phi^l_{rho sigma})``.
+    """
+    from . import monte_carlo as mc
+
+    K, P = limit.fields, np.shape(Kx)[0]
+    if K < 2:
+        raise ValueError(f"the feature kernels' covariance needs depth >= 2 (got {K})")
+    src = mc.mlp_sources(samples, K, 1, P, seed, True, antithetic=True)
+    u = np.asarray(src["u1"]) @ mc._input_factor(Kx).T
+    sources = [(u, src["r1"])] + [(src[f"u{k}"], src[f"r{k}"]) for k in range(2, K)] + [(src[f"u{K}"], src["r_top"])]
+    cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
+    with precision(dtype):
+        cst = {"c": cast(limit.gamma * 0.0), "kappa": tuple(cast(k) for k in limit.kappa),
+               "b": tuple(cast(b) for b in limit.b), "Kx": cast(Kx), "gamma": cast(limit.gamma),
+               "y": cast(np.zeros(P)), "mask": cast(np.zeros(P)), "P": cast(1.0)}
+        src = tuple((cast(f), cast(np.reshape(b, -1) if k == K - 1 else b)) for k, (f, b) in enumerate(sources))
+        q = fixed_point(act, cst, src, 1, P, _chunks(samples, 2 * K * P * P))
+        R = (K - 1) * P * P
+        start = {key: jnp.zeros((R,) + q[key].shape, q[key].dtype) for key in q}
+        for k in range(1, K):
+            rows = jnp.eye(R, dtype=q["F"].dtype)[(k - 1) * P * P:k * P * P].reshape(P * P, R).T
+            start[f"Phi{k}"] = rows.reshape(R, P, P)
+        chunks = _chunks(samples, 8 * K * P**3 * R)
+        W = adjoint_rows(act, cst, q, src, chunks, start=start)
+        cov = prediction_covariance(act, cst, q, W, src, chunks)
+    return cov.reshape(K - 1, P, P, K - 1, P, P)
