@@ -122,10 +122,10 @@ def test_depth_two_matches_a_width_128_ensemble(data):
     assert np.max(np.abs(theory.predictions - inf) / stderr) > 4
 
 
-def test_deeper_nonlinear_networks_are_not_covered_and_say_so(data):
-    with pytest.warns(RuntimeWarning, match="linear MLPs of any depth"):
-        tr = limits.solve_dmft("mup", 2, 256, X=data.X, y=data.y, lr=LR, steps=2, progress=False, record=None,
-                               method=limits.dmft.MonteCarlo(samples=1024))
+def test_deep_relu_networks_and_tiny_targets_are_not_covered_and_say_so(data):
+    with pytest.warns(RuntimeWarning, match="depth 3 needs second derivatives"):
+        tr = limits.solve_dmft("mup", 3, 256, X=data.X, y=data.y, activation="relu", lr=LR, steps=2, progress=False,
+                               record=None, method=limits.dmft.MonteCarlo(samples=1024))
     assert tr.meta["finite_width"]["corrections"] == ()
     for scale in (0.0, 1e-8):
         with pytest.warns(RuntimeWarning, match="targets are zero or tiny"):
