@@ -293,6 +293,18 @@ def _sym(C):
     return C + C.T
 
 
+def _add_field_terms(acc, x, M, K, a, WX, WR):
+    r"""Adds one field's terms to ``acc = (y, E)``: ``x`` (n,) the field (``phi`` or ``g``), ``M`` (n, n) its response
+    to its Gaussian field, ``K`` (n_f, n, n) its second derivatives along ``a_i = WR_i^T x``; ``WX``, ``WR``
+    (n_f, n, n) the rows over its kernel and response. ``y_i += x^T WX_i x + <WR_i, M>``, ``E_ij += tr(WR_i M^T WR_j
+    M^T) + [s_i^T M a_j + <WR_j, K_i> + (i <-> j)]`` with ``s_i = (WX_i + WX_i^T) x``."""
+    y, E = acc
+    Z = WR @ M.T
+    s = (WX + WX.transpose(0, 2, 1)) @ x
+    y = y + jnp.einsum("a,iab,b->i", x, WX, x) + jnp.einsum("iab,ab->i", WR, M)
+    return y, E + jnp.einsum("iac,jca->ij", Z, Z) + _sym(s @ M @ a.T + jnp.einsum("icd,jcd->ij", K, WR))
+
+
 def _projection(act, cst, q, W, L: Layer, fwd, bwd):
     r"""One path of layer ``L``: its projection on the rows, ``y_i = sum_X x^T W^X_i x + sum_R <W^R_i, M_R>
     (+ W^F_i . F)`` (n_f,), and its MSR terms (n_f, n_f) (docs/theory/finite_width.md section 6)."""
@@ -303,21 +315,13 @@ def _projection(act, cst, q, W, L: Layer, fwd, bwd):
     tr = lambda Wb: Wb.transpose(0, 2, 1)  # noqa: E731
     y, E = 0.0, 0.0
     if L.A:  # kernel Phi^k and response A^k: derivatives in the backward field
-        WX, WR = W[L.phi], W[L.A]
-        a = tr(WR) @ phi
-        s = (WX + tr(WX)) @ phi
-        Z = WR @ MA.T
+        a = tr(W[L.A]) @ phi
         KA = _second_order(lambda y_: phi_of(fwd, y_), bwd, a)
-        y = y + jnp.einsum("a,iab,b->i", phi, WX, phi) + jnp.einsum("iab,ab->i", WR, MA)
-        E = E + jnp.einsum("iac,jca->ij", Z, Z) + _sym(s @ MA @ a.T + jnp.einsum("icd,jcd->ij", KA, WR))
+        y, E = _add_field_terms((y, E), phi, MA, KA, a, W[L.phi], W[L.A])
     if L.B:  # kernel G^k and response B^{k-1}: derivatives in the forward field
-        WX, WR = W[L.g], W[L.B]
-        bvec = tr(WR) @ g
-        s = (WX + tr(WX)) @ g
-        Z = WR @ MB.T
-        KB = _second_order(lambda x_: g_of(x_, bwd), fwd, bvec)
-        y = y + jnp.einsum("a,iab,b->i", g, WX, g) + jnp.einsum("iab,ab->i", WR, MB)
-        E = E + jnp.einsum("iac,jca->ij", Z, Z) + _sym(s @ MB @ bvec.T + jnp.einsum("icd,jcd->ij", KB, WR))
+        b = tr(W[L.B]) @ g
+        KB = _second_order(lambda x_: g_of(x_, bwd), fwd, b)
+        y, E = _add_field_terms((y, E), g, MB, KB, b, W[L.g], W[L.B])
     if L.A and L.B:  # a middle layer: the cross terms of the two conjugate fields
         E = E + _sym(_middle_terms(phi_of, g_of, fwd, bwd, phi, g, W, L))
     if L.last:
