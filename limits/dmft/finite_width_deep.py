@@ -191,7 +191,9 @@ def _layer_sums(act, cst, q, src):
 
 
 def _chunks(S: int, per_path: int) -> list:
-    size = int(max(1, min(S, CHUNK_ENTRIES // max(per_path, 1))))
+    """Slices of at most ``CHUNK_ENTRIES / per_path`` paths, a power of two so that a power-of-two ``S`` splits into
+    equal chunks (a shorter last chunk would compile every program a second time)."""
+    size = min(S, 2 ** int(np.log2(max(1, CHUNK_ENTRIES // max(per_path, 1)))))
     return [slice(i, min(S, i + size)) for i in range(0, S, size)]
 
 
