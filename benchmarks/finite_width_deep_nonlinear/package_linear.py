@@ -24,10 +24,8 @@ def main(K: int, T: int, S: int, seed: int) -> None:
     P, T1 = X.shape[0], T + 1
     Kx = X @ X.T / X.shape[1]
     lim = limits.param("mup", K).dmft_limit()
-    src = mc.mlp_sources(S, K, T1, P, seed, True, antithetic=True)
-    u = np.asarray(src["u1"]) @ mc._input_factor(Kx).T
+    sources = fd.layer_sources(mc.mlp_sources(S, K, T1, P, seed, True, antithetic=True), Kx, K)
     start = time.perf_counter()
-    sources = [(u, src["r1"])] + [(src[f"u{k}"], src[f"r{k}"]) for k in range(2, K)] + [(src[f"u{K}"], src["r_top"])]
     cov, _ = fd.deep_nonlinear(activations.get("linear"), lim, Kx_all=Kx, y_all=y, train_mask=np.ones(P), lr=0.5,
                                sources=sources)
     c = cov.reshape(T1, P, T1, P)

@@ -444,14 +444,14 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
                       stacklevel=3)
         traj.meta["finite_width"] = {"corrections": (), "not_covered": why}
         return traj
-    P, Pa, T1, K = problem.P, problem.Kx_all.shape[0], traj.steps + 1, limit.fields
+    P, K = problem.P, limit.fields
     kernels = (("ntk",) if "ntk" in record else ()) + (
         tuple(f"{q}{k}" for k in range(1, K + 1) for q in ("phi", "g")) if "kernels" in record else ())
     data = dict(Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask, lr=lr, kernels=kernels)
     f_inf = np.concatenate([traj.predictions] + ([traj.test_predictions] if Pa > P else []), axis=1)
     if K > 1 and act.name != "linear":
-        return _deep_nonlinear(traj, width, limit=limit, act=act, problem=problem, lr=lr, seed=seed, record=record,
-                          y_test=y_test, qmc=qmc, antithetic=antithetic, f_inf=f_inf, progress=progress)
+        return _deep_nonlinear(traj, width, limit=limit, act=act, problem=problem, lr=lr, seed=seed, y_test=y_test,
+                               qmc=qmc, antithetic=antithetic, f_inf=f_inf, progress=progress)
     if act.name == "linear":
         from .finite_width_linear import deep_linear
 
@@ -468,17 +468,15 @@ def at_width(traj, width: int, *, limit, act, problem, lr: float, seed: int, rec
     return _assemble(traj, res, f_inf, width, P, y=problem.y, y_test=y_test, method=method)
 
 
-def _deep_nonlinear(traj, width, *, limit, act, problem, lr, seed, record, y_test, qmc, antithetic, f_inf, progress):
+def _deep_nonlinear(traj, width, *, limit, act, problem, lr, seed, y_test, qmc, antithetic, f_inf, progress):
     """The width-N trajectory of a nonlinear MLP of depth >= 2 (:mod:`limits.dmft.finite_width_deep`): the
     covariances, not the mean shift (not derived there) nor the kernels' variances (``meta["finite_width"]`` says
     so)."""
     from . import monte_carlo as mc
-    from .finite_width_deep import deep_nonlinear
+    from .finite_width_deep import deep_nonlinear, layer_sources
 
     (T1, Pa), K = f_inf.shape, limit.fields
-    src = mc.mlp_sources(SAMPLES, K, T1, Pa, seed, qmc, antithetic=antithetic)
-    u = np.asarray(src["u1"]) @ mc._input_factor(problem.Kx_all).T
-    sources = [(u, src["r1"])] + [(src[f"u{k}"], src[f"r{k}"]) for k in range(2, K)] + [(src[f"u{K}"], src["r_top"])]
+    sources = layer_sources(mc.mlp_sources(SAMPLES, K, T1, Pa, seed, qmc, antithetic=antithetic), problem.Kx_all, K)
     cov, spread = deep_nonlinear(act, limit, Kx_all=problem.Kx_all, y_all=problem.y_all, train_mask=problem.mask,
                                  lr=lr, sources=sources, progress=progress)
     c = cov.reshape(T1, Pa, T1, Pa)

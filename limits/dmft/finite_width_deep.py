@@ -50,7 +50,7 @@ import numpy as np
 
 from .march import precision
 
-__all__ = ["deep_nonlinear", "initial_kernel_covariance", "adjoint_rows", "prediction_covariance", "MAX_GRID", "ADJOINT_SAMPLES"]
+__all__ = ["deep_nonlinear", "initial_kernel_covariance", "layer_sources", "adjoint_rows", "prediction_covariance", "MAX_GRID", "ADJOINT_SAMPLES"]
 
 MAX_GRID = 40
 """Largest grid ``n = (steps+1) x points`` the route accepts: its cost grows as ``n^5`` (about 4 minutes at n = 24
@@ -164,15 +164,13 @@ def _fields(q, L: Layer, src):
 
 
 def _responses(act, cst, q, L: Layer, fwd, bwd):
-    """One path of layer ``L``: ``(phi, g, F)`` and the responses ``M_A = d phi / d bwd`` (if ``L.A``),
-    ``M_B = d g / d fwd`` (if ``L.B``) by forward mode."""
+    """One path of layer ``L``: ``(phi, g, F)`` and, by forward mode, the Jacobians of all three in its forward field
+    (``Jf``, None for the first layer) and in its backward field (``Jb``, None for the top layer): ``M_A = Jb[0]``,
+    ``M_B = Jf[1]``."""
     f = functools.partial(_neuron, act, cst, q, L)
-    out, MA, MB = f(fwd, bwd), None, None
-    if L.A:
-        MA = jax.jacfwd(lambda y: f(fwd, y)[0])(bwd)
-    if L.B:
-        MB = jax.jacfwd(lambda x: f(x, bwd)[1])(fwd)
-    return out, MA, MB
+    Jf = None if L.first else jax.jacfwd(lambda x: f(x, bwd))(fwd)
+    Jb = None if L.last else jax.jacfwd(lambda y: f(fwd, y))(bwd)
+    return f(fwd, bwd), Jf, Jb
 
 
 def _layer_sums(act, cst, q, src):
@@ -180,11 +178,11 @@ def _layer_sums(act, cst, q, src):
     out = {}
     for L in layers(len(src)):
         fwd, bwd = _fields(q, L, src)
-        (phi, g, F), MA, MB = jax.vmap(functools.partial(_responses, act, cst, q, L))(fwd, bwd)
+        (phi, g, F), Jf, Jb = jax.vmap(functools.partial(_responses, act, cst, q, L))(fwd, bwd)
         if L.phi:
-            out[L.phi], out[L.A] = phi.T @ phi, MA.sum(0)
+            out[L.phi], out[L.A] = phi.T @ phi, Jb[0].sum(0)
         if L.g:
-            out[L.g], out[L.B] = g.T @ g, MB.sum(0)
+            out[L.g], out[L.B] = g.T @ g, Jf[1].sum(0)
         if L.last:
             out["F"] = F.sum(0).reshape(q["F"].shape)
     return out
@@ -313,36 +311,35 @@ def _projection(act, cst, q, W, L: Layer, fwd, bwd):
     f = functools.partial(_neuron, act, cst, q, L)
     phi_of = lambda x, y: f(x, y)[0]  # noqa: E731
     g_of = lambda x, y: f(x, y)[1]  # noqa: E731
-    (phi, g, F), MA, MB = _responses(act, cst, q, L, fwd, bwd)
+    (phi, g, F), Jf, Jb = _responses(act, cst, q, L, fwd, bwd)
     tr = lambda Wb: Wb.transpose(0, 2, 1)  # noqa: E731
     y, E = 0.0, 0.0
     if L.A:  # kernel Phi^k and response A^k: derivatives in the backward field
         a = tr(W[L.A]) @ phi
         KA = _second_order(lambda y_: phi_of(fwd, y_), bwd, a)
-        y, E = _add_field_terms((y, E), phi, MA, KA, a, W[L.phi], W[L.A])
+        y, E = _add_field_terms((y, E), phi, Jb[0], KA, a, W[L.phi], W[L.A])
     if L.B:  # kernel G^k and response B^{k-1}: derivatives in the forward field
         b = tr(W[L.B]) @ g
         KB = _second_order(lambda x_: g_of(x_, bwd), fwd, b)
-        y, E = _add_field_terms((y, E), g, MB, KB, b, W[L.g], W[L.B])
+        y, E = _add_field_terms((y, E), g, Jf[1], KB, b, W[L.g], W[L.B])
     if L.A and L.B:  # a middle layer: the cross terms of the two conjugate fields
-        E = E + _sym(_middle_terms(phi_of, g_of, fwd, bwd, phi, g, W, L))
+        E = E + _sym(_middle_terms(phi_of, g_of, fwd, bwd, phi, g, Jf[0], Jb[1], W, L))
     if L.last:
         WF = W["F"].reshape(W["F"].shape[0], -1)
-        dF = jax.jacfwd(lambda x_: f(x_, bwd)[2])(fwd)
+        dF = Jf[2]
         y = y + WF @ F
         E = E + _sym((WF @ dF) @ (tr(W[L.B]) @ g).T)
     return y, E
 
 
-def _middle_terms(phi_of, g_of, fwd, bwd, phi, g, W, L: Layer):
+def _middle_terms(phi_of, g_of, fwd, bwd, phi, g, Pu, Rg, W, L: Layer):
     r"""The MSR cross terms of a layer with both conjugate fields, as (n_f, n_f) ``C`` (the caller adds ``C^T``):
     ``kappa_AB(ab, cd) = Cov(M_A, M_B) + <d_{u_d} phi_a d_{r_b} g_c> + <g_c d_{r_b} d_{u_d} phi_a>
     + <phi_a d_{r_b} d_{u_d} g_c>`` (rows i over ``A``, j over ``B``), ``kappa_PhiB(ac, ef) += <(d_{u_f} phi_a phi_c
-    + phi_a d_{u_f} phi_c) g_e>`` and ``kappa_GA(ac, ef) += <(d_{r_f} g_a g_c + g_a d_{r_f} g_c) phi_e>``."""
+    + phi_a d_{u_f} phi_c) g_e>`` and ``kappa_GA(ac, ef) += <(d_{r_f} g_a g_c + g_a d_{r_f} g_c) phi_e>``;
+    ``Pu = d phi / d fwd``, ``Rg = d g / d bwd`` (n, n)."""
     tr = lambda Wb: Wb.transpose(0, 2, 1)  # noqa: E731
     WP, WA, WG, WB = W[L.phi], W[L.A], W[L.g], W[L.B]
-    Pu = jax.jacfwd(lambda x: phi_of(x, bwd))(fwd)  # d phi / d fwd
-    Rg = jax.jacfwd(lambda y: g_of(fwd, y))(bwd)  # d g / d bwd
     a, bvec = tr(WA) @ phi, tr(WB) @ g
     one = jnp.einsum("jac,iac->ij", Pu @ tr(WB), WA @ Rg.T)
     two = jnp.einsum("jab,iab->ij", _mixed_second_order(phi_of, fwd, bwd, bvec), WA)
@@ -387,6 +384,15 @@ def _kernel_spread(act, cst, q, src):
             if used:
                 rel.append(np.asarray(jnp.std(x**2, axis=0) / jnp.mean(x**2, axis=0)))
     return np.max(rel, axis=0)
+
+
+def layer_sources(src, Kx, K: int) -> list:
+    """The per-layer ``(forward, backward)`` sources of :func:`deep_nonlinear` from
+    :func:`~limits.dmft.monte_carlo.mlp_sources` (``K`` hidden layers), the input source scaled to ``N(0, Kx)``."""
+    from . import monte_carlo as mc
+
+    u = np.asarray(src["u1"]) @ mc._input_factor(Kx).T
+    return [(u, src["r1"])] + [(src[f"u{k}"], src[f"r{k}"]) for k in range(2, K)] + [(src[f"u{K}"], src["r_top"])]
 
 
 def deep_nonlinear(act, limit, *, Kx_all, y_all, train_mask, lr, sources, adjoint_samples=None, dtype="float64",
@@ -447,9 +453,7 @@ def initial_kernel_covariance(act, limit, Kx, *, samples: int = 16384, seed: int
     K, P = limit.fields, np.shape(Kx)[0]
     if K < 2:
         raise ValueError(f"the feature kernels' covariance needs depth >= 2 (got {K})")
-    src = mc.mlp_sources(samples, K, 1, P, seed, True, antithetic=True)
-    u = np.asarray(src["u1"]) @ mc._input_factor(Kx).T
-    sources = [(u, src["r1"])] + [(src[f"u{k}"], src[f"r{k}"]) for k in range(2, K)] + [(src[f"u{K}"], src["r_top"])]
+    sources = layer_sources(mc.mlp_sources(samples, K, 1, P, seed, True, antithetic=True), Kx, K)
     cast = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
     with precision(dtype):
         cst = {"c": cast(limit.gamma * 0.0), "kappa": tuple(cast(k) for k in limit.kappa),
